@@ -1,0 +1,2 @@
+"""parareason: adaptive parallel-reasoning decoding runtime."""
+__version__ = "0.1.0"
