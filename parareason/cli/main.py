@@ -6,6 +6,7 @@ fast (no torch import) and lets each command own its file.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
@@ -23,11 +24,13 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    commands_table: dict[str, str] = COMMANDS
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self._importable(name))
+        return sorted(name for name in self.commands_table if self._importable(self.commands_table[name]))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
+        target = self.commands_table.get(name)
         if target is None:
             return None
         module_name, attr = target.split(":")
@@ -40,8 +43,8 @@ class LazyGroup(click.Group):
         return getattr(module, attr)
 
     @staticmethod
-    def _importable(name: str) -> bool:
-        return importlib.util.find_spec(COMMANDS[name].split(":")[0]) is not None
+    def _importable(target: str) -> bool:
+        return importlib.util.find_spec(target.split(":")[0]) is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,51 @@
+"""Write benchmark figures into BENCHMARKS.md, one section per benchmark.
+
+A rerun replaces its own section (matched by title) and leaves the others alone, so
+the file always holds the latest figures of every benchmark with the exact command
+and machine that produced them.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def machine_description() -> str:
+    import torch  # local: keeps `parareason --help` light
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def invoked_command() -> str:
+    argv = [Path(sys.argv[0]).name] + sys.argv[1:]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def write_section(title: str, body_md: str, path: str | Path = "BENCHMARKS.md",
+                  command: str | None = None) -> Path:
+    """Replace (or append) the `## title` section of `path` with fresh figures."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"## {title}\n\n"
+               f"- command: `{command or invoked_command()}`\n"
+               f"- machine: {machine_description()}\n"
+               f"- date: {stamp}\n\n{body_md.strip()}\n\n")
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure below was produced by the command shown with it.\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else text + section
+    path.write_text(text)
+    return path
