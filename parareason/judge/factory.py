@@ -1,0 +1,33 @@
+"""Build a judge by name (CLI options, policy parameters)."""
+from __future__ import annotations
+
+from parareason.judge.base import Judge
+
+KINDS = ("embedding", "trained", "answer", "llm")
+
+
+def make_judge(kind: str, *, head: str | None = None, calibration: str | None = None,
+               backend: object | None = None) -> Judge:
+    """`embedding` (optionally a calibration JSON), `trained` (needs `head`), `answer`,
+    `llm` (needs a backend of its own)."""
+    if kind == "embedding":
+        from parareason.judge.embedding import EmbeddingJudge
+
+        return EmbeddingJudge.from_calibration_file(calibration) if calibration else EmbeddingJudge()
+    if kind == "trained":
+        if not head:
+            raise ValueError("the trained judge needs a head file (--head PATH)")
+        from parareason.judge.trained import TrainedJudge
+
+        return TrainedJudge.load(head)
+    if kind == "answer":
+        from parareason.judge.answer import AnswerJudge
+
+        return AnswerJudge()
+    if kind == "llm":
+        if backend is None:
+            raise ValueError("the llm judge needs a backend")
+        from parareason.judge.llm import LLMJudge
+
+        return LLMJudge(backend)  # type: ignore[arg-type]
+    raise ValueError(f"unknown judge {kind!r}; choose from {', '.join(KINDS)}")

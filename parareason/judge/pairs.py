@@ -1,0 +1,140 @@
+"""Labelled trace pairs for training and evaluating judges.
+
+Input: a trace file written by `parareason record` (`parareason/io/tracefile.py`,
+format "parareason-trace/1": every trace of every context of a question is used), or
+the simple form, one JSON object per line and question:
+
+    {"id": "gsm8k-train-0", "question": "...", "answer": "72",
+     "traces": [{"text": "...", "answer": "72"}, ...]}
+
+(`answer` of a trace may be missing or null: it is then extracted from its text; traces
+with no answer at all are left out, since their label would be a guess.)
+
+A pair's label is 1 when both traces' final answers are math-verify equivalent.
+DeepPrune judges *partial* traces online, so pairs are built from text prefixes
+(`prefix_chars`, both traces cut to the same length, as two traces at the same
+checkpoint are); 0 means the full text. The train/eval split is by question, so a
+judge is never evaluated on a question whose traces it saw in training.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from parareason.grading import extract_answer, group_answers
+from parareason.io.tracefile import TRACE_FORMAT, RecordedQuestion
+
+
+@dataclass
+class TraceText:
+    text: str
+    answer: str | None
+
+
+@dataclass
+class QuestionTraces:
+    id: str
+    question: str
+    reference: str | None
+    traces: list[TraceText] = field(default_factory=list)
+
+
+@dataclass
+class Pair:
+    question_id: str
+    a: str
+    b: str
+    label: int  # 1 = same final answer
+    prefix_chars: int  # 0 = full traces
+
+
+def _from_record(obj: dict, line_no: int) -> QuestionTraces:
+    if obj.get("format") == TRACE_FORMAT:
+        rq = RecordedQuestion.from_dict(obj)
+        obj = {"id": rq.id, "question": rq.prompt, "answer": rq.reference,
+               "traces": [{"text": t.text, "answer": t.answer} for c in rq.contexts for t in c.traces]}
+    qid = str(obj.get("id", f"line-{line_no}"))
+    traces = []
+    for t in obj.get("traces", []):
+        text = t.get("text") or ""
+        ans = t.get("answer")
+        if ans is None:
+            ans = extract_answer(text)
+        traces.append(TraceText(text=text, answer=None if ans is None else str(ans)))
+    ref = obj.get("answer", obj.get("reference"))
+    return QuestionTraces(id=qid, question=str(obj.get("question", obj.get("prompt", ""))),
+                          reference=None if ref is None else str(ref), traces=traces)
+
+
+def load_traces(path: str | Path) -> list[QuestionTraces]:
+    """Read a trace file (format in the module docstring)."""
+    out: list[QuestionTraces] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a partial last line (interrupted recording)
+            q = _from_record(obj, n)
+            if q.id not in seen:  # a resumed recording may repeat a question
+                seen.add(q.id)
+                out.append(q)
+    return out
+
+
+def answer_classes(q: QuestionTraces) -> list[int | None]:
+    """Equivalence-class index of each trace's answer (None: no answer)."""
+    groups = group_answers([t.answer for t in q.traces])
+    cls: list[int | None] = [None] * len(q.traces)
+    for gi, g in enumerate(groups):
+        for i in g.members:
+            cls[i] = gi
+    return cls
+
+
+def build_pairs(questions: Iterable[QuestionTraces], prefix_chars: Sequence[int] = (0,),
+                max_pairs_per_question: int | None = None, seed: int = 0) -> list[Pair]:
+    """All unordered pairs of answered traces of each question, at each prefix length."""
+    rng = random.Random(seed)
+    pairs: list[Pair] = []
+    for q in questions:
+        cls = answer_classes(q)
+        idx = [i for i, c in enumerate(cls) if c is not None]
+        combos = list(itertools.combinations(idx, 2))
+        if max_pairs_per_question is not None and len(combos) > max_pairs_per_question:
+            combos = rng.sample(combos, max_pairs_per_question)
+        for i, j in combos:
+            for n in prefix_chars:
+                a, b = q.traces[i].text, q.traces[j].text
+                if n:
+                    a, b = a[:n], b[:n]
+                pairs.append(Pair(q.id, a, b, int(cls[i] == cls[j]), n))
+    return pairs
+
+
+def split_by_question(questions: Sequence[QuestionTraces], eval_fraction: float,
+                      seed: int = 0) -> tuple[list[QuestionTraces], list[QuestionTraces]]:
+    """(train, eval), disjoint by question id, deterministic for a seed."""
+    ids = sorted({q.id for q in questions})
+    random.Random(seed).shuffle(ids)
+    n_eval = max(1, round(len(ids) * eval_fraction)) if eval_fraction > 0 and len(ids) > 1 else 0
+    eval_ids = set(ids[:n_eval])
+    return ([q for q in questions if q.id not in eval_ids], [q for q in questions if q.id in eval_ids])
+
+
+def parse_prefixes(spec: str) -> tuple[int, ...]:
+    """'256,512,0' -> (256, 512, 0); 'full' stands for 0."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip().lower()
+        if part:
+            out.append(0 if part == "full" else int(part))
+    return tuple(out) or (0,)
