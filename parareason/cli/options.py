@@ -1,0 +1,158 @@
+"""Click options shared by run / eval / record, and the `--config FILE` loader.
+
+A config file (TOML or JSON) holds the same keys as the long options (dashes or
+underscores); it fills in defaults, so flags given on the command line win.
+`policy_args` may be a table ({k = v}) or a list of "k=v" strings.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+DEFAULT_MODEL = "qwen2.5-0.5b-coder"  # same alias as parareason.models.DEFAULT_MODEL (not imported: keeps --help light)
+PUBLIC_BACKENDS = ("embedded", "sglang")
+# Deterministic test double (runtime/backends/scripted.py). Accepted but never shown in help.
+TEST_BACKENDS = ("scripted",)
+PROTOCOLS = ("plain", "apr", "threadweaver", "parathinker")
+
+
+class BackendType(click.Choice):
+    """embedded | sglang; also accepts the hidden test double without advertising it."""
+
+    def __init__(self) -> None:
+        super().__init__(PUBLIC_BACKENDS + TEST_BACKENDS)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(PUBLIC_BACKENDS) + "]"
+
+    def shell_complete(self, ctx, param, incomplete):  # type: ignore[no-untyped-def]
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(c) for c in PUBLIC_BACKENDS if c.startswith(incomplete)]
+
+    def get_missing_message(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "Choose from: " + ", ".join(PUBLIC_BACKENDS)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value not in self.choices:
+            self.fail(f"{value!r} is not one of {', '.join(PUBLIC_BACKENDS)}.", param, ctx)
+        return value
+
+
+def parse_policy_args(items: tuple[str, ...] | list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """`key=value` strings -> dict; values are read as JSON when they parse (8, 0.5, true,
+    [1,2], "x"), else kept as strings."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--policy-arg")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if not key:
+            raise click.BadParameter(f"empty key in {item!r}", param_hint="--policy-arg")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Eager callback: read the file into ctx.default_map so later options default to it."""
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise click.BadParameter(f"{value}: cannot read ({e.strerror or e})", ctx, param) from e
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        line = getattr(e, "lineno", None)
+        where = f"{value}:{line}" if line else value
+        raise click.BadParameter(f"{where}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({e})",
+                                 ctx, param) from e
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value}: expected a table/object of option values", ctx, param)
+    known = {p.name: p for p in ctx.command.params if p.name and p.name != "config"
+             and isinstance(p, click.Option)}
+    defaults: dict[str, Any] = {}
+    for raw_key, v in data.items():
+        key = raw_key.replace("-", "_")
+        if key not in known:
+            raise click.BadParameter(f"{value}: unknown key {raw_key!r}; valid keys: "
+                                     f"{', '.join(sorted(known))}", ctx, param)
+        if key == "policy_args" and isinstance(v, dict):
+            v = [f"{k}={json.dumps(x)}" for k, x in v.items()]
+        defaults[key] = v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                        callback=_load_config,
+                        help="TOML or JSON file with option values (same names); flags override it.")(f)
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--model", default=DEFAULT_MODEL, show_default=True,
+                     help="Model alias (qwen2.5-0.5b-coder, smollm2-135m), HF directory or .gguf path."),
+        click.option("--backend", type=BackendType(), default="embedded", show_default=True,
+                     help="embedded: in-process CPU engine; sglang: HTTP client of SGLang server(s)."),
+        click.option("--url", "urls", multiple=True,
+                     help="SGLang server URL (repeat for several workers). Needs --backend sglang."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def sampling_options(f: Callable[..., Any], *, default_n: int = 8) -> Callable[..., Any]:
+    opts = [
+        click.option("-n", "--n", "n", type=click.IntRange(min=1), default=default_n, show_default=True,
+                     help="Samples per prompt (the policy's n)."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                     help="Max tokens per sample."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True),
+        click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
+                     show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Base seed; each sample's seed derives from it, so reruns repeat."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--resume", is_flag=True,
+                     help="Continue an interrupted output: keep finished results, redo the rest."),
+        click.option("--force", is_flag=True,
+                     help="With --resume: accept results written under different settings."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar: one plain line per prompt."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def check_backend_args(backend: str, urls: tuple[str, ...]) -> None:
+    if backend == "sglang" and not urls:
+        raise click.UsageError("--backend sglang needs at least one --url")
+    if backend != "sglang" and urls:
+        raise click.UsageError("--url is only used with --backend sglang")

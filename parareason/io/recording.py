@@ -1,0 +1,133 @@
+"""Record what a backend generates, for `parareason record`.
+
+`RecordingBackend` wraps any backend: it passes every call through and keeps, per
+sequence, the context ids, sampled tokens, logprobs (and top-k alternatives when
+asked), timings and finish reason. Its tokenizer wrapper logs the tokenizer calls
+the runtime makes, so a replay answers them identically without the model.
+
+Sequences that continue an earlier one (context = earlier context + its tokens, as a
+scheduler may do when it extends threads in chunks) are stitched into one trace.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from parareason.io.tracefile import RecordedContext, RecordedTrace
+from parareason.runtime.backends.base import Backend, GenerationRequest, SeqUpdate, Tokenizer
+
+
+class RecordingTokenizer:
+    def __init__(self, inner: Tokenizer):
+        self.inner = inner
+        self.name = inner.name
+        self.eos_token_ids = inner.eos_token_ids
+        self.chat_calls: list[tuple[list[dict[str, str]], bool, list[int]]] = []
+        self.encode_calls: list[tuple[str, list[int]]] = []
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.inner.encode(text))
+        self.encode_calls.append((text, ids))
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.inner.decode(ids)
+
+    def chat_ids(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
+        ids = list(self.inner.chat_ids(messages, add_generation_prompt=add_generation_prompt))
+        self.chat_calls.append(([dict(m) for m in messages], bool(add_generation_prompt), ids))
+        return ids
+
+    def __getattr__(self, name: str) -> Any:  # anything else the runtime may use
+        return getattr(self.inner, name)
+
+
+@dataclass
+class _Rec:
+    context: tuple[int, ...]
+    t_submit: float
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] | None = None
+    finish_reason: str | None = None
+    t_first: float | None = None
+    t_end: float | None = None
+
+
+class RecordingBackend(Backend):
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.name = f"recording({inner.name})"
+        self.tokenizer = RecordingTokenizer(inner.tokenizer)
+        self._recs: dict[str, _Rec] = {}
+        self._order: list[_Rec] = []  # roots in submission order
+        self._ends: dict[tuple[int, ...], _Rec] = {}  # context+tokens of a cut sequence -> its record
+
+    def submit(self, req: GenerationRequest) -> None:
+        ctx = tuple(req.input_ids)
+        rec = self._ends.pop(ctx, None)
+        if rec is None or rec.finish_reason not in ("length",):
+            rec = _Rec(context=ctx, t_submit=time.monotonic())
+            self._order.append(rec)
+        else:
+            rec.finish_reason = None  # it goes on
+        if req.params.top_logprobs > 0 and rec.top is None:
+            rec.top = []
+        self._recs[req.seq_id] = rec
+        self.inner.submit(req)
+
+    def step(self, timeout_s: float = 0.05) -> list[SeqUpdate]:
+        updates = self.inner.step(timeout_s)
+        now = time.monotonic()
+        for u in updates:
+            rec = self._recs.get(u.seq_id)
+            if rec is None:
+                continue
+            if u.token_ids and rec.t_first is None:
+                rec.t_first = now
+            rec.tokens += u.token_ids
+            rec.logprobs += u.logprobs
+            if rec.top is not None:
+                rec.top += u.top_logprobs or [[] for _ in u.token_ids]
+            if u.finished:
+                rec.finish_reason = u.finish_reason
+                rec.t_end = now
+                del self._recs[u.seq_id]
+                self._ends[rec.context + tuple(rec.tokens)] = rec
+        return updates
+
+    def abort(self, seq_id: str) -> None:
+        self.inner.abort(seq_id)
+
+    def has_work(self) -> bool:
+        return self.inner.has_work()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def take(self, extract_answer: Any = None) -> tuple[list[RecordedContext], dict[int, str], dict[str, Any]]:
+        """Everything recorded since the last take: contexts with their traces, decoded
+        pieces of every generated token id, and the tokenizer calls. Resets the log."""
+        tok = self.tokenizer.inner
+        contexts: dict[tuple[int, ...], RecordedContext] = {}
+        pieces: dict[int, str] = {}
+        for rec in self._order:
+            if rec.finish_reason is None:
+                continue  # never finished (should not happen after a completed request)
+            text = tok.decode(rec.tokens)
+            trace = RecordedTrace(
+                token_ids=list(rec.tokens), logprobs=list(rec.logprobs), finish_reason=rec.finish_reason,
+                top_logprobs=rec.top, text=text,
+                answer=extract_answer(text) if extract_answer else None,
+                t_first_token_s=None if rec.t_first is None else round(rec.t_first - rec.t_submit, 4),
+                elapsed_s=None if rec.t_end is None else round(rec.t_end - rec.t_submit, 4))
+            contexts.setdefault(rec.context, RecordedContext(list(rec.context))).traces.append(trace)
+            for t in set(rec.tokens) - pieces.keys():
+                pieces[t] = tok.decode([t])
+        calls = {"chat": list(self.tokenizer.chat_calls), "encode": list(self.tokenizer.encode_calls)}
+        self._order.clear()
+        self._ends.clear()
+        self.tokenizer.chat_calls.clear()
+        self.tokenizer.encode_calls.clear()
+        return list(contexts.values()), pieces, calls

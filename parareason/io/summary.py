@@ -1,0 +1,104 @@
+"""Metrics over results, shared by `run`, `eval` and `replay`: one row per policy,
+written as summary.json, summary.md and accuracy_vs_tokens.png."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from parareason.runtime.result import Result
+
+
+@dataclass
+class PolicySummary:
+    policy: str
+    prompts: int
+    graded: int  # prompts with a reference answer
+    correct: int
+    accuracy: float | None  # correct / graded
+    generated_tokens: int
+    tokens_per_prompt: float
+    errors: int
+    wall_s: float
+    tokens_vs_baseline: float | None = None  # generated tokens / the first policy's
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _field(r: Result | Mapping[str, Any], name: str) -> Any:
+    return r.get(name) if isinstance(r, Mapping) else getattr(r, name)
+
+
+def summarize(policy: str, results: Iterable[Result | Mapping[str, Any]], wall_s: float) -> PolicySummary:
+    rows = list(results)
+    graded = [r for r in rows if _field(r, "correct") is not None]
+    correct = sum(1 for r in graded if _field(r, "correct"))
+    tokens = sum(int((_field(r, "usage") or {}).get("generated_tokens", 0)) for r in rows)
+    return PolicySummary(
+        policy=policy, prompts=len(rows), graded=len(graded), correct=correct,
+        accuracy=correct / len(graded) if graded else None, generated_tokens=tokens,
+        tokens_per_prompt=tokens / len(rows) if rows else 0.0,
+        errors=sum(1 for r in rows if _field(r, "error")), wall_s=round(wall_s, 3))
+
+
+def with_baseline(summaries: Sequence[PolicySummary]) -> list[PolicySummary]:
+    """Fill tokens_vs_baseline relative to the first policy."""
+    if not summaries:
+        return []
+    base = summaries[0].generated_tokens
+    for s in summaries:
+        s.tokens_vs_baseline = round(s.generated_tokens / base, 4) if base else None
+    return list(summaries)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def markdown_table(summaries: Sequence[PolicySummary]) -> str:
+    head = ("| policy | accuracy | correct/graded | generated tokens | tokens/prompt | "
+            "tokens vs baseline | errors | wall time (s) |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for s in summaries:
+        ratio = "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x"
+        lines.append(f"| {s.policy} | {_pct(s.accuracy)} | {s.correct}/{s.graded} | {s.generated_tokens} | "
+                     f"{s.tokens_per_prompt:.1f} | {ratio} | {s.errors} | {s.wall_s:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_tokens(summaries: Sequence[PolicySummary], path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for s in summaries:
+        y = 100 * s.accuracy if s.accuracy is not None else float("nan")
+        ax.scatter([s.tokens_per_prompt], [y], s=40)
+        ax.annotate(s.policy, (s.tokens_per_prompt, y), textcoords="offset points", xytext=(5, 4))
+    ax.set_xlabel("generated tokens per prompt")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_summary(out_dir: Path, summaries: Sequence[PolicySummary], meta: Mapping[str, Any]) -> dict[str, Path]:
+    """summary.json (figures + how they were made), summary.md, accuracy_vs_tokens.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md",
+             "png": out_dir / "accuracy_vs_tokens.png"}
+    paths["json"].write_text(json.dumps({"meta": dict(meta), "policies": [s.to_dict() for s in summaries]},
+                                        indent=2, default=str) + "\n")
+    settings = ", ".join(f"{k}={v}" for k, v in meta.items())
+    paths["md"].write_text(f"# Evaluation summary\n\n{settings}\n\n{markdown_table(summaries)}")
+    plot_accuracy_vs_tokens(summaries, paths["png"], title=str(meta.get("dataset", "")))
+    return paths
