@@ -60,6 +60,11 @@ class DeepPrunePolicy(Policy):
         if self.params.weighting not in ("size", "size_confidence"):
             raise ValueError(f"unknown weighting {self.params.weighting!r}")
         self._judge = judge
+        self._reset()
+
+    def _reset(self) -> None:
+        """Per-request state; `start` calls it so one instance can serve many requests
+        (the judge, costly to build, is kept)."""
         self.clusters = OnlineClusters(self.params.threshold, self.params.reps_per_cluster)
         self._checkpoint: dict[str, int] = {}  # last checkpoint index judged per sample
         self._checks: dict[str, int] = {}  # judge checks per sample
@@ -77,6 +82,7 @@ class DeepPrunePolicy(Policy):
 
     # -- hooks -----------------------------------------------------------------------
     def start(self, ctx: PolicyContext) -> None:
+        self._reset()
         for _ in range(self.params.width):
             if self._launch(ctx, tag="deepprune") is None:
                 break

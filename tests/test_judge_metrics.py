@@ -1,0 +1,65 @@
+"""AUROC / threshold metrics and logistic calibration (numpy only)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parareason.judge.calibration import LogisticCalibration, fit_logistic
+from parareason.judge.metrics import at_threshold, auroc, threshold_for_precision
+
+
+def brute_force_auroc(scores, labels):
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+def test_auroc_extremes_and_ties():
+    assert auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert auroc([0.5] * 4, [1, 0, 1, 0]) == 0.5
+    assert math.isnan(auroc([0.1, 0.2], [1, 1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2, max_size=40))
+def test_auroc_matches_pairwise_definition(rows):
+    scores = [s / 5 for s, _ in rows]
+    labels = [y for _, y in rows]
+    if all(labels) or not any(labels):
+        return
+    assert auroc(scores, labels) == pytest.approx(brute_force_auroc(scores, labels))
+
+
+def test_precision_recall_at_threshold():
+    r = at_threshold([0.9, 0.7, 0.6, 0.2], [1, 0, 1, 0], 0.65)
+    assert (r.predicted_positive, r.true_positive) == (2, 1)
+    assert r.precision == 0.5 and r.recall == 0.5 and r.accuracy == 0.5
+
+
+def test_threshold_for_precision_is_lowest_cut_reaching_it():
+    scores = [0.95, 0.9, 0.8, 0.7, 0.3]
+    labels = [1, 1, 0, 1, 0]
+    assert threshold_for_precision(scores, labels, 1.0) == 0.9
+    assert threshold_for_precision(scores, labels, 0.75) == 0.7
+    assert threshold_for_precision([0.5, 0.4], [0, 0], 0.5) == math.inf
+
+
+def test_logistic_fit_recovers_parameters_and_roundtrips(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 4000)
+    y = rng.uniform(0, 1, 4000) < 1 / (1 + np.exp(-(8 * x - 5)))
+    cal = fit_logistic(x, y)
+    assert cal.a == pytest.approx(8, rel=0.2) and cal.b == pytest.approx(-5, rel=0.2)
+    assert cal.fitted_on == 4000
+    cal.save(tmp_path / "cal.json")
+    again = LogisticCalibration.load(tmp_path / "cal.json")
+    assert again == cal and 0 < again(0.3) < again(0.9) < 1
+    with pytest.raises(ValueError):
+        fit_logistic([0.1, 0.2], [1, 1])
