@@ -154,3 +154,22 @@ def collect(updates: list[SeqUpdate]) -> dict:
             out["finished"] += 1
             out["reason"], out["matched"], out["error"] = u.finish_reason, u.matched_stop, u.error
     return out
+
+
+def wait_until(cond, limit_s: float = 10.0, what: str = "condition") -> None:
+    """Bounded wait for tests: fails instead of hanging."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

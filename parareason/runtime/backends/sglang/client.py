@@ -137,6 +137,7 @@ class SGLangBackend(Backend):
         self._seqs: dict[str, _Seq] = {}
         self._events: queue.Queue[tuple[_Seq, Any]] = queue.Queue()
         self._abort_reports: list[_Seq] = []
+        self._tasks: set[asyncio.Task] = set()  # (loop) every task we started, until done
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sglang-client", daemon=True)
@@ -261,13 +262,22 @@ class SGLangBackend(Backend):
     def _emit(self, seq: _Seq, ev: Any) -> None:
         self._events.put((seq, ev))
 
+    def _spawn(self, coro: Any) -> asyncio.Task | None:
+        if self._closed:
+            coro.close()
+            return None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def _start_task(self, seq: _Seq) -> None:
         if seq.aborted:
             return  # aborted before it started: the caller already holds the abort report
-        seq.task = self._loop.create_task(self._run(seq))
+        seq.task = self._spawn(self._run(seq))
 
     def _start_abort(self, seq: _Seq) -> None:
-        self._loop.create_task(self._abort(seq))
+        self._spawn(self._abort(seq))
 
     async def _abort(self, seq: _Seq) -> None:
         task = seq.task
@@ -288,10 +298,10 @@ class SGLangBackend(Backend):
                 log.info("abort of %s at %s failed: %s", rid, target, e)
 
     async def _shutdown(self) -> None:
-        tasks = [s.task for s in list(self._seqs.values()) if s.task is not None and not s.task.done()]
-        for s in list(self._seqs.values()):
-            if s.task is not None and not s.task.done() and s.rid and s.url:
-                await self._post_abort(s.url, s.rid)
+        # Stop what still runs on the servers, then every task, then the connections.
+        live = [s for s in list(self._seqs.values()) if s.task is not None and not s.task.done()]
+        await asyncio.gather(*(self._post_abort(s.url, s.rid) for s in live if s.rid and s.url))
+        tasks = set(self._tasks)
         for t in tasks:
             t.cancel()
         if tasks:
@@ -328,7 +338,7 @@ class SGLangBackend(Backend):
                     excluded.add(seq.url)
             if failure.kind in ("stall", "dropped", "deadline"):
                 # The server may still be generating for this rid: stop it.
-                self._loop.create_task(self._post_abort(seq.url, seq.rid))
+                self._spawn(self._post_abort(seq.url, seq.rid))
             backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (seq.attempts - 1))
             retry = (
                 failure.retryable
