@@ -145,7 +145,8 @@ class SGLangStandin:
         self.radix = RadixRecord()
         # Observations for tests.
         self.generate_requests: list[dict[str, Any]] = []
-        self.aborted_rids: list[str] = []
+        self.abort_requests: list[dict[str, Any]] = []  # every /abort_request body
+        self.aborted_rids: list[str] = []  # requests those aborts actually stopped
         self.disconnected_rids: list[str] = []
         self._live: dict[str, _Live] = {}
         self._commands: queue.Queue = queue.Queue()
@@ -283,6 +284,7 @@ class SGLangStandin:
         @app.post("/abort_request")
         async def abort_request(request: Request) -> Response:
             body = await request.json()
+            self.abort_requests.append(body)
             rid, abort_all = body.get("rid") or "", bool(body.get("abort_all"))
             if not rid and not abort_all:
                 return Response(status_code=200)  # SGLang ignores an empty rid (it would match all)

@@ -73,7 +73,7 @@ class SGLangConfig:
     max_connections: int = 512
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: a resubmitted seq_id is a different _Seq
 class _Seq:
     """One submitted sequence. Fields marked (caller) are touched only by the caller's thread."""
 
@@ -138,6 +138,7 @@ class SGLangBackend(Backend):
         self._events: queue.Queue[tuple[_Seq, Any]] = queue.Queue()
         self._abort_reports: list[_Seq] = []
         self._tasks: set[asyncio.Task] = set()  # (loop) every task we started, until done
+        self._active: set[_Seq] = set()  # (loop) sequences whose stream task still runs
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sglang-client", daemon=True)
@@ -275,6 +276,9 @@ class SGLangBackend(Backend):
         if seq.aborted:
             return  # aborted before it started: the caller already holds the abort report
         seq.task = self._spawn(self._run(seq))
+        if seq.task is not None:
+            self._active.add(seq)
+            seq.task.add_done_callback(lambda _t: self._active.discard(seq))
 
     def _start_abort(self, seq: _Seq) -> None:
         self._spawn(self._abort(seq))
@@ -299,7 +303,7 @@ class SGLangBackend(Backend):
 
     async def _shutdown(self) -> None:
         # Stop what still runs on the servers, then every task, then the connections.
-        live = [s for s in list(self._seqs.values()) if s.task is not None and not s.task.done()]
+        live = list(self._active)  # includes aborted ones whose abort may not be posted yet
         await asyncio.gather(*(self._post_abort(s.url, s.rid) for s in live if s.rid and s.url))
         tasks = set(self._tasks)
         for t in tasks:
