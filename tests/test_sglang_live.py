@@ -22,11 +22,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def backend():
-    from parareason.models import DEFAULT_MODEL, resolve_model
+    from parareason.models import DEFAULT_MODEL
     from parareason.runtime.backends.sglang import load_sglang_backend
-    from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenizer
+    from parareason.runtime.backends.transformers_engine import load_tokenizer
 
-    tok = HFTokenizer(resolve_model(os.environ.get("PARAREASON_SGLANG_MODEL", DEFAULT_MODEL)))
+    tok = load_tokenizer(os.environ.get("PARAREASON_SGLANG_MODEL", DEFAULT_MODEL))
     b = load_sglang_backend(URL, tok, wait_ready_s=float(os.environ.get("PARAREASON_SGLANG_WAIT_S", "0")),
                             stall_timeout_s=60, request_timeout_s=300)
     yield b
