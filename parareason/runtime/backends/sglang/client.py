@@ -147,6 +147,12 @@ class SGLangBackend(Backend):
         try:
             budget = self.config.wait_ready_s + self.config.health_timeout_s + 60
             self._call(self._startup(), timeout=budget)
+        except BackendError:
+            self.close()
+            raise
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, TimeoutError) as e:
+            self.close()
+            raise BackendError(f"SGLang start-up check failed for {self.urls}: {type(e).__name__}: {e}") from e
         except BaseException:
             self.close()
             raise
@@ -193,7 +199,7 @@ class SGLangBackend(Backend):
             self._loop.call_soon_threadsafe(self._start_abort, seq)
 
     def has_work(self) -> bool:
-        return any(not s.reported_finished for s in self._seqs.values())
+        return bool(self._seqs)  # a sequence leaves _seqs when its finish is reported
 
     def close(self) -> None:
         if self._closed:
@@ -450,19 +456,20 @@ class SGLangBackend(Backend):
     async def _startup(self) -> None:
         cfg = self.config
         ready_by = time.monotonic() + cfg.wait_ready_s
-        problems: dict[str, str] = {}
-        alive: list[str] = []
-        for url in self.urls:
+
+        async def wait_healthy(url: str) -> str | None:
             while True:
                 problem = await self._health(url)
                 if problem is None or time.monotonic() >= ready_by:
-                    break
+                    return problem
                 await asyncio.sleep(0.5)
-            if problem is None:
-                alive.append(url)
-            else:
-                problems[url] = problem
-                self.pool.mark_dead(url)
+
+        # Concurrently: one slow or black-holed worker must not delay the others.
+        results = await asyncio.gather(*(wait_healthy(u) for u in self.urls))
+        problems = {u: p for u, p in zip(self.urls, results) if p is not None}
+        alive = [u for u in self.urls if u not in problems]
+        for url in problems:
+            self.pool.mark_dead(url)
         if not alive:
             raise BackendError(f"no SGLang worker reachable: {problems}")
         for url, p in problems.items():
@@ -504,9 +511,10 @@ class SGLangBackend(Backend):
             remote_variants = []
             for add_special in (False, True):
                 r = await self._client.post(f"{url}{path}", json={"prompt": probes, "add_special_tokens": add_special})
-                if r.status_code != 200:
-                    break
-                remote_variants.append([list(x) for x in r.json()["tokens"]])
+                tokens = r.json().get("tokens") if r.status_code == 200 else None
+                if not isinstance(tokens, list) or len(tokens) != len(probes):
+                    break  # absent, or a shape we do not know: try the next way
+                remote_variants.append([list(x) for x in tokens])
             if not remote_variants:
                 continue
             if local not in remote_variants:
@@ -518,9 +526,9 @@ class SGLangBackend(Backend):
             return
         for path in ("/detokenize", "/v1/detokenize"):
             r = await self._client.post(f"{url}{path}", json={"tokens": local})
-            if r.status_code != 200:
+            remote = r.json().get("text") if r.status_code == 200 else None
+            if not isinstance(remote, list):
                 continue
-            remote = r.json()["text"]
             expected = [tok.decode(ids) for ids in local]
             if remote != expected:
                 raise TokenizerMismatch(f"tokenizer mismatch, {where}: server decodes our ids as {remote!r}, "
