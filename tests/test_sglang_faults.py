@@ -132,3 +132,24 @@ def test_server_side_abort_is_an_error_not_a_client_abort(server):
 def test_unknown_option_is_a_type_error(server):
     with pytest.raises(TypeError, match="stall_timout_s"):
         load_sglang_backend(server.url, TOK, stall_timout_s=1)
+
+
+class _CrashingTestBackend(ScriptTestBackend):
+    """Test double whose step() raises after a few calls (a crashed model process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def step(self, timeout_s: float = 0.05):
+        self.calls += 1
+        if self.calls > 3:
+            raise RuntimeError("CUDA error: device-side assert")
+        return super().step(timeout_s)
+
+
+def test_crashing_server_backend_fails_the_sequence_with_its_message():
+    with SGLangStandin(_CrashingTestBackend()) as srv, load_sglang_backend(srv.url, TOK, **FAST) as b:
+        b.submit(req("c", n=100))
+        c = collect(run_to_end(b, limit_s=10)["c"])
+    assert c["reason"] == "error" and "device-side assert" in c["error"] and len(c["tokens"]) == 3

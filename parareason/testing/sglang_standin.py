@@ -206,7 +206,14 @@ class SGLangStandin:
             except queue.Empty:
                 pass
             if self.backend.has_work():
-                for u in self.backend.step(timeout_s=0.01):
+                try:
+                    updates = self.backend.step(timeout_s=0.01)
+                except Exception as e:  # noqa: BLE001 - a crashed backend fails its requests, like a server
+                    updates = [SeqUpdate(rid, finished=True, finish_reason=FINISH_ERROR,
+                                         error=f"backend step failed: {type(e).__name__}: {e}")
+                               for rid, live in list(self._live.items()) if not live.finished]
+                    self._stopping.wait(0.05)
+                for u in updates:
                     self._dispatch(u)
                 if self.step_interval_s:
                     self._stopping.wait(self.step_interval_s)

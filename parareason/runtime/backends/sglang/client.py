@@ -418,7 +418,6 @@ class SGLangBackend(Backend):
 
     async def _stream(self, seq: _Seq, url: str, rid: str, decoder: ChunkDecoder) -> _FinishEvent:
         req = seq.req
-        finish: _FinishEvent | None = None
         async with self._client.stream("POST", f"{url}/generate", json=self._body(req, rid),
                                        timeout=self._timeout(self.config.stall_timeout_s)) as resp:
             if resp.status_code != 200:
@@ -431,12 +430,8 @@ class SGLangBackend(Backend):
                         chunk = parse_payload(payload)
                     except ValueError as e:
                         raise RequestFailure("protocol", f"bad stream chunk: {e}") from None
-                    if chunk is None:  # [DONE]
-                        if finish is None:
-                            raise RequestFailure("dropped", "stream ended ([DONE]) without a finish_reason")
-                        return finish
-                    if finish is not None:
-                        continue  # nothing follows the final chunk but [DONE]
+                    if chunk is None:  # [DONE] without a final chunk
+                        raise RequestFailure("dropped", "stream ended ([DONE]) without a finish_reason")
                     delta = decoder.decode(chunk)
                     if delta.error is not None:
                         raise RequestFailure("server", delta.error)
@@ -445,10 +440,10 @@ class SGLangBackend(Backend):
                         self._emit(seq, _TokensEvent(delta.token_ids, delta.logprobs, delta.top_logprobs,
                                                      delta.prompt_tokens, delta.cached_tokens))
                     if delta.finish is not None:
+                        # Done: only "[DONE]" can follow, so do not wait for it (a server
+                        # that hangs after its final chunk must not turn success into a stall).
                         reason, matched, error = map_finish(delta.finish, req.params.stop_token_ids, seq.aborted)
-                        finish = _FinishEvent(reason, matched, error)
-        if finish is not None:
-            return finish  # the final chunk came; only the [DONE] line was lost
+                        return _FinishEvent(reason, matched, error)
         raise RequestFailure("dropped", "stream closed before a finish_reason")
 
     # ------------------------------------------------------------------ start-up checks
