@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from pathlib import Path
 DEFAULT_MODEL = "qwen2.5-0.5b-coder"
 CACHE_DTYPE = "float32"  # keeps the dequantized GGUF values exactly; the engine runs float32
 _CONVERTER_VERSION = 1  # bump when the converted layout changes, so old caches are not reused
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(RuntimeError):
@@ -192,6 +195,7 @@ def _publish(tmp: Path, final: Path) -> Path:
         if not (final / "config.json").is_file():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+        log.info("another process cached %s first; using its copy", final.name)
     return final
 
 
@@ -204,6 +208,7 @@ def _convert_cached(key: str, source: dict, make_gguf) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary readable dir
+    log.info("converting %s into %s (once; later loads use the cache)", key, root)
     try:
         gguf_path = make_gguf(tmp)
         convert_gguf(gguf_path, tmp)
@@ -219,10 +224,14 @@ def _convert_cached(key: str, source: dict, make_gguf) -> Path:
 # ------------------------------------------------------------------------- resolve
 
 
+def shipped_cache_key(model: ShippedModel) -> str:
+    return f"{model.alias}-{model.sha256[:12]}-{CACHE_DTYPE}-v{_CONVERTER_VERSION}"
+
+
 def _shipped_dir(model: ShippedModel) -> Path:
     # The cache key holds the GGUF's hash, and a cache is only ever built from parts that
     # passed verification, so a cache hit needs no re-hashing (the parts are not read).
-    key = f"{model.alias}-{model.sha256[:12]}-{CACHE_DTYPE}-v{_CONVERTER_VERSION}"
+    key = shipped_cache_key(model)
     if len(model.parts) == 1:
         def make_gguf(_tmp: Path) -> Path:
             return verify_part(model.parts[0])  # converted in place, no copy
@@ -256,14 +265,13 @@ def resolve_model(name: str | None = None) -> Path:
 def model_status(alias: str) -> str:
     """Human-readable state of a shipped alias: cached, installed (not converted) or missing."""
     model = SHIPPED[alias]
-    if any(p.name.startswith(f"{alias}-") and (p / "config.json").is_file()
-           for p in (cache_root().glob(f"{alias}-*") if cache_root().is_dir() else [])):
+    if (cache_root() / shipped_cache_key(model) / "config.json").is_file():
         return "cached"
     try:
         for part in model.parts:
             path = part_path(part)
             if path.stat().st_size != part.size:
                 return f"corrupt part: {part.fix_command}"
-    except ModelError as e:
-        return f"missing: {e}"
+    except ModelError:
+        return "missing: " + "; ".join(p.fix_command for p in model.parts)
     return "installed (converted on first use, ~1 min)"
