@@ -1,0 +1,109 @@
+"""Protocol interface: how a sample's threads are created, stopped and joined.
+
+A protocol never talks to the backend. It acts through `ThreadOps` (implemented by the
+scheduler per request), which applies every limit: a thread the limits forbid is
+still returned, already ended with status `limit`, so the protocol can report it.
+
+Control markers are recognised only in a thread's *generated* tokens of its current
+backend run (`Thread.run_ids()`), never in the prompt or in runtime-inserted text:
+markers a user types are data. Markers are also passed to the backend as stop
+strings, so a thread halts right after one and the protocol reacts.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
+
+from parareason.runtime.backends.base import Tokenizer
+from parareason.runtime.thread import FINISHED, Thread
+
+
+class ThreadOps(ABC):
+    """What a protocol may do to threads (the scheduler implements it per request)."""
+
+    tokenizer: Tokenizer
+
+    @abstractmethod
+    def new_thread(self, sample: Any, ids: Sequence[int], *, parent: Thread | None = None, role: str,
+                   stop_strings: tuple[str, ...] = (), child_index: int = 0) -> Thread:
+        """A thread whose context is `ids` (shares trie nodes with equal prefixes)."""
+
+    @abstractmethod
+    def fork(self, parent: Thread, extra_ids: Sequence[int], *, role: str,
+             stop_strings: tuple[str, ...] = (), child_index: int = 0) -> Thread:
+        """A child branching at `parent`'s current trie node, then `extra_ids`."""
+
+    @abstractmethod
+    def append(self, thread: Thread, ids: Sequence[int]) -> None:
+        """Runtime-inserted tokens (join results, closing tags) at `thread`'s end."""
+
+    @abstractmethod
+    def wait(self, thread: Thread) -> None:
+        """running -> waiting (its children run)."""
+
+    @abstractmethod
+    def resume(self, thread: Thread) -> None:
+        """Back to the backend with the thread's current context (next step)."""
+
+    @abstractmethod
+    def finish(self, thread: Thread, reason: str, status: str = FINISHED) -> None:
+        """End a thread (cancelling its live subtree first)."""
+
+    @abstractmethod
+    def record(self, kind: str, **data: Any) -> None:
+        """Trace a protocol event."""
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+class Protocol(ABC):
+    """Base class. `config` holds marker strings and knobs; unknown keys raise."""
+
+    name: ClassVar[str] = "protocol"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **config: Any) -> None:
+        unknown = set(config) - set(self.defaults) - {"instructions"}
+        if unknown:
+            raise ValueError(f"protocol {self.name}: unknown config keys {sorted(unknown)}")
+        self.config = {**self.defaults, **config}
+        self.instructions: str = config.get("instructions", self.default_instructions())
+
+    def default_instructions(self) -> str:
+        return ""
+
+    def messages(self, prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+        """Default chat template: a system message with the protocol's instructions."""
+        system = system_prompt if system_prompt is not None else self.instructions
+        msgs = [{"role": "system", "content": system}] if system else []
+        return msgs + [{"role": "user", "content": prompt}]
+
+    @abstractmethod
+    def start(self, ops: ThreadOps, sample: Any, prompt_ids: Sequence[int]) -> None:
+        """Create the sample's first thread(s) and set `sample.main` where known."""
+
+    @abstractmethod
+    def on_run_end(self, ops: ThreadOps, thread: Thread, finish_reason: str, matched_stop: str | int | None) -> None:
+        """The thread's backend run ended on its own (eos, stop string/token, length).
+
+        The thread is still `running`; the protocol must finish it, make it wait on
+        children, or append and resume it."""
+
+    def on_thread_end(self, ops: ThreadOps, thread: Thread) -> None:
+        """A thread of the sample ended (any status), e.g. the last child of a join."""
+
+
+def unclosed(text: str, open_marker: str, close_marker: str) -> bool:
+    """True when the last `open_marker` in `text` has no `close_marker` after it."""
+    i = text.rfind(open_marker)
+    return i >= 0 and text.find(close_marker, i + len(open_marker)) < 0
+
+
+def end_reason(finish_reason: str, matched_stop: str | int | None) -> str:
+    if finish_reason == "stop_string" and matched_stop is not None:
+        return f"stop:{matched_stop}"
+    return finish_reason

@@ -1,0 +1,23 @@
+"""What a caller hands the scheduler: one reasoning request."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from parareason.runtime.backends.base import SamplingParams
+from parareason.runtime.limits import Limits
+from parareason.runtime.policy import Policy
+
+
+@dataclass
+class RequestSpec:
+    id: str
+    prompt: str  # user text; control markers inside it are data and never parsed
+    policy: Policy  # a fresh instance per request (policies keep per-request state)
+    protocol: str = "plain"  # name in the protocol registry (runtime/protocols)
+    protocol_config: dict[str, Any] = field(default_factory=dict)  # marker strings, N paths, ...
+    reference: str | None = None  # gold answer -> Result.correct via grading.is_correct
+    params: SamplingParams = field(default_factory=SamplingParams)  # base sampling settings
+    limits: Limits = field(default_factory=Limits)
+    system_prompt: str | None = None  # None = the protocol's default instructions
+    keep_trace: bool = True
