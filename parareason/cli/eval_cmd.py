@@ -1,0 +1,187 @@
+"""`parareason eval DATASET`: several policies over one dataset, graded, summarised.
+
+Writes into --out-dir: results-<policy>.jsonl (resumable, one per policy),
+summary.json, summary.md (accuracy, tokens, tokens vs the first policy, wall time) and
+accuracy_vs_tokens.png. `parareason replay` reuses `evaluate_policies` with a
+ReplayBackend, so its outputs have the same shape.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from parareason.cli.options import (
+    PROTOCOLS, check_backend_args, config_option, model_options, output_options, parse_policy_args,
+    sampling_options,
+)
+
+
+def split_policy_args(pargs: dict[str, Any], policies: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`key=v` applies to every policy that takes `key`; `policy.key=v` to that policy only."""
+    from parareason.policies import ALIASES, EXTERNAL, policy_params
+
+    out: dict[str, dict[str, Any]] = {p: {} for p in policies}
+    for key, v in pargs.items():
+        if "." in key:
+            pol, k = key.split(".", 1)
+            if pol not in out:
+                raise click.BadParameter(f"{key!r} names policy {pol!r}, which is not in --policies",
+                                         param_hint="--policy-arg")
+            out[pol][k] = v
+            continue
+        takers = [p for p in policies
+                  if ALIASES.get(p, p) in EXTERNAL or key in _params_of(policy_params, p)]
+        if not takers:
+            raise click.BadParameter(f"no policy in {list(policies)} takes {key!r}", param_hint="--policy-arg")
+        for p in takers:
+            out[p][key] = v
+    return out
+
+
+def _params_of(policy_params: Callable[[str], list[str]], name: str) -> list[str]:
+    try:
+        return policy_params(name)
+    except KeyError:
+        return []
+
+
+def check_policies(policies: Sequence[str], per_policy_args: dict[str, dict[str, Any]], n: int | None) -> None:
+    from parareason.api import make_policy_instance
+
+    for p in policies:
+        try:
+            make_policy_instance(p, per_policy_args.get(p, {}), n)
+        except (ValueError, TypeError) as e:
+            raise click.BadParameter(str(e), param_hint="--policies/--policy-arg") from None
+
+
+def load_dataset(path: Path, limit: int | None, *, need_answers: bool = True) -> list[Any]:
+    from parareason.io.prompts import PromptInputError, load_prompts
+
+    try:
+        rows = load_prompts(path)
+    except PromptInputError as e:
+        raise click.BadParameter(str(e), param_hint="DATASET") from None
+    if need_answers:
+        missing = next((r for r in rows if r.answer is None), None)
+        if missing is not None:
+            raise click.BadParameter(f"{path}:{missing.line}: no 'answer'; eval grades against references",
+                                     param_hint="DATASET")
+    return rows[:limit] if limit else rows
+
+
+def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path,
+                      engine_for: Callable[[str], Any], options: dict[str, Any],
+                      per_policy_args: dict[str, dict[str, Any]], base_config: dict[str, Any],
+                      resume: bool, force: bool, quiet: bool, meta: dict[str, Any]) -> list[Any]:
+    """Run each policy over `rows`, one resumable results file per policy, then write the
+    summary files. `engine_for(policy)` returns the Engine to use (shared or fresh)."""
+    from rich.console import Console
+
+    from parareason.io.progress import make_reporter, summary_table
+    from parareason.io.results import ResultFileError, ResultWriter
+    from parareason.io.summary import summarize, with_baseline, write_summary
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    walls_path = out_dir / "wall_times.json"  # wall seconds per policy, summed over resumed invocations
+    walls: dict[str, float] = json.loads(walls_path.read_text()) if resume and walls_path.exists() else {}
+    summaries = []
+    for policy in policies:
+        pargs = per_policy_args.get(policy, {})
+        config = {**base_config, "policy": policy, "policy_args": pargs}
+        writer = ResultWriter(out_dir / f"results-{policy}.jsonl", config, resume=resume, force=force)
+        try:
+            writer.open()
+        except ResultFileError as e:
+            raise click.ClickException(str(e)) from None
+        try:
+            todo = [r for r in rows if r.id not in writer.done_ids]
+            click.echo(f"[{policy}] {len(rows) - len(todo)} of {len(rows)} already done -> {writer.path}")
+            if todo:
+                engine = engine_for(policy)
+                reporter = make_reporter(len(rows), already_done=len(rows) - len(todo), quiet=quiet,
+                                         label=policy)
+
+                def finished(result: Any, reporter: Any = reporter) -> None:
+                    writer.append(result)
+                    reporter.prompt_done(result)
+
+                t0 = time.monotonic()
+                try:
+                    engine.run(todo, on_result=finished,
+                               on_step=lambda s, reporter=reporter: reporter.update(
+                                   live_threads=s.get("live_threads", 0),
+                                   generated_tokens=s.get("generated_tokens", 0)),
+                               **{**options, "policy": policy, "policy_args": pargs})
+                finally:
+                    reporter.close()
+                    walls[policy] = walls.get(policy, 0.0) + time.monotonic() - t0
+                    walls_path.write_text(json.dumps(walls, indent=1))
+            done = [writer.existing.rows[r.id] for r in rows if r.id in writer.existing.rows]
+        finally:
+            writer.close()
+        summaries.append(summarize(policy, done, wall_s=walls.get(policy, 0.0)))
+    summaries = with_baseline(summaries)
+    paths = write_summary(out_dir, summaries, meta)
+    Console(highlight=False, width=140).print(summary_table(summaries, title=f"{meta.get('dataset', '')}"))
+    click.echo(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
+    return summaries
+
+
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(dir_okay=True, path_type=Path))
+@config_option
+@model_options
+@click.option("--policies", default="sc", show_default=True,
+              help="Comma-separated policies; the first is the tokens baseline (e.g. sc,ffs,deepconf).")
+@click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
+              help="Policy parameter (repeatable); 'ffs.k=2' targets one policy, 'k=2' every policy taking k.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="plain", show_default=True)
+@sampling_options
+@click.option("--budget", type=click.IntRange(min=1), default=None, help="Max generated tokens per request.")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock seconds per request.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Requests sharing the backend's batch at once.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@output_options
+def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], policies: str,
+             policy_args: tuple[str, ...], protocol: str, n: int, max_new_tokens: int, temperature: float,
+             top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int,
+             limit: int | None, out_dir: Path, resume: bool, force: bool, quiet: bool) -> None:
+    """Evaluate policies on DATASET (JSONL with question/prompt + answer), graded with
+    math-verify. The model is loaded once and shared by all policies."""
+    check_backend_args(backend, urls)
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names or len(set(names)) != len(names):
+        raise click.BadParameter("give distinct, comma-separated policy names", param_hint="--policies")
+    rows = load_dataset(dataset, limit)
+    per_policy = split_policy_args(parse_policy_args(policy_args), names)
+    check_policies(names, per_policy, n)
+    base_config = {"model": model, "backend": backend, "protocol": protocol, "n": n,
+                   "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                   "seed": seed, "budget": budget, "deadline": deadline}
+    options = dict(protocol=protocol, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                   top_p=top_p, seed=seed, budget=budget, deadline=deadline, max_concurrent=concurrency)
+    engine: list[Any] = []
+
+    def engine_for(_policy: str) -> Any:
+        if not engine:  # loaded on first need: a fully resumed eval never loads the model
+            from parareason.api import Engine
+
+            click.echo(f"loading {backend} backend ({model}) ...")
+            engine.append(Engine(model, backend=backend, urls=urls))
+        return engine[0]
+
+    try:
+        evaluate_policies(rows=rows, policies=names, out_dir=out_dir, engine_for=engine_for, options=options,
+                          per_policy_args=per_policy, base_config=base_config, resume=resume, force=force,
+                          quiet=quiet, meta={"dataset": str(dataset), "rows": len(rows), **base_config})
+    finally:
+        if engine:
+            engine[0].close()

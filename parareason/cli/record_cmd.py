@@ -1,0 +1,122 @@
+"""`parareason record DATASET`: sample n plain traces per question into a trace file.
+
+The file (format in parareason/io/tracefile.py) feeds `parareason replay`, which runs
+any policy over the recorded samples without a model.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from parareason.cli.options import check_backend_args, config_option, model_options, output_options
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides
+
+
+class RecordAll(Policy):
+    """Launch n samples and keep every one to its natural end (no voting, no pruning)."""
+
+    name = "record_all"
+
+    def __init__(self, n: int, top_logprobs: int = 0):
+        self.n, self.top_logprobs = n, top_logprobs
+
+    def start(self, ctx: PolicyContext) -> None:
+        ov = SampleOverrides(top_logprobs=self.top_logprobs) if self.top_logprobs else None
+        for _ in range(self.n):
+            if ctx.launch(overrides=ov, tag="record") is None:
+                break
+
+    def finalize(self, ctx: PolicyContext) -> Decision:
+        answers = [s.answer for s in ctx.samples]
+        return Decision(answer=None, details={"answers": answers})
+
+
+@click.command("record", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(dir_okay=True, path_type=Path))
+@config_option
+@model_options
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Traces sampled per question.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--top-logprobs", type=click.IntRange(min=0, max=20), default=0, show_default=True,
+              help="Also record the top-K alternatives' logprobs per token (for confidence policies).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Trace file (JSONL, one line per question).")
+@output_options
+def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: int, max_new_tokens: int,
+           temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None, out: Path,
+           resume: bool, force: bool, quiet: bool) -> None:
+    """Sample N traces per question of DATASET (plain protocol) and store tokens,
+    logprobs (and top-K alternatives if asked), timings, finish reasons and extracted
+    answers in a trace file for `parareason replay`. Resumable like `run` (--resume).
+    The n samples of a question are decoded together as one batch."""
+    from parareason.api import Engine, request_seed
+    from parareason.cli.eval_cmd import load_dataset
+    from parareason.grading import extract_answer
+    from parareason.io.recording import RecordingBackend
+    from parareason.io.results import ResultFileError, ResultWriter
+    from parareason.io.tracefile import RecordedQuestion
+    from parareason.runtime.backends.base import SamplingParams
+    from parareason.runtime.limits import Limits
+    from parareason.runtime.request import RequestSpec
+
+    check_backend_args(backend, urls)
+    rows = load_dataset(dataset, limit, need_answers=False)
+    sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
+                "top_logprobs": top_logprobs, "seed": seed, "n": n}
+    config = {"model": model, "backend": backend, "protocol": "plain", **sampling}
+    writer = ResultWriter(out, config, resume=resume, force=force)
+    try:
+        writer.open()
+    except ResultFileError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        todo = [r for r in rows if r.id not in writer.done_ids]
+        click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
+        if not todo:
+            return
+        click.echo(f"loading {backend} backend ({model}) ...")
+        engine = Engine(model, backend=backend, urls=urls)
+        recorder = RecordingBackend(engine.backend)
+        from parareason.api import drive_scheduler
+
+        t_start = time.monotonic()
+        try:
+            for i, row in enumerate(todo, 1):
+                params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                        seed=request_seed(seed, row.id))
+                spec = RequestSpec(id=row.id, prompt=row.prompt, policy=RecordAll(n, top_logprobs),
+                                   protocol="plain", reference=None, params=params,
+                                   limits=Limits(tokens_per_thread=max(max_new_tokens, 1), max_live_threads=n),
+                                   keep_trace=False)
+                drive_scheduler(recorder, [spec], max_concurrent=1)
+                contexts, pieces, calls = recorder.take(extract_answer)
+                q = RecordedQuestion(id=row.id, prompt=row.prompt, reference=row.answer, model=model,
+                                     tokenizer=engine.backend.tokenizer.name,
+                                     eos_token_ids=sorted(engine.backend.tokenizer.eos_token_ids),
+                                     sampling=sampling, contexts=contexts, chat_calls=calls["chat"],
+                                     encode_calls=calls["encode"], pieces=pieces)
+                writer.append(q.to_dict())
+                answers = [t.answer for c in contexts for t in c.traces]
+                toks = sum(len(t.token_ids) for c in contexts for t in c.traces)
+                click.echo(f"[{len(rows) - len(todo) + i}/{len(rows)}] {row.id}: {q.n_traces} traces, "
+                           f"{toks} tokens, answers {_tally(answers)} (reference {row.answer})")
+        finally:
+            engine.close()
+        click.echo(f"recorded {len(todo)} question(s) in {time.monotonic() - t_start:.1f}s -> {out}")
+    finally:
+        writer.close()
+
+
+def _tally(answers: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[str(a)] = counts.get(str(a), 0) + 1
+    return ", ".join(f"{a} x{c}" for a, c in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
