@@ -103,9 +103,19 @@ class Scheduler:
                 self.add(spec)
             if not self.has_work():
                 if exhausted:
+                    self.drain()
                     return
                 continue
             yield from self.step()
+
+    def drain(self, max_steps: int = 10_000) -> None:
+        """Collect the final reports of aborted sequences so the backend ends idle."""
+        for _ in range(max_steps):
+            if self._runs or not self._seq_owner or not self.backend.has_work():
+                return
+            for u in self.backend.step(timeout_s=self.step_timeout_s):
+                if u.finished:
+                    self._seq_owner.pop(u.seq_id, None)
 
     # -- internals ---------------------------------------------------------------------
     def _timeout(self) -> float:
