@@ -15,8 +15,10 @@ def mean_logprob(sample: SampleView) -> float | None:
 
 
 def answered(samples: Sequence[SampleView]) -> list[SampleView]:
-    """Samples that ended with an extracted answer, in launch order."""
-    return [s for s in samples if not s.live and s.answer is not None]
+    """Samples that finished normally with an extracted answer, in launch order. Pruned,
+    cancelled, failed or limit-cut samples never vote: their text is partial, and a
+    fallback extraction would read a stray intermediate number as an answer."""
+    return [s for s in samples if s.status == "finished" and s.answer is not None]
 
 
 def overrides(*, temperature: float | None = None, max_new_tokens: int | None = None,
