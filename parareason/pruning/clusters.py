@@ -1,6 +1,7 @@
 """Online greedy clustering of samples by predicted final answer (pure logic).
 
-A cluster is a set of samples a judge believes end with the same answer. Its
+A cluster is a set of samples a judge believes end with the same answer (score strictly
+above the threshold, so an "unknown" 0.5 never joins at the default 0.5). Its
 *representatives* keep running to completion; its other members were pruned because
 a representative already covers them. The judge's scores come in from outside
 (`place(sample, scores)`), so this module knows nothing of models or policies.
@@ -68,7 +69,7 @@ class OnlineClusters:
         `can_prune`: False for a sample that already ended (it can only join as a rep).
         """
         current = self.cluster_of.get(sample_id)
-        matches = {c: s for c, s in scores.items() if c != current and c in self.clusters and s >= self.threshold}
+        matches = {c: s for c, s in scores.items() if c != current and c in self.clusters and s > self.threshold}
         if not matches:
             if current is not None:
                 return Placement(sample_id, "stay", current, max(scores.values(), default=None))

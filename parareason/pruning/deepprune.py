@@ -36,7 +36,7 @@ class DeepPruneParams:
     width: int = 8  # samples launched (never more live at once)
     check_every: int = 128  # generated tokens between judge checkpoints
     max_checks: int = 3  # checkpoints at which a representative may still be merged away
-    threshold: float = 0.5  # judge probability of "same answer" needed to join a cluster
+    threshold: float | None = None  # join a cluster above this judge score (None: the judge's own, else 0.5)
     reps_per_cluster: int = 1  # members of a cluster kept running to completion
     weighting: str = "size"  # "size" or "size_confidence"
     judge: str = "embedding"  # embedding | trained | answer (used when no Judge is passed in)
@@ -62,10 +62,18 @@ class DeepPrunePolicy(Policy):
         self._judge = judge
         self._reset()
 
+    @property
+    def threshold(self) -> float:
+        if self.params.threshold is not None:
+            return self.params.threshold
+        return float(getattr(self.judge, "threshold", 0.5))  # a trained head carries its own
+
     def _reset(self) -> None:
         """Per-request state; `start` calls it so one instance can serve many requests
         (the judge, costly to build, is kept)."""
-        self.clusters = OnlineClusters(self.params.threshold, self.params.reps_per_cluster)
+        # Threshold resolved lazily (in start): the judge may not be built yet.
+        self.clusters = OnlineClusters(0.5 if self.params.threshold is None else self.params.threshold,
+                                       self.params.reps_per_cluster)
         self._checkpoint: dict[str, int] = {}  # last checkpoint index judged per sample
         self._checks: dict[str, int] = {}  # judge checks per sample
         self._pruned_by_us: set[str] = set()
@@ -83,6 +91,7 @@ class DeepPrunePolicy(Policy):
     # -- hooks -----------------------------------------------------------------------
     def start(self, ctx: PolicyContext) -> None:
         self._reset()
+        self.clusters.threshold = self.threshold
         for _ in range(self.params.width):
             if self._launch(ctx, tag="deepprune") is None:
                 break
@@ -129,6 +138,7 @@ class DeepPrunePolicy(Policy):
             "judge": getattr(self.judge, "name", type(self.judge).__name__),
             "judge_calls": self.judge_calls,
             "replacements": self.replacements,
+            "threshold": self.clusters.threshold,
             "params": asdict(self.params),
         }
         return Decision(answer=answer, details=details)
