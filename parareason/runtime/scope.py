@@ -7,9 +7,9 @@ request's `tokens_per_request`.
 
 Routing a nested scope to its policy: the documented pattern is
 `child = ctx.scope(...); child_policy.start(child)`. The scope learns its policy
-from that call (the first action a policy takes on it inside one of its hooks is
-attributed to it: see `_adopt_policy_from_caller`), or explicitly through
-`scope(..., policy=...)`.
+from that call: the first time the scope is used inside some policy's `start(ctx)`
+with this scope as an argument, that policy is adopted (`_adopt_policy_from_caller`).
+`scope(..., policy=...)` names it explicitly instead.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from parareason.runtime.thread import CANCELLED
 if TYPE_CHECKING:
     from parareason.runtime.request_run import RequestRun
 
-_POLICY_HOOKS = frozenset({"start", "on_tokens", "on_sample_end", "on_scope_done", "is_done", "finalize"})
 
 
 class Scope(PolicyContext):
@@ -46,6 +45,7 @@ class Scope(PolicyContext):
     # -- PolicyContext: reading --------------------------------------------------------
     @property
     def prompt(self) -> str:
+        self._adopt_policy_from_caller()
         return self._prompt
 
     @property
@@ -146,14 +146,14 @@ class Scope(PolicyContext):
             scope = scope.parent
 
     def _adopt_policy_from_caller(self) -> None:
-        """Learn which policy drives this scope: the policy whose hook called us with it."""
+        """Learn which policy drives this scope: the one whose `start` got it as argument."""
         if self.policy is not None:
             return
         frame = sys._getframe(2)
         depth = 0
-        while frame is not None and depth < 8:
+        while frame is not None and depth < 12:
             owner = frame.f_locals.get("self")
-            if (isinstance(owner, Policy) and frame.f_code.co_name in _POLICY_HOOKS
+            if (frame.f_code.co_name == "start" and isinstance(owner, Policy)
                     and any(v is self for v in frame.f_locals.values())):
                 self.policy = owner
                 return
