@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from parareason.runtime.protocols.base import Protocol, ThreadOps, end_reason, unclosed
+from parareason.runtime.protocols.base import Protocol, ThreadOps, closed_by, end_reason, unclosed
 from parareason.runtime.thread import FINISHED, WAITING, Thread
 
 
@@ -86,8 +86,9 @@ class APRProtocol(Protocol):
 
     def on_run_end(self, ops: ThreadOps, thread: Thread, finish_reason: str, matched_stop: str | int | None) -> None:
         c = self.config
-        text = ops.decode(thread.run_ids())
-        if not text.endswith(c["spawn_close"]):
+        text = closed_by(ops, thread, c["spawn_close"], matched_stop)
+        if text is None:
+            text = ops.decode(thread.run_ids())
             if unclosed(text, c["spawn_open"], c["spawn_close"]):
                 ops.finish(thread, f"unclosed_spawn ({finish_reason})")
             else:

@@ -103,6 +103,22 @@ def unclosed(text: str, open_marker: str, close_marker: str) -> bool:
     return i >= 0 and text.find(close_marker, i + len(open_marker)) < 0
 
 
+def closed_by(ops: ThreadOps, thread: Thread, marker: str, matched_stop: str | int | None) -> str | None:
+    """The run's text up to and including `marker` when the run ended at that marker, else None.
+
+    Backends differ at a stop string: the last token may carry characters past the
+    marker (it is then cut off here, for parsing only), or the marker may have been
+    dropped from the tokens (its tokens are then appended so the context shows it)."""
+    text = ops.decode(thread.run_ids())
+    if matched_stop != marker and not text.endswith(marker):
+        return None
+    i = text.rfind(marker)
+    if i < 0:
+        ops.append(thread, ops.encode(marker))
+        return text + marker
+    return text[:i + len(marker)]
+
+
 def end_reason(finish_reason: str, matched_stop: str | int | None) -> str:
     if finish_reason == "stop_string" and matched_stop is not None:
         return f"stop:{matched_stop}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from parareason.runtime.protocols.base import Protocol, ThreadOps, end_reason
+from parareason.runtime.protocols.base import Protocol, ThreadOps, closed_by, end_reason
 from parareason.runtime.thread import Thread
 
 
@@ -51,7 +51,7 @@ class ParaThinkerProtocol(Protocol):
 
     def on_run_end(self, ops: ThreadOps, thread: Thread, finish_reason: str, matched_stop: str | int | None) -> None:
         if thread.role == "path":
-            closed = ops.decode(thread.run_ids()).endswith(self.config["path_close"])
+            closed = closed_by(ops, thread, self.config["path_close"], matched_stop) is not None
             ops.finish(thread, "path_closed" if closed else end_reason(finish_reason, matched_stop))
         else:
             ops.finish(thread, end_reason(finish_reason, matched_stop))
@@ -70,7 +70,7 @@ class ParaThinkerProtocol(Protocol):
         paths = [t for t in sample.threads if t.role == "path" and t.own_ids]
         for path in paths:
             ids.extend(path.own_ids)  # exact ids: prefix + generated
-            if not ops.decode(path.own_ids).endswith(c["path_close"]):
+            if path.reason != "path_closed":
                 ids.extend(close_ids)
             else:
                 ids.extend(ops.encode("\n"))

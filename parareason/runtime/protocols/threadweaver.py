@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from parareason.runtime.protocols.base import Protocol, ThreadOps, end_reason, unclosed
+from parareason.runtime.protocols.base import Protocol, ThreadOps, closed_by, end_reason, unclosed
 from parareason.runtime.thread import WAITING, Thread
 
 
@@ -59,12 +59,15 @@ class ThreadWeaverProtocol(Protocol):
 
     def on_run_end(self, ops: ThreadOps, thread: Thread, finish_reason: str, matched_stop: str | int | None) -> None:
         c = self.config
-        text = ops.decode(thread.run_ids())
-        if text.endswith(c["outlines_close"]):
-            self._open_block(ops, thread, text)
-        elif thread.role == "branch" and text.endswith(c["thread_close"]):
+        block = closed_by(ops, thread, c["outlines_close"], matched_stop)
+        if block is not None:
+            self._open_block(ops, thread, block)
+            return
+        if thread.role == "branch" and closed_by(ops, thread, c["thread_close"], matched_stop) is not None:
             ops.finish(thread, "thread_closed")
-        elif unclosed(text, c["outlines_open"], c["outlines_close"]) or \
+            return
+        text = ops.decode(thread.run_ids())
+        if unclosed(text, c["outlines_open"], c["outlines_close"]) or \
                 unclosed(text, c["parallel_open"], c["parallel_close"]) and c["outlines_open"] not in text:
             ops.finish(thread, f"unclosed_parallel ({finish_reason})")
         elif thread.role == "branch":
@@ -108,7 +111,7 @@ class ThreadWeaverProtocol(Protocol):
             if not branch.own_ids:
                 continue  # never ran (refused by a limit)
             ops.append(parent, branch.own_ids)  # the branch's exact ids: no re-tokenization
-            if not ops.decode(branch.own_ids).endswith(c["thread_close"]):
+            if branch.reason != "thread_closed":
                 ops.append(parent, close_ids)
         ops.append(parent, ops.encode(f"\n{c['parallel_close']}\n"))
         ops.record("join", thread=parent.id)
