@@ -62,6 +62,13 @@ class DeepPrunePolicy(Policy):
         self._judge = judge
         self._reset()
 
+    def __deepcopy__(self, memo: dict) -> "DeepPrunePolicy":
+        """Per-request copies (the API copies a policy instance for every request) share
+        the judge: it holds a model and no per-request state."""
+        import copy
+
+        return DeepPrunePolicy(copy.deepcopy(self.params, memo), judge=self._judge)
+
     @property
     def threshold(self) -> float:
         if self.params.threshold is not None:

@@ -1,0 +1,160 @@
+"""`parareason bench deepprune`: DeepPrune vs self-consistency@n on GSM8K questions.
+
+Both run on one loaded model, the same questions, sampling settings and seed (a
+request's seed depends only on the run seed and the question id, so sample i starts
+from the same seed under both policies). Reported per policy: accuracy (math-verify
+against the reference), generated tokens, tokens saved against SC@n (measured) and
+DeepPrune's own per-prune estimate, samples pruned, judge calls, and wall time of the
+whole run (judge time included). The markdown table goes into BENCHMARKS.md with the
+exact command; `--results` also writes every Result.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from parareason.cli.options import BackendType
+
+
+@dataclass
+class BenchRun:
+    policy: str
+    settings: str
+    correct: int
+    total: int
+    answered: int
+    generated_tokens: int
+    wall_s: float
+    errors: int
+    pruned: int = 0
+    judge_calls: int = 0
+    saved_estimate: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"]})
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def summarize(name: str, settings: str, results: list, wall: float) -> BenchRun:
+    return BenchRun(
+        policy=name, settings=settings, correct=sum(1 for r in results if r.correct), total=len(results),
+        answered=sum(1 for r in results if r.answer is not None),
+        generated_tokens=sum(r.usage.get("generated_tokens", 0) for r in results), wall_s=wall,
+        errors=sum(1 for r in results if r.error),
+        pruned=sum(int(r.details.get("pruned", 0)) for r in results),
+        judge_calls=sum(int(r.details.get("judge_calls", 0)) for r in results),
+        saved_estimate=sum(int(r.details.get("tokens_saved_est", 0)) for r in results))
+
+
+def render_table(runs: list[BenchRun]) -> str:
+    base = runs[0]
+    head = ("| policy | settings | accuracy | answered | generated tokens | tokens vs SC | tokens saved vs SC "
+            "| pruned samples | saved (policy estimate) | judge calls | wall s | errors |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in runs:
+        pct = f"{100 * r.generated_tokens / base.generated_tokens:.0f}%" if base.generated_tokens else "n/a"
+        lines.append(f"| {r.policy} | {r.settings} | {r.accuracy:.1%} ({r.correct}/{r.total}) | {r.answered}/{r.total} "
+                     f"| {r.generated_tokens} | {pct} | {base.generated_tokens - r.generated_tokens} | {r.pruned} "
+                     f"| {r.saved_estimate} | {r.judge_calls} | {r.wall_s:.1f} | {r.errors} |")
+    return head + "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
+              help="JSONL with id, question, answer (GSM8K-train format).")
+@click.option("--limit", type=int, default=32, show_default=True, help="Questions (the first N rows).")
+@click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n and DeepPrune width).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
+@click.option("--judge", "judge_kind", type=click.Choice(["embedding", "trained"]), default="embedding", show_default=True)
+@click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained judge head (with --judge trained).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
+@click.option("--threshold", type=float, default=None, help="Prune above this judge score (default: the head's, else 0.5).")
+@click.option("--check-every", type=int, default=128, show_default=True, help="Generated tokens between judge checkpoints.")
+@click.option("--reps-per-cluster", type=int, default=1, show_default=True)
+@click.option("--max-new-tokens", type=int, default=384, show_default=True)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
+@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
+@click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
+              show_default=True, help="Markdown file whose 'DeepPrune vs self-consistency' section is replaced.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every Result (JSONL) here.")
+def deepprune(data_path: Path, limit: int, n: int, seed: int, model: str, judge_kind: str, head: str | None,
+              calibration: str | None, threshold: float | None, check_every: int, reps_per_cluster: int,
+              max_new_tokens: int, temperature: float, max_concurrent: int, backend: str,
+              urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
+    """DeepPrune vs self-consistency@n: accuracy, tokens, tokens saved, wall time."""
+    from parareason.api import Engine
+    from parareason.bench.report import write_section
+    from parareason.judge.factory import make_judge
+    from parareason.pruning.deepprune import DeepPruneParams, DeepPrunePolicy
+
+    if not data_path.exists():
+        raise click.BadParameter(f"{data_path} not found (GSM8K-train JSONL with id/question/answer)",
+                                 param_hint="--data")
+    if judge_kind == "trained" and not head:
+        raise click.BadParameter("--judge trained needs --head PATH (see `parareason judge train`)", param_hint="--head")
+    rows = load_questions(data_path, limit)
+    judge = make_judge(judge_kind, head=head, calibration=calibration)  # loaded once, shared by all requests
+    params = DeepPruneParams(width=n, check_every=check_every, threshold=threshold,
+                             reps_per_cluster=reps_per_cluster, judge=judge_kind, head=head, calibration=calibration)
+    policy = DeepPrunePolicy(params, judge=judge)
+    thr = policy.threshold
+    dp_settings = (f"width={n}, judge={judge_kind}, threshold={thr:.3f}, check_every={check_every}, "
+                   f"reps={reps_per_cluster}")
+    click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}, judge={judge_kind}")
+    runs: list[BenchRun] = []
+    results_file = results_path.open("w", encoding="utf-8") if results_path else None
+    common = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                  max_concurrent=max_concurrent, keep_trace=False)
+    try:
+        with Engine(model, backend=backend, urls=urls) as engine:
+            for name, pol, args, settings in (("self_consistency", "self_consistency", {"n": n}, f"n={n}"),
+                                              ("deepprune", policy, {}, dp_settings)):
+                t0 = time.perf_counter()
+                results = engine.run(rows, policy=pol, policy_args=args, **common)
+                r = summarize(name, settings, results, time.perf_counter() - t0)
+                runs.append(r)
+                if results_file is not None:
+                    for res in results:
+                        results_file.write(json.dumps(res.to_dict(), default=str) + "\n")
+                click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  pruned {r.pruned:4d}  "
+                           f"wall {r.wall_s:7.1f}s  errors {r.errors}")
+    finally:
+        if results_file is not None:
+            results_file.close()
+    table = render_table(runs)
+    judge_desc = {"embedding": "all-MiniLM-L6-v2 cosine" + (f", calibration `{calibration}`" if calibration else
+                                                            ", default calibration"),
+                  "trained": f"trained head `{head}`"}[judge_kind]
+    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (first rows), n={n}, "
+            f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
+            f"{max_concurrent} questions per batch, backend {backend}. DeepPrune judge: {judge_desc}. "
+            f"Accuracy is math-verify equivalence with the reference; tokens are generated tokens summed over "
+            f"questions; 'tokens saved vs SC' is measured (SC's tokens minus DeepPrune's); the policy estimate "
+            f"charges each pruned sample its cluster's finished length minus what it had generated; wall is the "
+            f"policy's whole run on one loaded model, judge included.\n\n{table}")
+    path = write_section("DeepPrune vs self-consistency", body, path=out)
+    click.echo(table)
+    click.echo(f"wrote {path}")
