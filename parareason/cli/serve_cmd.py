@@ -15,7 +15,8 @@ from parareason.cli.options import PROTOCOLS, check_backend_args, model_options,
 @click.option("--policy", default="sc", show_default=True,
               help="Default policy: sc, ffs, deepconf, bom, multi_temp, rpc, scale, deepprune.")
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="KEY=VALUE",
-              help="Parameter of the default policy (repeatable); values parse as JSON.")
+              help="Policy parameter (repeatable; values parse as JSON): KEY=VALUE for the default policy, "
+                   "POLICY.KEY=VALUE for requests that pick POLICY (e.g. deepprune.judge=answer).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="plain", show_default=True,
               help="Default protocol.")
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=4, show_default=True,

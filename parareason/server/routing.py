@@ -39,7 +39,9 @@ class ServeDefaults:
 
     model_id: str
     policy: str = "sc"
-    policy_args: dict[str, Any] = field(default_factory=dict)  # only for the default policy
+    # Server-side policy parameters: "key" applies to the default policy, "policy.key"
+    # to that policy whenever a request runs it (e.g. {"deepprune.judge": "answer"}).
+    policy_args: dict[str, Any] = field(default_factory=dict)
     protocol: str = "plain"
     n: int = 4
     max_n: int = 64
@@ -122,6 +124,20 @@ class Router:
         return policy, protocol
 
     # -- resolving -------------------------------------------------------------------
+    def server_policy_args(self, policy: str) -> dict[str, Any]:
+        """The server's parameters for `policy` (see ServeDefaults.policy_args)."""
+        from parareason.policies import ALIASES
+
+        canonical = ALIASES.get(policy, policy)
+        out: dict[str, Any] = {}
+        for key, value in self.defaults.policy_args.items():
+            name, dot, param = key.rpartition(".")
+            if not dot and policy == self.defaults.policy:
+                out[key] = value
+            elif dot and ALIASES.get(name, name) == canonical:
+                out[param] = value
+        return out
+
     def route(self, *, model: str, options: ParareasonOptions | None, temperature: float | None,
               top_p: float | None, seed: int | None, max_new_tokens: int | None,
               stop: tuple[str, ...]) -> Route:
@@ -136,7 +152,7 @@ class Router:
         n = o.n if o.n is not None else d.n
         if n > d.max_n:
             raise RoutingError(f"n={n} is above this server's maximum {d.max_n}", param="parareason.n")
-        args = dict(d.policy_args) if policy == d.policy else {}
+        args = self.server_policy_args(policy)
         args.update(o.policy_args)
         max_new = max_new_tokens if max_new_tokens is not None else d.max_new_tokens
         if max_new > d.max_new_tokens_limit:

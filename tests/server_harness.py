@@ -1,0 +1,105 @@
+"""Helpers for the server tests: a real uvicorn server on a free loopback port,
+driven by the official openai client, backed by the scripted test backend."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import openai
+import uvicorn
+
+from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
+from parareason.server import ServeDefaults, create_app
+
+MODEL = "toy-model"
+
+
+def seeded_reply(ctx: ScriptContext) -> str:
+    """Deterministic "model": the answer depends on the thread's seed (so votes vary),
+    the text on the question (so replies of different requests differ)."""
+    q = "2+2" if "2+2" in ctx.text else "3+3"
+    right = "4" if q == "2+2" else "6"
+    answer = right if (ctx.params.seed or 0) % 4 else "5"
+    return f"Let me compute {q} step by step. It is {answer}. \\boxed{{{answer}}}"
+
+
+class RecordingBackend(ScriptedBackend):
+    """The scripted test double, recording aborts and the widest step (threads of how
+    many requests shared one backend step)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.aborted: list[str] = []
+        self.max_requests_per_step = 0
+        self.max_seqs_per_step = 0
+
+    def abort(self, seq_id: str) -> None:
+        self.aborted.append(seq_id)
+        super().abort(seq_id)
+
+    def step(self, timeout_s: float = 0.05):  # type: ignore[no-untyped-def]
+        live = [s for s in self._seqs]
+        self.max_seqs_per_step = max(self.max_seqs_per_step, len(live))
+        self.max_requests_per_step = max(self.max_requests_per_step, len({s.split("|")[0] for s in live}))
+        return super().step(timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run `app` with uvicorn on 127.0.0.1:<free port>; yields the base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > 20:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@contextmanager
+def scripted_server(*, tokens_per_step: int = 4, latency_s: float = 0.0, script: Any = seeded_reply,
+                    max_in_flight: int = 16, extra_policies: dict | None = None,
+                    **defaults: Any) -> Iterator[tuple[str, RecordingBackend, Any]]:
+    backend = RecordingBackend(script, tokens_per_step=tokens_per_step, latency_s=latency_s)
+    defaults.setdefault("n", 3)
+    defaults.setdefault("seed", 1)
+    # Server-side per-policy parameter: requests that pick deepprune (suffix included) use the
+    # answer judge, not the MiniLM embedding judge (seconds to load; tested in test_judge_*).
+    defaults.setdefault("policy_args", {"deepprune.judge": "answer"})
+    app = create_app(backend, ServeDefaults(model_id=MODEL, **defaults), max_in_flight=max_in_flight,
+                     extra_policies=extra_policies)
+    with serve_in_thread(app) as url:
+        yield url, backend, app
+
+
+def client(url: str, **kw: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, **kw)
+
+
+def async_client(url: str, **kw: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, **kw)
+
+
+def wait_until(cond: Any, timeout_s: float = 10.0, what: str = "condition") -> None:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
