@@ -119,7 +119,8 @@ class CompletionRequest(_SamplingFields):
     @field_validator("echo", "suffix", "best_of")
     @classmethod
     def _unsupported(cls, v: Any, info: Any) -> Any:
-        if v not in (None, False, 1):
+        harmless = v is None or v is False or (info.field_name == "best_of" and v == 1)
+        if not harmless:
             raise ValueError(f"{info.field_name} is not supported by parareason serve")
         return v
 

@@ -1,0 +1,132 @@
+"""Bad requests get clear OpenAI-style errors; a failing policy ends only its request."""
+from __future__ import annotations
+
+import threading
+
+import httpx
+import openai
+import pytest
+
+from parareason.runtime.policy import Decision, Policy
+from tests.server_harness import MODEL, client, scripted_server
+
+Q = [{"role": "user", "content": "What is 2+2?"}]
+
+
+class ExplodingPolicy(Policy):
+    """A policy with a bug: raises once its samples produce tokens."""
+
+    name = "test-explode"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def start(self, ctx):
+        for _ in range(self.n):
+            ctx.launch()
+
+    def on_tokens(self, ctx, sample, new_tokens):
+        raise RuntimeError("boom in policy")
+
+    def finalize(self, ctx):
+        return Decision(None)
+
+
+@pytest.fixture(scope="module")
+def server():
+    extra = {"explode": lambda p: ExplodingPolicy(p["n"])}
+    with scripted_server(extra_policies=extra, max_new_tokens_limit=1000) as s:
+        yield s
+
+
+def _bad(url, **body):
+    with pytest.raises(openai.BadRequestError) as e:
+        client(url).chat.completions.create(**{"model": MODEL, "messages": Q, **body})
+    err = e.value.body
+    assert e.value.status_code == 400 and err["type"] == "invalid_request_error" and err["message"]
+    return err
+
+
+def test_invalid_fields_are_400_with_the_offending_param(server):
+    url, _, _ = server
+    assert "messages" in _bad(url, messages=[])["param"]
+    assert _bad(url, temperature=5)["param"] == "temperature"
+    assert "parareason" in _bad(url, n=2)["message"]  # samples go in the extension object
+    assert "logprobs" in _bad(url, logprobs=True)["message"]
+    assert _bad(url, messages=[{"role": "assistant", "content": "hi"}])["param"] == "messages"
+    assert _bad(url, messages=[{"role": "user", "content": "  "}])["param"] == "messages"
+    assert _bad(url, messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
+    assert _bad(url, max_tokens=5000)["param"] == "max_tokens"
+    assert _bad(url, max_tokens=0)["param"] == "max_tokens"
+
+
+def test_bad_extension_object_is_400(server):
+    url, _, _ = server
+    assert "unknown policy" in _bad(url, extra_body={"parareason": {"policy": "nope"}})["message"]
+    err = _bad(url, extra_body={"parareason": {"policy": "ffs", "policy_args": {"zz": 1}}})
+    assert "zz" in err["message"]
+    assert _bad(url, extra_body={"parareason": {"n": 0}})["param"] == "parareason.n"
+    assert _bad(url, extra_body={"parareason": {"n": 100000}})["param"] == "parareason.n"
+    assert "polcy" in _bad(url, extra_body={"parareason": {"polcy": "ffs"}})["message"]  # typos are not ignored
+    assert "protocol" in _bad(url, extra_body={"parareason": {"protocol": "telepathy"}})["message"]
+    assert _bad(url, extra_body={"parareason": {"deadline": 10**6}})["param"] == "parareason.deadline"
+
+
+def test_unknown_model_or_suffix_is_404(server):
+    url, _, _ = server
+    for model in ("gpt-4o", f"{MODEL}+nope", f"{MODEL}+ffs+ffs"):
+        with pytest.raises(openai.NotFoundError) as e:
+            client(url).chat.completions.create(model=model, messages=Q)
+        assert e.value.body["code"] == "model_not_found"
+
+
+def test_malformed_http_bodies(server):
+    url, _, _ = server
+    cases = [
+        ("POST", "/v1/chat/completions", b"{not json", 400),
+        ("POST", "/v1/chat/completions", b"[1, 2]", 400),
+        ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', 400),  # no model
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": ["a", "b"]}', 400),
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": [1, 2, 3]}', 400),
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": "x", "echo": true}', 400),
+        ("GET", "/v1/nothing-here", b"", 404),
+        ("GET", "/v1/chat/completions", b"", 405),
+    ]
+    for method, path, body, status in cases:
+        r = httpx.request(method, url + path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status, (path, body, r.text)
+        err = r.json()["error"]
+        assert err["message"] and err["type"], r.text
+    r = httpx.post(url + "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert "JSON" in r.json()["error"]["message"]
+
+
+def test_policy_exception_fails_only_its_request(server):
+    url, _, app = server
+    c = client(url)
+    good: list = []
+    t = threading.Thread(target=lambda: good.append(
+        c.chat.completions.create(model=MODEL, messages=Q, extra_body={"parareason": {"n": 4}})))
+    t.start()
+    with pytest.raises(openai.InternalServerError) as e:
+        c.chat.completions.create(model=MODEL, messages=Q, extra_body={"parareason": {"policy": "explode"}})
+    assert "boom in policy" in e.value.body["message"]
+    assert e.value.body["type"] == "server_error"
+    with pytest.raises(openai.APIError, match="boom in policy"):  # streamed: an error event before [DONE]
+        for _ in c.chat.completions.create(model=MODEL, messages=Q, stream=True,
+                                           extra_body={"parareason": {"policy": "explode", "n": 1}}):
+            pass
+    t.join(30)
+    assert good and good[0].model_extra["parareason"]["error"] is None
+    h = httpx.get(url + "/health").json()
+    assert h["status"] == "ok" and h["engine"]["alive"] and h["in_flight"] == 0
+    # and the server goes on serving
+    assert c.chat.completions.create(model=MODEL, messages=Q).choices[0].message.content
+
+
+def test_health_and_nothing_leaks_after_errors(server):
+    url, backend, app = server
+    h = httpx.get(url + "/health").json()
+    assert h["status"] == "ok" and h["model"] == MODEL and h["in_flight"] == 0
+    assert app.state.engine.scheduler.trie.live_nodes() == 0
+    assert not backend.has_work()
