@@ -259,16 +259,18 @@ class RequestRun(ThreadOps):
 
     # -- backend traffic -----------------------------------------------------------------
     def _run_cap(self, t: Thread) -> tuple[int, str]:
-        """Tokens the thread may still generate, and the name of the budget that binds."""
-        caps: list[tuple[int, str]] = []
-        scope = t.sample.scope
-        left = scope.budget_left()
-        if left is not None:
-            caps.append((left, scope.bounding_budget_name()))
-        if self.limits.tokens_per_thread is not None:
-            caps.append((self.limits.tokens_per_thread - t.generated, "tokens_per_thread"))
-        caps.append((t.sample.params.max_new_tokens - t.generated, "max_new_tokens"))
-        return min(caps, key=lambda c: c[0])  # first wins ties: limits before the sampling cap
+        """Tokens the thread may still generate, and the name of the budget that binds.
+
+        On ties a limit's name wins over the sampling cap (hot path: no allocations)."""
+        gen = len(t.gen_ids)
+        cap, name = t.sample.params.max_new_tokens - gen, "max_new_tokens"
+        per_thread = self.limits.tokens_per_thread
+        if per_thread is not None and per_thread - gen <= cap:
+            cap, name = per_thread - gen, "tokens_per_thread"
+        left = t.sample.scope.budget_left()
+        if left is not None and left <= cap:
+            cap, name = left, t.sample.scope.bounding_budget_name()
+        return cap, name
 
     def _end_at_cap(self, t: Thread, cap_name: str) -> None:
         if cap_name == "max_new_tokens":

@@ -78,7 +78,10 @@ class Scheduler:
                 run, thread = owner
                 if run.done:
                     continue
-                self._guarded(run, lambda r=run, t=thread, up=u: r.on_update(t, up))
+                try:
+                    run.on_update(thread, u)
+                except Exception as e:  # noqa: BLE001 - a protocol fault ends only its request
+                    self._fail(run, e)
         else:
             for run in self._runs.values():
                 run.lost_sequences()
@@ -129,8 +132,12 @@ class Scheduler:
         try:
             fn()
         except Exception as e:  # noqa: BLE001
-            run.trace.emit("error", error=f"{type(e).__name__}: {e}")
-            run.finish_request(error=f"{type(e).__name__}: {e}", call_hooks=False)
+            self._fail(run, e)
+
+    @staticmethod
+    def _fail(run: RequestRun, e: Exception) -> None:
+        run.trace.emit("error", error=f"{type(e).__name__}: {e}")
+        run.finish_request(error=f"{type(e).__name__}: {e}", call_hooks=False)
 
     def _collect(self, run: RequestRun, out: list[Result]) -> None:
         if run.done and run.result is not None and self._runs.get(run.spec.id) is run:
