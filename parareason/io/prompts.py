@@ -69,7 +69,9 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise PromptInputError(source, line, "not valid UTF-8") from e
-    lines = text.splitlines()
+    # Split on "\n" only: str.splitlines() also breaks on U+2028, U+0085, ... which
+    # occur inside JSON strings of real datasets (GSM8K train line 2382).
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     if not any(line.strip() for line in lines):
         raise PromptInputError(source, None, "empty file: no prompts")
     if _looks_like_jsonl(p, lines):
