@@ -66,8 +66,13 @@ def longest_prefix(context: Sequence[int], sources: Iterable[PrefixSource]) -> P
     best = PrefixMatch(None, 0)
     best_free = False
     for src in sources:
-        if not src.slots or not len(ids) or src.tokens[0] != ids[0]:
-            continue
+        k, computed = best.length, len(src.slots)
+        if k < len(ids):
+            # To beat `best`, src must match a longer prefix, so it must agree at index k.
+            if computed <= k or src.tokens[k] != ids[k]:
+                continue
+        elif best_free or computed != len(ids) or src.logits is None:
+            continue  # `best` covers the whole context; only free logits could improve it
         n = common_prefix_len(ids, src.tokens[:len(src.slots)])
         free = n == len(ids) == len(src.slots) and src.logits is not None
         if n > best.length or (n == best.length and free and not best_free):
