@@ -77,3 +77,33 @@ def test_config_file_sets_defaults_and_flags_override(tmp_path, fmt):
     settings = json.loads((tmp_path / "b.jsonl.config.json").read_text())
     [cfg_used] = settings.values()
     assert cfg_used["temperature"] == 0.3 and cfg_used["policy_args"] == {"k": 1} and cfg_used["n"] == 2
+
+
+def test_sglang_backend_with_two_workers_over_real_http(tmp_path, monkeypatch):
+    """`--backend sglang --url A --url B` through the SGLang client and real HTTP, against
+    two SGLang stand-in servers backed by the scripted test double (no CUDA here)."""
+    from parareason.runtime.backends import transformers_engine
+    from parareason.runtime.backends.scripted import CharTokenizer, ScriptedBackend
+    from parareason.testing.sglang_standin import SGLangStandin
+
+    # the local tokenizer must match the servers' (checked by the client at start-up)
+    monkeypatch.setattr(transformers_engine, "load_tokenizer", lambda model=None: CharTokenizer())
+    p = tmp_path / "p.jsonl"
+    p.write_text("".join(json.dumps({"id": f"q{k}", "prompt": f"apples {k}?", "answer": "8"}) + "\n"
+                         for k in range(4)))
+    out = tmp_path / "r.jsonl"
+    servers = [SGLangStandin(ScriptedBackend.from_table(TABLE, tokens_per_step=3)).start() for _ in range(2)]
+    try:
+        args = ["run", str(p), "--backend", "sglang", "--out", str(out), "-n", "2", "-q"]
+        for s in servers:
+            args += ["--url", s.url]
+        res = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        served = [len(s.generate_requests) for s in servers]
+    finally:
+        for s in servers:
+            s.stop()
+    rows = rows_of(out)
+    assert sorted(r["id"] for r in rows) == ["q0", "q1", "q2", "q3"]
+    assert all(r["correct"] is True and len(r["threads"]) == 2 for r in rows)
+    assert sum(served) >= 8, served  # every sample went over HTTP (routing between workers is the client's)
