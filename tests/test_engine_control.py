@@ -1,7 +1,10 @@
 """Embedded engine control flow: abort, stop conditions, seeds, continuous batching, errors."""
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from parareason.runtime.backends.base import SamplingParams
 from parareason.runtime.backends.transformers_engine import load_backend
@@ -154,3 +157,20 @@ def test_bad_sequences_end_with_error_and_others_continue(engine):
         engine.submit(request("fine2", [1, 2], greedy(1)))
         engine.submit(request("fine2", [1, 2], greedy(1)))
     run_all(engine)
+
+
+def test_bfloat16_option_runs_the_same_engine():
+    eng = load_backend(TEST_MODEL, dtype="bfloat16")
+    assert eng.model.embed.dtype == torch.bfloat16 and eng.pool.k.dtype == torch.bfloat16
+    eng.submit(request("bf", chat(eng, PROMPTS[1]), greedy(4, ignore_eos=True)))
+    out = run_all(eng)["bf"]
+    assert len(out.tokens) == 4 and all(math.isfinite(lp) and lp <= 0 for lp in out.logprobs)
+
+
+def test_load_errors_are_clear():
+    from parareason.runtime.backends.base import BackendError
+
+    with pytest.raises(BackendError, match="smollm2-135m"):
+        load_backend("no-such-model")
+    with pytest.raises(TypeError, match="max_batch_size"):
+        load_backend(TEST_MODEL, max_batch=3)
