@@ -17,7 +17,10 @@ class RequestSpec:
     protocol: str = "plain"  # name in the protocol registry (runtime/protocols)
     protocol_config: dict[str, Any] = field(default_factory=dict)  # marker strings, N paths, ...
     reference: str | None = None  # gold answer -> Result.correct via grading.is_correct
-    params: SamplingParams = field(default_factory=SamplingParams)  # base sampling settings
+    # Base sampling settings of every sample (SampleOverrides change them per sample).
+    # max_new_tokens caps each thread (ending it with reason "length"); seed is the root of
+    # the per-thread seeds (None = unseeded sampling); stop strings add to protocol markers.
+    params: SamplingParams = field(default_factory=SamplingParams)
     limits: Limits = field(default_factory=Limits)
     system_prompt: str | None = None  # None = the protocol's default instructions
     keep_trace: bool = True

@@ -482,8 +482,12 @@ class RequestRun(ThreadOps):
         if self.root.decision is None:
             try:
                 for sub in self.root.subscopes:
-                    if not sub.closed:
-                        self._close_scope(sub) if call_hooks else setattr(sub, "closed", True)
+                    if sub.closed:
+                        continue
+                    if call_hooks:  # a normal end: open nested scopes still get finalized
+                        self._close_scope(sub)
+                    else:  # an error / cancel / deadline: no more policy hooks but the root's finalize
+                        sub.closed = True
                 decision = self.spec.policy.finalize(self.root)
             except Exception as e:  # noqa: BLE001
                 self.error = self.error or f"policy finalize failed: {type(e).__name__}: {e}"
