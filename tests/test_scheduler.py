@@ -213,3 +213,35 @@ def test_deadline_ends_the_request():
     r = run_one(be, spec(policy=LaunchN(2), limits=Limits(deadline_s=0.2, tokens_per_thread=None),
                          params=SamplingParams(seed=1, max_new_tokens=100_000)))
     assert all(t.status == "limit" and t.reason == "limit:deadline_s" for t in r.threads)
+
+
+class LosesSequences(ScriptedBackend):
+    """Breaks the backend contract: drops every sequence without a final report."""
+
+    def step(self, timeout_s=0.05):
+        self._seqs.clear()
+        return []
+
+
+def test_sequence_lost_by_backend_fails_the_thread_instead_of_hanging():
+    r = run_one(LosesSequences(lambda c: "abc"), spec(policy=LaunchN(2)))
+    assert [t.reason for t in r.threads] == ["backend lost the sequence"] * 2
+    assert all(t.status == "failed" for t in r.threads)
+
+
+def test_cancel_while_children_run_cancels_the_tree():
+    def script(ctx):
+        if "<|user|>\nsub" in ctx.text:
+            return "k" * 500
+        return "<spawn>\nsub 1\nsub 2\n</spawn>"
+    be = ScriptedBackend(script, tokens_per_step=20)
+    sched = Scheduler(be)
+    sched.add(spec(policy=LaunchN(1), protocol="apr"))
+    for _ in range(4):
+        sched.step()
+    assert [t.status for t in sched._runs["r"].threads] == ["waiting", "running", "running"]
+    sched.cancel("r", "stop")
+    [r] = sched.step()
+    assert [t.status for t in r.threads] == ["cancelled"] * 3
+    sched.drain()
+    assert sched.trie.live_nodes() == 0 and not be.has_work()

@@ -61,7 +61,8 @@ class ThreadOps(ABC):
 
 
 class Protocol(ABC):
-    """Base class. `config` holds marker strings and knobs; unknown keys raise."""
+    """Base class. `config` holds marker strings and knobs (see each protocol's `defaults`),
+    plus `instructions` to replace the default system prompt; unknown keys raise."""
 
     name: ClassVar[str] = "protocol"
     defaults: ClassVar[dict[str, Any]] = {}
