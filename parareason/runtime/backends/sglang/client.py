@@ -221,9 +221,9 @@ class SGLangBackend(Backend):
         if isinstance(ev, _FinishEvent):
             self._finish(seq, updates, ev)
             return
+        # (An aborted sequence never gets here: step() reports its abort, removing it
+        # from _seqs, before it reads any queued event.)
         u = self._update(seq, updates)
-        if seq.aborted:
-            ev.token_ids = []  # abort ends the sequence at once; keep only accounting
         if ev.prompt_tokens is not None and not seq.accounted:
             seq.accounted = True
             u.prompt_tokens = ev.prompt_tokens
@@ -300,12 +300,16 @@ class SGLangBackend(Backend):
         task.cancel()
 
     async def _post_abort(self, url: str, rid: str) -> None:
-        for target in dict.fromkeys([url, *self._abort_urls]):
+        """POST /abort_request to the request's worker and every `abort_urls` entry, at once."""
+
+        async def one(target: str) -> None:
             try:
                 await self._client.post(f"{target}/abort_request", json={"rid": rid},
                                          timeout=self._timeout(5.0))
             except httpx.HTTPError as e:
                 log.info("abort of %s at %s failed: %s", rid, target, e)
+
+        await asyncio.gather(*(one(t) for t in dict.fromkeys([url, *self._abort_urls])))
 
     async def _shutdown(self) -> None:
         # Stop what still runs on the servers, then every task, then the connections.
