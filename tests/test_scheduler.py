@@ -245,3 +245,16 @@ def test_cancel_while_children_run_cancels_the_tree():
     assert [t.status for t in r.threads] == ["cancelled"] * 3
     sched.drain()
     assert sched.trie.live_nodes() == 0 and not be.has_work()
+
+
+def test_jsonl_trace_file_round_trip(tmp_path):
+    from parareason.runtime.trace import read_jsonl
+    path = tmp_path / "trace.jsonl"
+    with JsonlTraceWriter(path) as writer:
+        sched = Scheduler(ScriptedBackend(lambda c: "\\boxed{1}"), trace_sink=writer)
+        [r] = list(sched.run([spec(policy=LaunchN(2))]))
+    events = read_jsonl(path)
+    assert without_times(events) == without_times(r.trace)
+    assert all(isinstance(e["t"], float) for e in events)
+    ends = [e for e in events if e["ev"] == "finish"]
+    assert [e["tokens"] for e in ends] == [len("\\boxed{1}")] * 2
