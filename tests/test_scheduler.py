@@ -258,3 +258,10 @@ def test_jsonl_trace_file_round_trip(tmp_path):
     assert all(isinstance(e["t"], float) for e in events)
     ends = [e for e in events if e["ev"] == "finish"]
     assert [e["tokens"] for e in ends] == [len("\\boxed{1}")] * 2
+
+
+def test_backend_batch_cap_changes_timing_not_results():
+    def threads(**kw):
+        r = run_one(ScriptedBackend(answer_by_seed, **kw), spec(policy=LaunchN(5)))
+        return [(t.id, t.status, t.tokens, t.answer) for t in r.threads]
+    assert threads(max_batch=2) == threads()
