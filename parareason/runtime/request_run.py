@@ -17,10 +17,12 @@ from parareason.runtime.backends.base import (
 )
 from parareason.runtime.limits import limit_reason
 from parareason.runtime.policy import Decision, SampleOverrides
+from parareason.runtime.policy_hooks import close_scope, settle
 from parareason.runtime.protocols import Protocol, ThreadOps, get_protocol
 from parareason.runtime.protocols.base import end_reason
 from parareason.runtime.request import RequestSpec
-from parareason.runtime.result import Result, ThreadRecord
+from parareason.runtime.request_result import build_result
+from parareason.runtime.result import Result
 from parareason.runtime.sample import Sample
 from parareason.runtime.scope import Scope
 from parareason.runtime.thread import (
@@ -40,10 +42,6 @@ def derive_seed(base: int | None, *parts: object) -> int | None:
         return None
     digest = hashlib.blake2b(":".join(map(str, (base, *parts))).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
-
-
-class PolicyFailure(RuntimeError):
-    pass
 
 
 class RequestRun(ThreadOps):
@@ -392,7 +390,7 @@ class RequestRun(ThreadOps):
         if self.done:
             return
         self.enforce_budgets()
-        ok, _ = self._guard(self._settle)
+        ok, _ = self._guard(lambda: settle(self))
         if not ok or self.done:
             return
         ok, is_done = self._guard(lambda: self.spec.policy.is_done(self.root))
@@ -402,58 +400,6 @@ class RequestRun(ThreadOps):
             self.finish_request(error=None)
         elif self.live_threads == 0 and not self.pending:
             self.finish_request(error="policy stalled: not done but no live sample")
-
-    def _settle(self) -> None:
-        # Hooks may launch or abort samples, and open or finish scopes: loop until quiet.
-        for _ in range(10_000):
-            if self.grew:
-                grew, self.grew = self.grew, {}
-                for sample, n in grew.items():
-                    if sample.scope.policy is not None and not sample.scope.closed:
-                        sample.scope.policy.on_tokens(sample.scope, sample, n)
-                continue
-            if self.ended_samples:
-                ended, self.ended_samples = self.ended_samples, []
-                for sample in ended:
-                    if sample.scope.policy is not None and not sample.scope.closed:
-                        sample.scope.policy.on_sample_end(sample.scope, sample)
-                continue
-            if self._close_done_scopes(self.root):
-                continue
-            return
-        raise PolicyFailure("policy hooks did not settle")
-
-    def _close_done_scopes(self, scope: Scope) -> bool:
-        """Finalize every finished nested scope (deepest first); True if one closed."""
-        closed_any = False
-        for sub in scope.subscopes:
-            if sub.closed:
-                continue
-            closed_any |= self._close_done_scopes(sub)
-            if sub.closed:
-                continue
-            live = any(s.live for s in sub.samples) or sub.open_scopes > 0
-            done = sub.policy.is_done(sub) if sub.policy is not None else not live
-            if done or (sub.stopped and not live):
-                self._close_scope(sub)
-                closed_any = True
-        return closed_any
-
-    def _close_scope(self, scope: Scope) -> Decision:
-        for sub in scope.subscopes:
-            if not sub.closed:
-                self._close_scope(sub)
-        decision = scope.policy.finalize(scope) if scope.policy is not None else Decision(answer=None)
-        scope.decision = decision
-        for s in scope.samples:
-            if s.live:
-                self.abort_sample(s, CANCELLED, f"scope {scope.id} closed")
-        scope.closed = True
-        self.trace.emit("scope_done", scope=scope.id, answer=decision.answer, tokens=scope.used)
-        parent = scope.parent
-        if parent is not None and parent.policy is not None and not parent.closed:
-            parent.policy.on_scope_done(parent, scope, decision)
-        return decision
 
     def _guard(self, fn: Any) -> tuple[bool, Any]:
         """Run policy/protocol code; any exception ends the request with an error (never a hang)."""
@@ -485,7 +431,7 @@ class RequestRun(ThreadOps):
                     if sub.closed:
                         continue
                     if call_hooks:  # a normal end: open nested scopes still get finalized
-                        self._close_scope(sub)
+                        close_scope(self, sub)
                     else:  # an error / cancel / deadline: no more policy hooks but the root's finalize
                         sub.closed = True
                 decision = self.spec.policy.finalize(self.root)
@@ -494,23 +440,7 @@ class RequestRun(ThreadOps):
             self.root.closed = True
             self.root.decision = decision
         decision = self.root.decision or Decision(answer=None)
-        correct = None
-        if self.spec.reference is not None:
-            from parareason.grading import is_correct
-            correct = is_correct(decision.answer, self.spec.reference)
-        usage = self.usage.to_dict()
-        usage["discarded_tokens"] = self.discarded_tokens
-        latency = time.monotonic() - self.t0
-        self.trace.emit("request_end", answer=decision.answer, correct=correct, error=self.error,
-                        tokens=self.usage.generated_tokens, threads=len(self.threads))
-        self.result = Result(
-            id=self.spec.id, prompt=self.spec.prompt, answer=decision.answer, correct=correct,
-            policy=self.spec.policy.name, protocol=self.spec.protocol,
-            threads=[ThreadRecord(id=t.id, parent=t.parent.id if t.parent else None, status=t.status,
-                                  reason=t.reason, tokens=t.generated, answer=t.answer) for t in self.threads],
-            usage=usage, latency_s=round(latency, 6), error=self.error, reference=self.spec.reference,
-            details=dict(decision.details), trace=list(self.trace.events) if self.spec.keep_trace else None,
-        )
+        self.result = build_result(self, decision)
 
 
 def _apply_overrides(params: SamplingParams, o: SampleOverrides) -> SamplingParams:
