@@ -212,3 +212,24 @@ def test_cancel_subtree_on_a_known_tree():
     assert target == "s0.t0" and len(subtree) == 7
     assert ended_now == subtree
     assert statuses[target] == "pruned"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(1, 3), st.integers(1, 3), st.integers(0, 120))
+def test_nested_scope_budgets_hold(sc, k, n, budget):
+    from tests.runtime_policies import Nested
+    be = ScriptedBackend(make_script(sc["behaviours"], sc["sizes"], sc["protocol"]),
+                         tokens_per_step=sc["tokens_per_step"])
+    sched = Scheduler(be)
+    spec = RequestSpec(id="r", prompt="q", policy=Nested(k, n, budget), protocol=sc["protocol"],
+                       params=SamplingParams(seed=sc["seed"], max_new_tokens=sc["max_new_tokens"]),
+                       limits=sc["limits"])
+    [r] = list(sched.run([spec]))
+    scope_of = {e["sample"]: e["scope"] for e in r.trace if e["ev"] == "launch"}
+    per_scope: dict[str, int] = {}
+    for t in r.threads:
+        scope = scope_of[t.id.split(".")[0]]
+        per_scope[scope] = per_scope.get(scope, 0) + t.tokens
+    assert all(used <= budget for used in per_scope.values()), per_scope
+    assert sum(per_scope.values()) <= sc["limits"].tokens_per_request
+    assert sched.trie.live_nodes() == 0
