@@ -321,6 +321,7 @@ class SGLangBackend(Backend):
         if tasks:
             await asyncio.wait(tasks, timeout=2)
         await self._client.aclose()
+        await self._loop.shutdown_asyncgens()
 
     async def _run(self, seq: _Seq) -> None:
         """All attempts of one sequence; always ends with exactly one finish event."""
@@ -421,33 +422,40 @@ class SGLangBackend(Backend):
             raise RequestFailure("dropped", f"{type(e).__name__}: {e}") from None
 
     async def _stream(self, seq: _Seq, url: str, rid: str, decoder: ChunkDecoder) -> _FinishEvent:
-        req = seq.req
-        async with self._client.stream("POST", f"{url}/generate", json=self._body(req, rid),
+        async with self._client.stream("POST", f"{url}/generate", json=self._body(seq.req, rid),
                                        timeout=self._timeout(self.config.stall_timeout_s)) as resp:
             if resp.status_code != 200:
                 text = (await resp.aread()).decode(errors="replace")[:300]
                 raise RequestFailure("status", f"HTTP {resp.status_code} from {url}: {text}", resp.status_code)
-            parser = SSEParser()
-            async for text in resp.aiter_text():
-                for payload in parser.feed(text):
-                    try:
-                        chunk = parse_payload(payload)
-                    except ValueError as e:
-                        raise RequestFailure("protocol", f"bad stream chunk: {e}") from None
-                    if chunk is None:  # [DONE] without a final chunk
-                        raise RequestFailure("dropped", "stream ended ([DONE]) without a finish_reason")
-                    delta = decoder.decode(chunk)
-                    if delta.error is not None:
-                        raise RequestFailure("server", delta.error)
-                    if delta.token_ids or delta.prompt_tokens is not None:
-                        seq.delivered += len(delta.token_ids)
-                        self._emit(seq, _TokensEvent(delta.token_ids, delta.logprobs, delta.top_logprobs,
-                                                     delta.prompt_tokens, delta.cached_tokens))
-                    if delta.finish is not None:
-                        # Done: only "[DONE]" can follow, so do not wait for it (a server
-                        # that hangs after its final chunk must not turn success into a stall).
-                        reason, matched, error = map_finish(delta.finish, req.params.stop_token_ids, seq.aborted)
-                        return _FinishEvent(reason, matched, error)
+            texts = resp.aiter_text()
+            try:
+                return await self._read_events(seq, texts, decoder)
+            finally:
+                await texts.aclose()  # finalize now, not in a GC hook after the loop stopped
+
+    async def _read_events(self, seq: _Seq, texts: Any, decoder: ChunkDecoder) -> _FinishEvent:
+        """Consume SSE text until the final chunk; emit tokens as they come."""
+        parser = SSEParser()
+        async for text in texts:
+            for payload in parser.feed(text):
+                try:
+                    chunk = parse_payload(payload)
+                except ValueError as e:
+                    raise RequestFailure("protocol", f"bad stream chunk: {e}") from None
+                if chunk is None:  # [DONE] without a final chunk
+                    raise RequestFailure("dropped", "stream ended ([DONE]) without a finish_reason")
+                delta = decoder.decode(chunk)
+                if delta.error is not None:
+                    raise RequestFailure("server", delta.error)
+                if delta.token_ids or delta.prompt_tokens is not None:
+                    seq.delivered += len(delta.token_ids)
+                    self._emit(seq, _TokensEvent(delta.token_ids, delta.logprobs, delta.top_logprobs,
+                                                 delta.prompt_tokens, delta.cached_tokens))
+                if delta.finish is not None:
+                    # Done: only "[DONE]" can follow, so do not wait for it (a server that
+                    # hangs after its final chunk must not turn a success into a stall).
+                    reason, matched, error = map_finish(delta.finish, seq.req.params.stop_token_ids, seq.aborted)
+                    return _FinishEvent(reason, matched, error)
         raise RequestFailure("dropped", "stream closed before a finish_reason")
 
     # ------------------------------------------------------------------ start-up checks
