@@ -45,6 +45,7 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
     * temperature/top-p/seed overrides cannot change recorded tokens (multi-temperature
       policies replay the recorded temperature);
     * samples end where the recording ended (its max_new_tokens);
+    * top-k logprobs exist only if recorded with --top-logprobs;
     * latency and wall time measure the replay, not the model.
     """
     from parareason.api import Engine
@@ -86,8 +87,11 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
                       per_policy_args=per_policy, base_config=base_config, resume=resume, force=force,
                       quiet=quiet, meta={"dataset": str(traces), "rows": len(rows), "replay": True,
                                          **base_config})
-    notes = {k: sum(b.stats[k] for b in backends) for k in ("exhausted", "unknown_context", "sampling_ignored")}
+    keys = ("exhausted", "unknown_context", "sampling_ignored", "top_logprobs_missing")
+    notes = {k: sum(b.stats[k] for b in backends) for k in keys}
     if any(notes.values()):
         click.echo(f"replay limits hit: {notes['exhausted']} sample(s) beyond the recorded ones, "
                    f"{notes['unknown_context']} never-recorded prompt(s), {notes['sampling_ignored']} "
-                   "sample(s) whose sampling overrides could not change recorded tokens")
+                   "sample(s) whose sampling overrides could not change recorded tokens, "
+                   f"{notes['top_logprobs_missing']} sample(s) asking for top logprobs that were not "
+                   "recorded (record with --top-logprobs K)")

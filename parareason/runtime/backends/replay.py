@@ -13,7 +13,7 @@ What a replay cannot do, by construction:
   mismatches are counted in `stats`); a trace recorded with a smaller max_new_tokens
   ends where it was cut ("length").
 It does honour: max_new_tokens (shorter than recorded), stop token ids, stop strings,
-top_logprobs (when recorded), abort, and continuation of a sequence cut by
+top_logprobs (when recorded; else none are returned and `stats` counts it), abort, and continuation of a sequence cut by
 max_new_tokens (submitting context + emitted tokens resumes the same trace).
 Prefix caching is simulated: the first sequence of a context counts it as computed,
 later ones as cached.
@@ -144,7 +144,8 @@ class ReplayBackend(Backend):
         self._resume: dict[tuple[int, ...], _ResumePoint] = {}
         self._known: set[str] = set()
         self.stats: dict[str, int] = {"sequences": 0, "traces_handed_out": 0, "continuations": 0,
-                                      "exhausted": 0, "unknown_context": 0, "sampling_ignored": 0}
+                                      "exhausted": 0, "unknown_context": 0, "sampling_ignored": 0,
+                                      "top_logprobs_missing": 0}
 
     # --- Backend interface -------------------------------------------------------------
     def submit(self, req: GenerationRequest) -> None:
@@ -173,6 +174,8 @@ class ReplayBackend(Backend):
         self.stats["traces_handed_out"] += 1
         if pool.temperature is not None and abs(req.params.temperature - float(pool.temperature)) > 1e-9:
             self.stats["sampling_ignored"] += 1
+        if req.params.top_logprobs > 0 and trace.top_logprobs is None:
+            self.stats["top_logprobs_missing"] += 1  # recorded without --top-logprobs
         prefill = (0, len(ctx)) if pool.prefilled else (len(ctx), 0)
         pool.prefilled = True
         self._running[req.seq_id] = _Seq(req, trace, 0, prefill=prefill)
