@@ -2,17 +2,15 @@
 driven by the official openai client, backed by the scripted test backend."""
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import openai
-import uvicorn
 
 from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
 from parareason.server import ServeDefaults, create_app
+from parareason.server.background import free_port, serve_in_background as serve_in_thread
 
 MODEL = "toy-model"
 
@@ -45,32 +43,6 @@ class RecordingBackend(ScriptedBackend):
         self.max_seqs_per_step = max(self.max_seqs_per_step, len(live))
         self.max_requests_per_step = max(self.max_requests_per_step, len({s.split("|")[0] for s in live}))
         return super().step(timeout_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Run `app` with uvicorn on 127.0.0.1:<free port>; yields the base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - t0 > 20:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @contextmanager
