@@ -1,0 +1,42 @@
+"""RecordingBackend: passes calls through, keeps tokens/logprobs/timings per sample,
+stitches continuations, and logs tokenizer calls for a model-free replay."""
+from __future__ import annotations
+
+from parareason.io.recording import RecordingBackend
+from parareason.runtime.backends.base import GenerationRequest, SamplingParams
+from parareason.runtime.backends.scripted import ScriptedBackend
+
+
+def drain(b):
+    got = {}
+    while b.has_work():
+        for u in b.step():
+            got.setdefault(u.seq_id, []).extend(u.token_ids)
+    return got
+
+
+FULL = "The answer is \\boxed{7}."
+
+
+def test_records_samples_and_stitches_a_continuation():
+    # like a model, the double continues from what the context already says
+    rec = RecordingBackend(ScriptedBackend(lambda ctx: FULL[len(ctx.assistant_text):], tokens_per_step=4))
+    ctx = rec.tokenizer.chat_ids([{"role": "user", "content": "3+4?"}])
+    rec.submit(GenerationRequest("a", tuple(ctx), SamplingParams(max_new_tokens=6, top_logprobs=2)))
+    rec.submit(GenerationRequest("b", tuple(ctx), SamplingParams()))
+    first = drain(rec)
+    # "a" was cut by max_new_tokens; its continuation is one recorded sample, not two
+    rec.submit(GenerationRequest("a2", tuple(ctx) + tuple(first["a"]), SamplingParams(top_logprobs=2)))
+    drain(rec)
+    contexts, pieces, calls = rec.take(extract_answer=lambda text: text[-3])
+    assert len(contexts) == 1 and contexts[0].input_ids == ctx
+    a, b = contexts[0].traces
+    assert a.text == b.text == "The answer is \\boxed{7}."
+    assert a.token_ids == b.token_ids and len(a.logprobs) == len(a.token_ids)
+    assert a.top_logprobs is not None and len(a.top_logprobs) == len(a.token_ids)
+    assert b.top_logprobs is None  # not asked for
+    assert a.finish_reason == b.finish_reason == "eos" and a.answer == "7"
+    assert a.elapsed_s is not None and a.t_first_token_s is not None
+    assert "".join(pieces[t] for t in a.token_ids) == a.text
+    assert calls["chat"] == [([{"role": "user", "content": "3+4?"}], True, ctx)]
+    assert rec.take() == ([], {}, {"chat": [], "encode": []})  # take() resets the log
