@@ -30,9 +30,9 @@ def engine():
 
 def test_all_protocols_end_cleanly_on_the_real_model(engine):
     sched = Scheduler(engine)
-    specs = [RequestSpec(id=name, prompt="What is 6 times 7? Use <spawn> if useful.", policy=LaunchN(2),
+    specs = [RequestSpec(id=name, prompt="What is 6 times 7? Use <spawn> if useful.", policy=LaunchN(1),
                          protocol=name, protocol_config=cfg, reference="42",
-                         params=SamplingParams(temperature=0.8, seed=1, max_new_tokens=12),
+                         params=SamplingParams(temperature=0.8, seed=1, max_new_tokens=10),
                          limits=Limits(max_spawn_depth=1, tokens_per_request=160))
              for name, cfg in PROTOCOLS]
     results = {r.id: r for r in sched.run(specs, max_concurrent=4)}  # all four share engine steps
