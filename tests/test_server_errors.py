@@ -130,3 +130,44 @@ def test_health_and_nothing_leaks_after_errors(server):
     assert h["status"] == "ok" and h["model"] == MODEL and h["in_flight"] == 0
     assert app.state.engine.scheduler.trie.live_nodes() == 0
     assert not backend.has_work()
+
+
+def test_backend_fault_fails_requests_in_flight_and_the_server_recovers():
+    from parareason.runtime.backends.base import BackendError
+    from tests.server_harness import RecordingBackend, wait_until
+
+    class FlakyBackend(RecordingBackend):
+        fail_next = False
+
+        def step(self, timeout_s=0.05):
+            if self.fail_next:
+                self.fail_next = False
+                raise BackendError("worker lost")
+            return super().step(timeout_s)
+
+    from parareason.server import ServeDefaults, create_app
+    from parareason.server.background import serve_in_background
+
+    backend = FlakyBackend(lambda ctx: "x " * 100 + "\\boxed{1}", tokens_per_step=1, latency_s=0.01)
+    app = create_app(backend, ServeDefaults(model_id=MODEL, n=2))
+    with serve_in_background(app) as url:
+        c = client(url)
+        errors: list = []
+
+        def doomed():
+            try:
+                c.chat.completions.create(model=MODEL, messages=Q)
+            except openai.InternalServerError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=doomed)
+        t.start()
+        wait_until(lambda: backend.has_work(), what="request running")
+        backend.fail_next = True
+        t.join(30)
+        assert errors and "backend failure: BackendError: worker lost" in errors[0].body["message"]
+        backend.script = lambda ctx: "\\boxed{2}"
+        r = c.chat.completions.create(model=MODEL, messages=Q)
+        assert r.model_extra["parareason"]["answer"] == "2"
+        h = httpx.get(url + "/health").json()
+        assert h["status"] == "ok" and h["engine"]["backend_faults"] == 1 and h["in_flight"] == 0

@@ -81,4 +81,5 @@ def serve(model: str, backend: str, urls: tuple[str, ...], host: str, port: int,
     app = create_app(be, defaults, max_in_flight=max_in_flight, close_backend=True)
     click.echo(f"serving {defaults.model_id} on http://{host}:{port}/v1 (policy {policy}, n={n}, "
                f"max {max_in_flight} in flight)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # On shutdown, open streams get a few seconds; then they are cancelled (their threads aborted).
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

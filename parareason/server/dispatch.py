@@ -50,6 +50,9 @@ class Ticket:
             except asyncio.TimeoutError:
                 if await request.is_disconnected():
                     raise ClientGone() from None
+                if not self.dispatcher.engine.alive and self.events.empty():
+                    self.finished = True
+                    return ("error", "the engine loop stopped")
                 if wait_s is not None and loop.time() - t0 >= wait_s:
                     return None
                 continue

@@ -89,21 +89,21 @@ class EngineLoop:
     # -- the loop thread -------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._drain(block=not self.scheduler.has_work())
-            if self._stop.is_set():
-                break
-            if not self.scheduler.has_work():
-                continue
             try:
-                results = self.scheduler.step()
-            except Exception as e:  # noqa: BLE001 - backend-wide fault: fail in-flight work, keep serving
+                self._tick()
+            except Exception as e:  # noqa: BLE001 - backend-wide fault (or a bug): fail in-flight work, keep serving
                 self._backend_fault(e)
-                continue
-            self.stats.steps += 1
-            self.stats.last_step_at = time.monotonic()
-            for result in results:
-                self._finish(result)
         self._shutdown()
+
+    def _tick(self) -> None:
+        self._drain(block=not self.scheduler.has_work())
+        if self._stop.is_set() or not self.scheduler.has_work():
+            return
+        results = self.scheduler.step()
+        self.stats.steps += 1
+        self.stats.last_step_at = time.monotonic()
+        for result in results:
+            self._finish(result)
 
     def _drain(self, block: bool) -> None:
         try:
@@ -150,13 +150,16 @@ class EngineLoop:
         log.error("engine loop: %s; failing %d request(s)", message, len(self._jobs))
         for request_id in self.scheduler.live_requests():
             try:
-                self.scheduler.cancel(request_id, message)
+                self.scheduler.cancel(request_id, message)  # aborts their sequences on the backend
             except Exception:  # noqa: BLE001 - state may be broken; the job still gets its error
                 log.exception("cancel after backend fault")
         for job in list(self._jobs.values()):
             self.stats.failed += 1
             self._send(job, ("error", message))
-        self._jobs.clear()  # the cancelled requests' results come out of a later step: dropped
+        self._jobs.clear()
+        # A fresh scheduler: nothing half-updated survives the fault. Late reports of the
+        # old sequences carry ids it does not own, and it ignores them.
+        self.scheduler = Scheduler(self.backend, trace_sink=self.scheduler.trace_sink)
         time.sleep(0.1)  # a backend that keeps failing must not turn this into a hot loop
 
     def _shutdown(self) -> None:
