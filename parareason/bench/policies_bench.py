@@ -1,0 +1,164 @@
+"""`parareason bench policies`: every policy vs self-consistency@n on GSM8K questions.
+
+All policies run on one loaded model, the same questions, the same sampling settings
+and the same seed (a request's seed depends only on the run seed and the question id,
+so sample i of a question starts from the same seed under every policy). For each
+policy: accuracy (math-verify against the reference), generated tokens (absolute and
+as % of self-consistency's), and wall time of the whole run. The markdown table goes
+into BENCHMARKS.md with the exact command; `--results` also writes every Result.
+
+Policy settings derived from --n (shown in the table):
+  self_consistency, ffs, bom, multi_temp, rpc: n samples;
+  deepconf: online, n traces of which max(2, n/4) warm up, window 32 tokens;
+  scale: n/4 (at least 2) parallel samples per hard sub-problem.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from parareason.cli.options import BackendType
+
+BASELINE = "self_consistency"
+DEFAULT_POLICIES = ("self_consistency", "ffs", "deepconf", "bom", "multi_temp", "rpc", "scale")
+
+
+def policy_settings(name: str, n: int) -> dict[str, Any]:
+    """The parameters each policy gets in this benchmark, derived from the sample count."""
+    if name == "deepconf":
+        return {"n": n, "warmup": max(2, n // 4), "window": 32}
+    if name == "scale":
+        return {"n": max(2, n // 4)}
+    return {"n": n}
+
+
+@dataclass
+class PolicyRun:
+    policy: str
+    settings: dict[str, Any]
+    correct: int
+    total: int
+    answered: int
+    generated_tokens: int
+    wall_s: float
+    errors: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"]})
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, max_new_tokens: int,
+               temperature: float, seed: int, max_concurrent: int, results_file: Any = None) -> PolicyRun:
+    settings = policy_settings(name, n)
+    t0 = time.perf_counter()
+    results = engine.run(rows, policy=name, policy_args=settings, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed, max_concurrent=max_concurrent, keep_trace=False)
+    wall = time.perf_counter() - t0
+    if results_file is not None:
+        for r in results:
+            results_file.write(json.dumps(r.to_dict(), default=str) + "\n")
+    return PolicyRun(policy=name, settings=settings, correct=sum(1 for r in results if r.correct),
+                     total=len(results), answered=sum(1 for r in results if r.answer is not None),
+                     generated_tokens=sum(r.usage.get("generated_tokens", 0) for r in results),
+                     wall_s=wall, errors=sum(1 for r in results if r.error))
+
+
+def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
+    head = ("| policy | settings | accuracy | answered | generated tokens | tokens vs SC | wall s | wall vs SC | errors |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in runs:
+        tok_pct = (f"{100 * r.generated_tokens / baseline.generated_tokens:.0f}%"
+                   if baseline and baseline.generated_tokens else "n/a")
+        wall_pct = f"{100 * r.wall_s / baseline.wall_s:.0f}%" if baseline and baseline.wall_s else "n/a"
+        settings = ", ".join(f"{k}={v}" for k, v in r.settings.items())
+        lines.append(f"| {r.policy} | {settings} | {r.accuracy:.1%} ({r.correct}/{r.total}) | {r.answered}/{r.total} "
+                     f"| {r.generated_tokens} | {tok_pct} | {r.wall_s:.1f} | {wall_pct} | {r.errors} |")
+    return head + "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
+              help="JSONL with id, question, answer (GSM8K-train format).")
+@click.option("--limit", type=int, default=32, show_default=True, help="Questions (the first N rows).")
+@click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n baseline).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
+@click.option("--max-new-tokens", type=int, default=384, show_default=True)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
+              help="Comma-separated policy names; self_consistency always runs first as the baseline.")
+@click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
+@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
+@click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
+              show_default=True, help="Markdown file whose 'Policies' section is replaced.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every Result (JSONL) here.")
+def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new_tokens: int,
+             temperature: float, policies: str, max_concurrent: int, backend: str, urls: tuple[str, ...], out: Path,
+             results_path: Path | None) -> None:
+    """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
+    from parareason.api import Engine
+    from parareason.bench.report import write_section
+    from parareason.policies import ALIASES, EXTERNAL, POLICY_NAMES
+
+    if not data_path.exists():
+        raise click.BadParameter(f"{data_path} not found (GSM8K-train JSONL with id/question/answer)",
+                                 param_hint="--data")
+    names = [ALIASES.get(p.strip(), p.strip()) for p in policies.split(",") if p.strip()]
+    unknown = [p for p in names if p not in POLICY_NAMES and p not in EXTERNAL]
+    if unknown:
+        raise click.BadParameter(f"unknown policies {unknown}; known: {', '.join(POLICY_NAMES)}",
+                                 param_hint="--policies")
+    names = [BASELINE] + [p for p in names if p != BASELINE]
+    rows = load_questions(data_path, limit)
+    click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}")
+    runs: list[PolicyRun] = []
+    results_file = results_path.open("w", encoding="utf-8") if results_path else None
+    try:
+        with Engine(model, backend=backend, urls=urls) as engine:
+            for name in names:
+                r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
+                               seed=seed, max_concurrent=max_concurrent, results_file=results_file)
+                runs.append(r)
+                click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  "
+                           f"wall {r.wall_s:7.1f}s  errors {r.errors}")
+    finally:
+        if results_file is not None:
+            results_file.close()
+    table = render_table(runs, runs[0])
+    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (first rows), n={n}, "
+            f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
+            f"{max_concurrent} questions per batch, backend {backend}. Accuracy is math-verify "
+            f"equivalence with the reference; tokens are generated tokens summed over questions; "
+            f"wall is the policy's whole run on one loaded model.\n\n{table}")
+    # The full command with every resolved option (defaults included), so a rerun is exact.
+    command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}",
+                        f"--n {n}", f"--seed {seed}", f"--model {shlex.quote(model)}",
+                        f"--max-new-tokens {max_new_tokens}", f"--temperature {temperature}",
+                        f"--policies {','.join(names)}", f"--max-concurrent {max_concurrent}",
+                        f"--backend {backend}", *[f"--url {u}" for u in urls]])
+    path = write_section("Policies vs self-consistency", body, path=out, command=command)
+    click.echo(table)
+    click.echo(f"wrote {path}")
