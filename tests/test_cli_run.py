@@ -107,3 +107,16 @@ def test_sglang_backend_with_two_workers_over_real_http(tmp_path, monkeypatch):
     assert sorted(r["id"] for r in rows) == ["q0", "q1", "q2", "q3"]
     assert all(r["correct"] is True and len(r["threads"]) == 2 for r in rows)
     assert sum(served) >= 8, served  # every sample went over HTTP (routing between workers is the client's)
+
+
+def test_unreachable_server_is_a_clean_error(tmp_path, monkeypatch):
+    from parareason.runtime.backends import transformers_engine
+    from parareason.runtime.backends.scripted import CharTokenizer
+
+    monkeypatch.setattr(transformers_engine, "load_tokenizer", lambda model=None: CharTokenizer())
+    p = tmp_path / "p.txt"
+    p.write_text("apples?\n")
+    res = CliRunner().invoke(main, ["run", str(p), "--backend", "sglang", "--url", "http://127.0.0.1:9",
+                                    "--out", str(tmp_path / "r.jsonl")])
+    assert res.exit_code == 1, res.output
+    assert "cannot load sglang backend" in res.output and "Traceback" not in res.output

@@ -112,11 +112,8 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
 
                 t0 = time.monotonic()
                 try:
-                    engine.run(todo, on_result=finished,
-                               on_step=lambda s, reporter=reporter: reporter.update(
-                                   live_threads=s.get("live_threads", 0),
-                                   generated_tokens=s.get("generated_tokens", 0)),
-                               **{**options, "policy": policy, "policy_args": pargs})
+                    run_policy(engine, todo, finished, reporter, writer.path,
+                               {**options, "policy": policy, "policy_args": pargs})
                 finally:
                     reporter.close()
                     walls[policy] = walls.get(policy, 0.0) + time.monotonic() - t0
@@ -130,6 +127,20 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
     Console(highlight=False, width=140).print(summary_table(summaries, title=f"{meta.get('dataset', '')}"))
     click.echo(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
     return summaries
+
+
+def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], reporter: Any, out: Path,
+               options: dict[str, Any]) -> None:
+    from parareason.cli.options import backend_failure
+    from parareason.runtime.backends.base import BackendError
+
+    try:
+        engine.run(todo, on_result=finished,
+                   on_step=lambda s: reporter.update(live_threads=s.get("live_threads", 0),
+                                                     generated_tokens=s.get("generated_tokens", 0)),
+                   **options)
+    except BackendError as e:
+        raise backend_failure(e, out) from None
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
@@ -172,10 +183,9 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], pol
 
     def engine_for(_policy: str) -> Any:
         if not engine:  # loaded on first need: a fully resumed eval never loads the model
-            from parareason.api import Engine
+            from parareason.cli.options import open_engine
 
-            click.echo(f"loading {backend} backend ({model}) ...")
-            engine.append(Engine(model, backend=backend, urls=urls))
+            engine.append(open_engine(model, backend, urls))
         return engine[0]
 
     try:

@@ -156,3 +156,27 @@ def check_backend_args(backend: str, urls: tuple[str, ...]) -> None:
         raise click.UsageError("--backend sglang needs at least one --url")
     if backend != "sglang" and urls:
         raise click.UsageError("--url is only used with --backend sglang")
+
+
+def open_engine(model: str, backend: str, urls: tuple[str, ...]) -> Any:
+    """Load the backend once; a model or server that cannot be used is a clean CLI error."""
+    import time
+
+    from parareason.api import Engine
+    from parareason.models import ModelError
+    from parareason.runtime.backends.base import BackendError
+
+    click.echo(f"loading {backend} backend ({model}) ...")
+    t0 = time.monotonic()
+    try:
+        engine = Engine(model, backend=backend, urls=urls)
+    except (ModelError, BackendError, OSError) as e:
+        raise click.ClickException(f"cannot load {backend} backend for {model!r}: {e}") from None
+    click.echo(f"loaded in {time.monotonic() - t0:.1f}s")
+    return engine
+
+
+def backend_failure(e: Exception, out: Any) -> click.ClickException:
+    """A backend-wide failure mid-run: results so far are saved, say how to continue."""
+    return click.ClickException(f"backend failed: {e}. Finished results are saved in {out}; "
+                                "fix the backend and rerun with --resume.")

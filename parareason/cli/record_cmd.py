@@ -57,7 +57,9 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     logprobs (and top-K alternatives if asked), timings, finish reasons and extracted
     answers in a trace file for `parareason replay`. Resumable like `run` (--resume).
     The n samples of a question are decoded together as one batch."""
-    from parareason.api import Engine, request_seed
+    from parareason.api import request_seed
+    from parareason.cli.options import backend_failure, open_engine
+    from parareason.runtime.backends.base import BackendError
     from parareason.cli.eval_cmd import load_dataset
     from parareason.grading import extract_answer
     from parareason.io.recording import RecordingBackend
@@ -82,8 +84,7 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
         click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
         if not todo:
             return
-        click.echo(f"loading {backend} backend ({model}) ...")
-        engine = Engine(model, backend=backend, urls=urls)
+        engine = open_engine(model, backend, urls)
         recorder = RecordingBackend(engine.backend)
         from parareason.api import drive_scheduler
 
@@ -96,7 +97,10 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
                                    protocol="plain", reference=None, params=params,
                                    limits=Limits(tokens_per_thread=max(max_new_tokens, 1), max_live_threads=n),
                                    keep_trace=False)
-                drive_scheduler(recorder, [spec], max_concurrent=1)
+                try:
+                    drive_scheduler(recorder, [spec], max_concurrent=1)
+                except BackendError as e:
+                    raise backend_failure(e, out) from None
                 contexts, pieces, calls = recorder.take(extract_answer)
                 q = RecordedQuestion(id=row.id, prompt=row.prompt, reference=row.answer, model=model,
                                      tokenizer=engine.backend.tokenizer.name,

@@ -126,13 +126,12 @@ def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool,
 
 def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: str, urls: tuple[str, ...],
             quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
-    from parareason.api import Engine
+    from parareason.cli.options import backend_failure, open_engine
     from parareason.io.progress import make_reporter
+    from parareason.runtime.backends.base import BackendError
 
-    click.echo(f"loading {backend} backend ({model}) ...")
-    t0 = time.monotonic()
-    engine = Engine(model, backend=backend, urls=urls)
-    click.echo(f"loaded in {time.monotonic() - t0:.1f}s; running {len(todo)} prompt(s)")
+    engine = open_engine(model, backend, urls)
+    click.echo(f"running {len(todo)} prompt(s)")
     sink = None
     if trace_path is not None:
         from parareason.runtime.trace import JsonlTraceWriter
@@ -154,6 +153,8 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
         click.echo(f"\ninterrupted: finished results are saved in {writer.path}; "
                    "rerun with --resume to finish the rest", err=True)
         sys.exit(130)
+    except BackendError as e:
+        raise backend_failure(e, writer.path) from None
     finally:
         reporter.close()
         if sink is not None:
