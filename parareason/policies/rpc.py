@@ -44,29 +44,40 @@ class RPC(Policy):
     def __init__(self, params: RPCParams | None = None) -> None:
         self.params = params or RPCParams()
         self._pruned: list[dict] = []
+        self._running: dict[str, tuple[int, float]] = {}  # sample id -> (tokens seen, logprob sum)
+
+    def _running_mean(self, sample: SampleView) -> float | None:
+        """Mean logprob, updated incrementally (on_tokens runs for every sample every step)."""
+        seen, total = self._running.get(sample.id, (0, 0.0))
+        lps = sample.logprobs
+        if len(lps) > seen:
+            total += sum(lps[seen:])
+            seen = len(lps)
+            self._running[sample.id] = (seen, total)
+        return total / seen if seen else None
 
     def start(self, ctx: PolicyContext) -> None:
         p = self.params
-        self._pruned = []
+        self._pruned, self._running = [], {}
         launched = launch_many(ctx, p.n, ov=overrides(temperature=p.temperature,
                                                       max_new_tokens=p.max_new_tokens))
         ctx.record("rpc_launch", n=len(launched))
 
     def on_tokens(self, ctx: PolicyContext, sample: SampleView, new_tokens: int) -> None:
         p = self.params
-        if not sample.live or len(sample.logprobs) < p.prune_after:
+        mine = self._running_mean(sample)
+        if not sample.live or mine is None or len(sample.logprobs) < p.prune_after:
             return
         unpruned = sum(1 for s in ctx.samples if s.status not in ("pruned",))
         if unpruned <= p.keep_min:
             return
-        peers = [mean_logprob(s) for s in ctx.samples
+        peers = [self._running_mean(s) for s in ctx.samples
                  if s.id != sample.id and s.status != "pruned" and len(s.logprobs) >= p.prune_after]
         peers = [x for x in peers if x is not None]
         if not peers:
             return
-        mine = mean_logprob(sample)
         median = statistics.median(peers)
-        if mine is not None and mine < median - p.prune_margin:
+        if mine < median - p.prune_margin:
             self._pruned.append({"sample": sample.id, "tokens": sample.generated_tokens,
                                  "mean_logprob": round(mine, 6), "peer_median": round(median, 6)})
             ctx.record("rpc_prune", sample=sample.id, mean_logprob=mine, peer_median=median)
