@@ -41,13 +41,15 @@ def test_precision_recall_at_threshold():
     r = at_threshold([0.9, 0.7, 0.6, 0.2], [1, 0, 1, 0], 0.65)
     assert (r.predicted_positive, r.true_positive) == (2, 1)
     assert r.precision == 0.5 and r.recall == 0.5 and r.accuracy == 0.5
+    assert at_threshold([0.5, 0.5], [1, 0], 0.5).predicted_positive == 0  # strictly above
 
 
 def test_threshold_for_precision_is_lowest_cut_reaching_it():
     scores = [0.95, 0.9, 0.8, 0.7, 0.3]
     labels = [1, 1, 0, 1, 0]
-    assert threshold_for_precision(scores, labels, 1.0) == 0.9
-    assert threshold_for_precision(scores, labels, 0.75) == 0.7
+    assert threshold_for_precision(scores, labels, 1.0) == pytest.approx(0.85)  # keeps 0.95, 0.9
+    assert threshold_for_precision(scores, labels, 0.75) == pytest.approx(0.5)  # keeps down to 0.7
+    assert at_threshold(scores, labels, threshold_for_precision(scores, labels, 0.75)).precision == 0.75
     assert threshold_for_precision([0.5, 0.4], [0, 0], 0.5) == math.inf
 
 

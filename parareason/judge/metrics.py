@@ -56,10 +56,11 @@ class ThresholdReport:
 
 
 def at_threshold(scores: Sequence[float], labels: Sequence[int | bool], threshold: float) -> ThresholdReport:
-    """Precision/recall of 'same answer' when predicting positive at score >= threshold."""
+    """Precision/recall of 'same answer' when predicting positive at score > threshold
+    (the rule DeepPrune prunes by, so an 'unknown' 0.5 is not a positive at 0.5)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
-    pred = s >= threshold
+    pred = s > threshold
     tp = int((pred & y).sum())
     n_pred = int(pred.sum())
     n_pos = int(y.sum())
@@ -71,9 +72,10 @@ def at_threshold(scores: Sequence[float], labels: Sequence[int | bool], threshol
 
 
 def threshold_for_precision(scores: Sequence[float], labels: Sequence[int | bool], min_precision: float) -> float:
-    """Lowest threshold whose precision reaches `min_precision` (DeepPrune prunes only
-    when 'same answer' is likely, so precision matters more than recall).
-    Returns +inf when no threshold reaches it."""
+    """Lowest threshold (rule: positive when score > threshold) whose precision reaches
+    `min_precision`: DeepPrune prunes only when 'same answer' is likely, so precision
+    matters more than recall. The threshold lies halfway between the last score kept
+    and the next lower one. Returns +inf when no threshold reaches it."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
     if len(s) == 0:
@@ -87,4 +89,6 @@ def threshold_for_precision(scores: Sequence[float], labels: Sequence[int | bool
     ok = last_of_value & (tp / n_pred >= min_precision)
     if not ok.any():
         return float("inf")
-    return float(s_sorted[np.nonzero(ok)[0][-1]])
+    i = int(np.nonzero(ok)[0][-1])
+    lower = s_sorted[i + 1] if i + 1 < len(s) else s_sorted[i] - 1e-6
+    return float((s_sorted[i] + lower) / 2.0)
