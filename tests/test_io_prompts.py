@@ -31,6 +31,8 @@ def test_plain_text_one_prompt_per_line(tmp_path):
     p = write(tmp_path, "p.txt", "What is 3*4?\n\n  What is 10-7?  \n")
     rows = load_prompts(p)
     assert [(r.id, r.prompt) for r in rows] == [("line-1", "What is 3*4?"), ("line-3", "What is 10-7?")]
+    assert [r.prompt for r in load_prompts(write(tmp_path, "s.txt", "{x} + 1 = 3, find x\n"))] == ["{x} + 1 = 3, find x"]
+    assert load_prompts(write(tmp_path, "noext", '{"prompt": "p"}\n'))[0].prompt == "p"
 
 
 @pytest.mark.parametrize("lines, line, fragment", [

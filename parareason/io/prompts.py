@@ -6,6 +6,8 @@ Two formats:
   `budget`, `policy`, `protocol`). Other keys (e.g. a dataset's `solution`) are kept
   as metadata and otherwise ignored.
 * Plain text: one prompt per non-blank line, ids `line-N` (N = 1-based line number).
+  A `.jsonl`/`.json`/`.ndjson` file is JSONL, a `.txt` file is text; otherwise a file
+  whose first non-blank line starts with "{" is JSONL.
 
 Every problem is reported as `file:line: message` before any model is loaded, so a
 typo in row 900 does not cost the first 899 generations.
@@ -82,6 +84,8 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
 def _looks_like_jsonl(p: Path, lines: list[str]) -> bool:
     if p.suffix.lower() in _JSON_SUFFIXES:
         return True
+    if p.suffix.lower() == ".txt":  # explicit text: a prompt may start with "{"
+        return False
     first = next(line for line in lines if line.strip())
     return first.lstrip().startswith("{")
 
