@@ -72,6 +72,16 @@ def test_bad_extension_object_is_400(server):
     assert _bad(url, extra_body={"parareason": {"deadline": 10**6}})["param"] == "parareason.deadline"
 
 
+def test_clients_cannot_name_server_files_or_send_huge_prompts(server):
+    url, _, _ = server
+    for args in ({"judge": "trained", "head": "/etc/passwd"},
+                 {"inner": "deepprune", "inner_params": {"calibration": "/etc/hosts"}}):
+        err = _bad(url, extra_body={"parareason": {"policy": "deepprune" if "judge" in args else "sc",
+                                                   "policy_args": args}})
+        assert err["param"] == "parareason.policy_args" and "--policy-arg" in err["message"]
+    assert _bad(url, messages=[{"role": "user", "content": "x" * 200_001}])["param"] == "messages"
+
+
 def test_unknown_model_or_suffix_is_404(server):
     url, _, _ = server
     for model in ("gpt-4o", f"{MODEL}+nope", f"{MODEL}+ffs+ffs"):

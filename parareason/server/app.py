@@ -31,7 +31,9 @@ from parareason.runtime.backends.base import Backend
 from parareason.server.dispatch import ClientGone, Dispatcher, RequestFailed, Ticket
 from parareason.server.engine_loop import EngineLoop
 from parareason.server.responses import detail, error_body, finish_reason, usage_of
-from parareason.server.routing import PolicyFactory, Router, RoutingError, ServeDefaults, chat_prompt
+from parareason.server.routing import (
+    PolicyFactory, Router, RoutingError, ServeDefaults, chat_prompt, check_prompt_size,
+)
 from parareason.server.schemas import (
     ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageOut, Completion, CompletionChoice,
     CompletionRequest, ModelCard, ModelList,
@@ -150,6 +152,7 @@ def create_app(backend: Backend, defaults: ServeDefaults, *, max_in_flight: int 
 
     async def _serve(request: Request, body: ChatCompletionRequest | CompletionRequest, kind: str, prompt: str,
                      system: str | None, max_new_tokens: int | None) -> Response:
+        check_prompt_size(defaults, prompt, system)
         route = router.route(model=body.model, options=body.parareason, temperature=body.temperature,
                              top_p=body.top_p, seed=body.seed, max_new_tokens=max_new_tokens,
                              stop=body.stop_strings())

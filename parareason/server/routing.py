@@ -23,6 +23,11 @@ from parareason.server.schemas import ChatMessage, ParareasonOptions
 
 PolicyFactory = Callable[[dict[str, Any]], Policy]
 
+# Policy parameters that name files on the server (judge heads, calibrations): a client
+# must not make the server read its disk, so only `--policy-arg` may set them. Checked
+# at any depth, since composite policies pass parameters on (sc's inner_params, ...).
+SERVER_ONLY_PARAMS = frozenset({"head", "calibration"})
+
 
 class RoutingError(ValueError):
     """A request the server cannot run as asked: becomes a 400 (or 404) error body."""
@@ -53,6 +58,7 @@ class ServeDefaults:
     budget: int | None = None  # generated tokens per request (all threads)
     deadline_s: float = 300.0
     max_deadline_s: float = 3600.0
+    max_prompt_chars: int = 200_000  # question + system text; longer requests get a 400
 
 
 @dataclass
@@ -152,6 +158,10 @@ class Router:
         n = o.n if o.n is not None else d.n
         if n > d.max_n:
             raise RoutingError(f"n={n} is above this server's maximum {d.max_n}", param="parareason.n")
+        forbidden = sorted(_keys_deep(o.policy_args) & SERVER_ONLY_PARAMS)
+        if forbidden:
+            raise RoutingError(f"policy_args {forbidden} name server files and can only be set with "
+                               "`parareason serve --policy-arg`", param="parareason.policy_args")
         args = self.server_policy_args(policy)
         args.update(o.policy_args)
         max_new = max_new_tokens if max_new_tokens is not None else d.max_new_tokens
@@ -222,6 +232,21 @@ class Router:
 
         base = get_protocol(protocol).instructions
         return f"{base}\n\n{client_system}" if base else client_system
+
+
+def _keys_deep(x: Any) -> set[str]:
+    if isinstance(x, dict):
+        return set(map(str, x)) | set().union(*(_keys_deep(v) for v in x.values()))
+    if isinstance(x, (list, tuple)):
+        return set().union(*(_keys_deep(v) for v in x))
+    return set()
+
+
+def check_prompt_size(defaults: ServeDefaults, prompt: str, system: str | None) -> None:
+    size = len(prompt) + len(system or "")
+    if size > defaults.max_prompt_chars:
+        raise RoutingError(f"prompt of {size} characters is above this server's limit of "
+                           f"{defaults.max_prompt_chars}", param="messages")
 
 
 def chat_prompt(messages: list[ChatMessage]) -> tuple[str, str | None]:
