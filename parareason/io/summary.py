@@ -74,11 +74,15 @@ def plot_accuracy_vs_tokens(summaries: Sequence[PolicySummary], path: Path, titl
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    points: dict[tuple[float, float], list[str]] = {}  # policies on the same spot share a label
     for s in summaries:
         y = 100 * s.accuracy if s.accuracy is not None else float("nan")
-        ax.scatter([s.tokens_per_prompt], [y], s=40)
-        ax.annotate(s.policy, (s.tokens_per_prompt, y), textcoords="offset points", xytext=(5, 4))
+        points.setdefault((round(s.tokens_per_prompt, 1), round(y, 1)), []).append(s.policy)
+    for (x, y), names in points.items():
+        ax.scatter([x], [y], s=40)
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    ax.margins(x=0.25)
     ax.set_xlabel("generated tokens per prompt")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
