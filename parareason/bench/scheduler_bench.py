@@ -13,6 +13,7 @@ of it: the overhead the runtime adds on top of the model (target < 5%).
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from collections import Counter
@@ -138,6 +139,7 @@ def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, en
               out_path: str) -> None:
     """Scheduler overhead: thread-steps/s on a zero-cost backend, and share of a real decode step."""
     counts = [int(x) for x in thread_counts.split(",") if x.strip()]
+    load_before = os.getloadavg()[0]
     scheduler_cost(4, 16, seed)  # warm-up: one-time imports (grading) stay out of the figures
     rows = []
     for n in counts:
@@ -147,6 +149,7 @@ def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, en
                    f"{r['scheduler_ms_per_step']:.3f} ms scheduler time per step "
                    f"({r['steps']} steps, backend double {r['backend_s']:.2f}s excluded)")
     decode = engine_decode_ms(model, counts, engine_steps) if with_engine else {}
+    load_after = os.getloadavg()[0]
     lines = ["Scheduler + `BenchVotePolicy` (n plain samples, majority vote, `on_tokens` every step) on the "
              f"scripted test backend, one token per thread per step, {tokens} tokens per thread, seed {seed}, "
              "trace kept. Time inside the backend double is excluded.", "",
@@ -169,6 +172,9 @@ def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, en
                   "Target < 5%."]
     else:
         lines += ["", "Engine decode step not measured (--no-engine): only the scheduler's own rate is reported."]
+    lines += ["", f"Machine load average (1 min) during the run: {load_before:.1f} -> {load_after:.1f} on "
+              f"{os.cpu_count()} cores; on a shared, loaded machine both the scheduler and the engine "
+              "figures are slower than on an idle one, and the ratio is the meaningful number."]
     path = _write(out_path, "\n".join(lines))
     click.echo(f"wrote {path}")
 
