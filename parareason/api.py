@@ -99,6 +99,23 @@ def make_policy_instance(policy: str | Policy, args: Mapping[str, Any], n: int |
     return make_policy(policy, **params)
 
 
+def policy_for_row(overrides: Mapping[str, Any], opts: RunOptions) -> Policy:
+    """The policy of one prompt: the run's, or the row's own `policy`. The run's
+    policy_args go to a row's own policy only where it takes them (so `--policy ffs
+    --policy-arg k=2` does not break a row that asks for "sc")."""
+    policy = overrides.get("policy", opts.policy)
+    args = opts.policy_args
+    if policy is not opts.policy and isinstance(policy, str):
+        from parareason.policies import ALIASES, policy_params
+
+        try:
+            accepted = set(policy_params(ALIASES.get(policy, policy)))
+            args = {k: v for k, v in args.items() if k in accepted}
+        except KeyError:
+            pass  # unknown or external policy: make_policy reports it
+    return make_policy_instance(policy, args, overrides.get("n", opts.n))
+
+
 def _has_param(policy_params: Callable[[str], list[str]], key: str, name: str) -> bool:
     try:
         return name in policy_params(key)
@@ -139,7 +156,7 @@ class Engine:
         budget = o.get("budget", opts.budget)
         limits = Limits(tokens_per_request=budget, deadline_s=opts.deadline,
                         tokens_per_thread=max(Limits().tokens_per_thread or 0, params.max_new_tokens))
-        policy = make_policy_instance(o.get("policy", opts.policy), opts.policy_args, o.get("n", opts.n))
+        policy = policy_for_row(o, opts)
         return RequestSpec(id=row.id, prompt=row.prompt, policy=policy,
                            protocol=o.get("protocol", opts.protocol), reference=row.answer,
                            params=params, limits=limits, keep_trace=opts.keep_trace)

@@ -27,9 +27,11 @@ def rows_of(path):
 def test_jsonl_with_overrides_writes_result_contract_and_plain_lines(tmp_path):
     p = tmp_path / "p.jsonl"
     p.write_text(json.dumps({"id": "a", "prompt": "apples?", "answer": "8"}) + "\n"
-                 + json.dumps({"id": "b", "question": "pencils?", "answer": "47", "n": 5}) + "\n")
+                 + json.dumps({"id": "b", "question": "pencils?", "answer": "47", "n": 5, "policy": "sc"}) + "\n")
     out = tmp_path / "r.jsonl"
-    res = invoke(p, "--out", out, "-n", 2, "--trace", tmp_path / "events.jsonl")
+    # --policy-arg k=1 is for ffs; the row asking for "sc" (which has no k) still runs
+    res = invoke(p, "--out", out, "-n", 2, "--policy", "ffs", "--policy-arg", "k=1",
+                 "--trace", tmp_path / "events.jsonl")
     assert res.exit_code == 0, res.output
     assert f"results -> {out}" in res.output
     # not a TTY: one plain line per finished prompt, then the summary
@@ -41,6 +43,7 @@ def test_jsonl_with_overrides_writes_result_contract_and_plain_lines(tmp_path):
                 "error", "config_fingerprint"):
         assert key in rows["a"]
     assert len(rows["a"]["threads"]) == 2 and len(rows["b"]["threads"]) == 5
+    assert rows["a"]["policy"] == "ffs" and rows["b"]["policy"] == "self_consistency"
     events = rows_of(tmp_path / "events.jsonl")
     assert {e["req"] for e in events} == {"a", "b"} and any(e["ev"] == "request_end" for e in events)
 

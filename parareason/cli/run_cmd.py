@@ -84,8 +84,9 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], protocol
 
 def validate_policies(rows: list[Any], policy: str, pargs: dict[str, Any], n: int) -> None:
     """Build each distinct policy once now, so a bad name or parameter fails before loading."""
-    from parareason.api import make_policy_instance
+    from parareason.api import RunOptions, policy_for_row
 
+    opts = RunOptions(policy=policy, policy_args=pargs, n=n)
     seen: set[tuple[str, int]] = set()
     for r in rows:
         key = (r.overrides.get("policy", policy), r.overrides.get("n", n))
@@ -97,7 +98,7 @@ def validate_policies(rows: list[Any], policy: str, pargs: dict[str, Any], n: in
             continue
         seen.add(key)
         try:
-            make_policy_instance(key[0], pargs, key[1])
+            policy_for_row(r.overrides, opts)
         except (ValueError, TypeError) as e:
             where = "--policy/--policy-arg" if key[0] == policy else f"PROMPTS line {r.line}"
             raise click.BadParameter(str(e), param_hint=where) from None
