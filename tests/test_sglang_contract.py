@@ -202,3 +202,10 @@ def test_is_a_backend_and_does_not_import_sglang():
 
     assert issubclass(SGLangBackend, Backend)
     assert "sglang" not in sys.modules
+
+
+def test_seed_can_be_withheld_for_older_servers(server):
+    with load_sglang_backend(server.url, TOK, send_seed=False) as b:
+        b.submit(req("noseed", seed=5, max_new_tokens=2))
+        run_to_end(b)
+    assert "sampling_seed" not in server.generate_requests[-1]["sampling_params"]

@@ -64,6 +64,9 @@ class SGLangConfig:
     wait_ready_s: float = 0.0  # keep polling /health this long while workers start up
     health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
     api_key: str | None = None
+    # SamplingParams.seed goes out as sampling_params.sampling_seed, which only recent
+    # SGLang builds know; older ones fail such requests. False: never send it.
+    send_seed: bool = True
     # Behind sglang-router, /abort_request is not proxied: list the worker URLs here
     # to fan aborts out to them (unknown rids are a no-op on a worker). Closing the
     # stream also aborts, ~2 s later.
@@ -389,7 +392,7 @@ class SGLangBackend(Backend):
             sp["stop"] = list(p.stop_strings)
         if p.stop_token_ids:
             sp["stop_token_ids"] = list(p.stop_token_ids)
-        if p.seed is not None:
+        if p.seed is not None and self.config.send_seed:
             sp["sampling_seed"] = p.seed
         return {
             "input_ids": list(req.input_ids),
