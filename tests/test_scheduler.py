@@ -265,3 +265,11 @@ def test_backend_batch_cap_changes_timing_not_results():
         r = run_one(ScriptedBackend(answer_by_seed, **kw), spec(policy=LaunchN(5)))
         return [(t.id, t.status, t.tokens, t.answer) for t in r.threads]
     assert threads(max_batch=2) == threads()
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    from parareason.runtime.request_run import derive_seed
+    assert derive_seed(None, "s0.t0", 1) is None
+    seeds = {derive_seed(7, f"s{i}.t0", 1) for i in range(100)}
+    assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
+    assert derive_seed(7, "s0.t0", 1) == derive_seed(7, "s0.t0", 1) != derive_seed(7, "s0.t0", 2)
