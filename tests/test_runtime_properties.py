@@ -233,3 +233,30 @@ def test_nested_scope_budgets_hold(sc, k, n, budget):
     assert all(used <= budget for used in per_scope.values()), per_scope
     assert sum(per_scope.values()) <= sc["limits"].tokens_per_request
     assert sched.trie.live_nodes() == 0
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(scenarios(), min_size=2, max_size=3), st.integers(1, 3))
+def test_concurrent_requests_do_not_interfere(scs, max_concurrent):
+    """Requests sharing one scheduler, backend steps and trie give the same threads as alone."""
+    def spec(i, sc):
+        config = {"n_paths": 3} if sc["protocol"] == "parathinker" else {}
+        return RequestSpec(id=f"r{i}", prompt="Compute the thing.", policy=LaunchN(sc["n"]),
+                           protocol=sc["protocol"], protocol_config=config,
+                           params=SamplingParams(seed=sc["seed"], max_new_tokens=sc["max_new_tokens"]),
+                           limits=sc["limits"])
+
+    def threads(r):
+        return [(t.id, t.parent, t.status, t.reason, t.tokens, t.answer) for t in r.threads]
+
+    # one script for all: the behaviour table of the first scenario, any protocol
+    script = make_script(scs[0]["behaviours"], scs[0]["sizes"], "apr")
+    alone = []
+    for i, sc in enumerate(scs):
+        [r] = list(Scheduler(ScriptedBackend(script, tokens_per_step=3)).run([spec(i, sc)]))
+        alone.append(threads(r))
+    sched = Scheduler(ScriptedBackend(script, tokens_per_step=3))
+    together = {r.id: threads(r) for r in sched.run([spec(i, sc) for i, sc in enumerate(scs)],
+                                                     max_concurrent=max_concurrent)}
+    assert [together[f"r{i}"] for i in range(len(scs))] == alone
+    assert sched.trie.live_nodes() == 0
