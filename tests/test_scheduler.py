@@ -273,3 +273,12 @@ def test_derived_seeds_are_stable_and_distinct():
     seeds = {derive_seed(7, f"s{i}.t0", 1) for i in range(100)}
     assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
     assert derive_seed(7, "s0.t0", 1) == derive_seed(7, "s0.t0", 1) != derive_seed(7, "s0.t0", 2)
+
+
+def test_broken_trace_sink_does_not_stop_the_request(caplog):
+    def sink(event):
+        raise OSError("disk full")
+    sched = Scheduler(ScriptedBackend(lambda c: "\\boxed{2}"), trace_sink=sink)
+    [r] = list(sched.run([spec(policy=LaunchN(1))]))
+    assert r.error is None and r.answer == "2" and r.trace[-1]["ev"] == "request_end"
+    assert "trace sink failed" in caplog.text

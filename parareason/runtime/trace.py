@@ -8,11 +8,13 @@ key `t` (seconds since the request was added) is the only non-deterministic fiel
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
 TraceSink = Callable[[dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 class Trace:
@@ -32,7 +34,11 @@ class Trace:
         if self.keep:
             self.events.append(event)
         if self.sink is not None:
-            self.sink(event)
+            try:
+                self.sink(event)
+            except Exception:  # noqa: BLE001 - a broken sink must not stop decoding; it is logged and dropped
+                log.exception("trace sink failed; no more events go to it for request %s", self.request_id)
+                self.sink = None
 
 
 def without_times(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
