@@ -111,7 +111,7 @@ def test_deadline_ends_a_request_with_its_threads_at_the_limit(server):
     d = r.model_extra["parareason"]
     assert r.choices[0].finish_reason == "length"
     assert d["threads"] and all(t["reason"] == "limit:deadline_s" for t in d["threads"])
-    assert d["latency_s"] < 5
+    assert 0 < r.usage.completion_tokens < 2 * 405  # cut short: a full slow sample is 405 tokens
 
 
 def test_32_concurrent_requests_share_the_engine_and_health_answers(server):

@@ -138,6 +138,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, po
     from parareason.server import ServeDefaults, create_app
     from parareason.server.background import serve_in_background
 
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     be = load_backend(backend, model, urls)
     click.echo(f"loaded {backend} backend ({model}) in {time.perf_counter() - t0:.1f}s")
@@ -157,6 +158,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, po
         click.echo(f"{num_requests} concurrent: {con.wall_s:.1f}s, {con.completion_tokens} tokens, "
                    f"errors {len(con.errors)}")
     ratio = seq.wall_s / con.wall_s if con.wall_s > 0 else float("nan")
+    load_after = os.getloadavg()
     click.echo(f"speed-up (sequential wall / concurrent wall): {ratio:.2f}x (target >= 2)")
     for p in (seq, con):
         for e in p.errors:
@@ -178,6 +180,8 @@ Prefix cache cleared before each phase; one warm-up request first. Completion to
 
 - speed-up, sequential wall / concurrent wall: **{ratio:.2f}x** (target >= 2x): concurrent requests share the
   engine loop, so their threads decode in one batch.
+- machine load average (1/5/15 min) before: {" / ".join(f"{x:.1f}" for x in load_before)}, after:
+  {" / ".join(f"{x:.1f}" for x in load_after)} (other processes share the CPU; compare runs at similar load).
 """
     write_section("Server: concurrent requests vs one at a time", body, path=out_path)
     click.echo(f"wrote {out_path}")
