@@ -41,6 +41,8 @@ def test_fixture_has_the_three_unit_answers():
     ("So the answer is 42. That's it.", "42"),
     ("The answer is $\\dfrac{3}{4}$.", "\\frac{3}{4}"),
     ("Final Answer: 3.5", "3.5"),
+    ("Final answer: 72 clips", "72"),
+    ("So the answer is 1,234 dollars.", "1234"),
     ("It costs \\$18 in total.", "18"),
     ("We get 48 then 24 and finally 72 clips", "72"),
     ("The total is 12,345 dollars", "12345"),

@@ -51,8 +51,16 @@ def last_boxed(text: str) -> str | None:
     return best
 
 
+_NUMBER_THEN_WORDS_RE = re.compile(
+    r"^(?:\\?\$)?\s*(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)\s+[A-Za-z]")
+
+
 def _strip_phrase_tail(s: str) -> str:
-    """'42. So Natalia sold...' -> '42': cut at the first sentence end outside math."""
+    """'42. So Natalia sold...' -> '42': cut at the first sentence end outside math;
+    '72 clips' -> '72': a number followed by words keeps only the number."""
+    m = _NUMBER_THEN_WORDS_RE.match(s)
+    if m:
+        return m.group(1)
     if s.count("$") >= 2:  # "$\frac{1}{2}$." keep the math, drop prose after it
         first = s.index("$")
         second = s.index("$", first + 1)
