@@ -56,9 +56,6 @@ class ProgressReporter:
             self.correct += bool(result.correct)
         self._print_line(result)
 
-    def message(self, text: str) -> None:
-        self.console.print(text, markup=False)
-
     # figures --------------------------------------------------------------------------
     @property
     def accuracy(self) -> float | None:
@@ -98,9 +95,6 @@ class RichProgressReporter(ProgressReporter):
 
     def _print_line(self, r: Result) -> None:
         self._bar.update(self._task, completed=self.done, stats=self._stats())
-
-    def message(self, text: str) -> None:
-        self._bar.console.print(text, markup=False)
 
     def close(self) -> None:
         self._bar.stop()

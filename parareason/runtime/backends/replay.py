@@ -24,8 +24,8 @@ import hashlib
 import json
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from parareason.io.tracefile import RecordedQuestion, RecordedTrace
 from parareason.runtime.backends.base import (
@@ -267,8 +267,3 @@ def _seed_for(seed: int, context: tuple[int, ...]) -> int:
     h = hashlib.sha256(f"{seed}:{','.join(map(str, context))}".encode()).digest()
     return int.from_bytes(h[:8], "little")
 
-
-def questions_summary(questions: Sequence[RecordedQuestion]) -> dict[str, Any]:
-    """A short description for help output and logs."""
-    return {"questions": len(questions), "traces": sum(q.n_traces for q in questions),
-            "models": sorted({q.model for q in questions})}
