@@ -83,7 +83,7 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
     from rich.console import Console
 
     from parareason.io.progress import make_reporter, summary_table
-    from parareason.io.results import ResultFileError, ResultWriter
+    from parareason.cli.options import open_results
     from parareason.io.summary import summarize, with_baseline, write_summary
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,11 +93,7 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
     for policy in policies:
         pargs = per_policy_args.get(policy, {})
         config = {**base_config, "policy": policy, "policy_args": pargs}
-        writer = ResultWriter(out_dir / f"results-{policy}.jsonl", config, resume=resume, force=force)
-        try:
-            writer.open()
-        except ResultFileError as e:
-            raise click.ClickException(str(e)) from None
+        writer = open_results(out_dir / f"results-{policy}.jsonl", config, resume=resume, force=force)
         try:
             todo = [r for r in rows if r.id not in writer.done_ids]
             click.echo(f"[{policy}] {len(rows) - len(todo)} of {len(rows)} already done -> {writer.path}")

@@ -180,3 +180,14 @@ def backend_failure(e: Exception, out: Any) -> click.ClickException:
     """A backend-wide failure mid-run: results so far are saved, say how to continue."""
     return click.ClickException(f"backend failed: {e}. Finished results are saved in {out}; "
                                 "fix the backend and rerun with --resume.")
+
+
+def open_results(path: Any, config: dict[str, Any], *, resume: bool, force: bool) -> Any:
+    """Open a resumable JSONL output (results or traces); refusals become CLI errors."""
+    from parareason.io.results import ResultFileError, ResultWriter
+
+    writer = ResultWriter(path, config, resume=resume, force=force)
+    try:
+        return writer.open()
+    except ResultFileError as e:
+        raise click.ClickException(str(e)) from None

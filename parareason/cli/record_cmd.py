@@ -58,12 +58,11 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     answers in a trace file for `parareason replay`. Resumable like `run` (--resume).
     The n samples of a question are decoded together as one batch."""
     from parareason.api import request_seed
-    from parareason.cli.options import backend_failure, open_engine
+    from parareason.cli.options import backend_failure, open_engine, open_results
     from parareason.runtime.backends.base import BackendError
     from parareason.cli.eval_cmd import load_dataset
     from parareason.grading import extract_answer
     from parareason.io.recording import RecordingBackend
-    from parareason.io.results import ResultFileError, ResultWriter
     from parareason.io.tracefile import RecordedQuestion
     from parareason.runtime.backends.base import SamplingParams
     from parareason.runtime.limits import Limits
@@ -74,11 +73,7 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "top_logprobs": top_logprobs, "seed": seed, "n": n}
     config = {"model": model, "backend": backend, "protocol": "plain", **sampling}
-    writer = ResultWriter(out, config, resume=resume, force=force)
-    try:
-        writer.open()
-    except ResultFileError as e:
-        raise click.ClickException(str(e)) from None
+    writer = open_results(out, config, resume=resume, force=force)
     try:
         todo = [r for r in rows if r.id not in writer.done_ids]
         click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")

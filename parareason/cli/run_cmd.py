@@ -105,13 +105,9 @@ def validate_policies(rows: list[Any], policy: str, pargs: dict[str, Any], n: in
 
 
 def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool, rows: list[Any]) -> Any:
-    from parareason.io.results import ResultFileError, ResultWriter
+    from parareason.cli.options import open_results
 
-    writer = ResultWriter(out, config, resume=resume, force=force)
-    try:
-        writer.open()
-    except ResultFileError as e:
-        raise click.ClickException(str(e)) from None
+    writer = open_results(out, config, resume=resume, force=force)
     by_id = {r.id: r for r in rows}
     changed = [rid for rid, row in writer.existing.rows.items()
                if rid in by_id and row.get("prompt") != by_id[rid].prompt]
