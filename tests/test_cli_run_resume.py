@@ -104,3 +104,18 @@ def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, monkeypat
     prompts.write_text(prompts.read_text().replace("Question 0:", "Question zero:"))
     res = runner.invoke(main, base + ["--resume"])
     assert res.exit_code == 1 and "different prompt text" in res.output
+
+
+def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
+    prompts, table = make_inputs(tmp_path)
+    out = tmp_path / "out.jsonl"
+    proc = cli([prompts, "--out", out], table, latency_s=0.02)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 2):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130, log
+    assert "rerun with --resume" in log and "Traceback" not in log
+    ids, _ = comparable(out)  # every line written is complete
+    assert 2 <= len(ids) < N_PROMPTS and len(set(ids)) == len(ids)

@@ -1,7 +1,9 @@
 """`parareason run PROMPTS`: run prompts through a policy, append results as they finish."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -135,6 +137,7 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
 
         sink = JsonlTraceWriter(trace_path)
     reporter = make_reporter(total, already_done=total - len(todo), quiet=quiet, label="prompts")
+    previous_sigterm = stop_on_sigterm()
 
     def finished(result: Any) -> None:
         writer.append(result)  # flushed + fsync'd before the next one
@@ -153,10 +156,21 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
     except BackendError as e:
         raise backend_failure(e, writer.path) from None
     finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         reporter.close()
         if sink is not None:
             sink.close()
         engine.close()
+
+
+def stop_on_sigterm() -> Any:
+    """SIGTERM (a job scheduler, `timeout`) ends the run like Ctrl-C: the message says
+    how to resume. Results already written are safe either way. Returns the previous
+    handler (None off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def print_summary(policy: str, rows: list[dict[str, Any]], *, wall_s: float, quiet: bool) -> None:
