@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
+	rm -f runs/demo.jsonl runs/demo.jsonl.config.json  # a fresh demo each time
 	$(BIN)/parareason run examples/prompts.jsonl --n 8 --max-new-tokens 256 --out runs/demo.jsonl
 
 test: setup
