@@ -32,14 +32,14 @@ def chat(engine, text):
 
 @pytest.fixture(scope="module")
 def reference(engine):
-    """Greedy output of PROMPTS[1] run alone, ignoring EOS (a long enough text to cut)."""
-    engine.submit(request("ref", chat(engine, PROMPTS[1]), greedy(16, ignore_eos=True)))
+    """Greedy output of PROMPTS[1] run alone, ignoring EOS (12 tokens: enough text to cut)."""
+    engine.submit(request("ref", chat(engine, PROMPTS[1]), greedy(12, ignore_eos=True)))
     return run_all(engine)["ref"].tokens
 
 
 def test_abort_leaves_the_batch_at_once(engine):
     for i in range(3):
-        engine.submit(request(f"s{i}", chat(engine, PROMPTS[i]), greedy(12, ignore_eos=True)))
+        engine.submit(request(f"s{i}", chat(engine, PROMPTS[i]), greedy(6, ignore_eos=True)))
     got = {}
     for _ in range(3):
         collect(engine.step(), got)
@@ -51,7 +51,7 @@ def test_abort_leaves_the_batch_at_once(engine):
     collect(step, got)
     run_all(engine, got)
     assert len(got["s1"].tokens) == 3 and len(got["s1"].updates) == 4
-    assert len(got["s0"].tokens) == len(got["s2"].tokens) == 12
+    assert len(got["s0"].tokens) == len(got["s2"].tokens) == 6
     engine.abort("s1")  # finished / unknown ids are no-ops
     engine.abort("nope")
     assert not engine.has_work()
@@ -73,7 +73,7 @@ def test_stop_string_ends_on_the_token_that_completes_it(engine, reference):
     tok = engine.tokenizer
     stop = tok.decode_raw(reference[6:8]).strip()[:4]
     assert stop
-    engine.submit(request("s", chat(engine, PROMPTS[1]), greedy(16, ignore_eos=True, stop_strings=(stop,))))
+    engine.submit(request("s", chat(engine, PROMPTS[1]), greedy(12, ignore_eos=True, stop_strings=(stop,))))
     out = run_all(engine)["s"]
     assert out.last.finish_reason == "stop_string" and out.last.matched_stop == stop
     assert out.tokens == reference[:len(out.tokens)]
@@ -82,7 +82,7 @@ def test_stop_string_ends_on_the_token_that_completes_it(engine, reference):
 
 def test_stop_token_and_max_tokens_and_eos(engine, reference):
     stop_id = reference[5]
-    engine.submit(request("tok", chat(engine, PROMPTS[1]), greedy(16, ignore_eos=True, stop_token_ids=(stop_id,))))
+    engine.submit(request("tok", chat(engine, PROMPTS[1]), greedy(12, ignore_eos=True, stop_token_ids=(stop_id,))))
     engine.submit(request("len", chat(engine, PROMPTS[1]), greedy(5, ignore_eos=True)))
     engine.submit(request("eos", chat(engine, PROMPTS[0]), greedy(64)))
     out = run_all(engine)
@@ -121,11 +121,11 @@ def test_seeded_sampling_is_independent_of_batch_composition(engine):
 
 
 def test_continuous_batching_gives_the_same_greedy_tokens(engine, reference):
-    engine.submit(request("early", chat(engine, PROMPTS[3]), greedy(20, ignore_eos=True)))
+    engine.submit(request("early", chat(engine, PROMPTS[3]), greedy(14, ignore_eos=True)))
     got = {}
-    for _ in range(5):
+    for _ in range(4):
         collect(engine.step(), got)
-    engine.submit(request("late", chat(engine, PROMPTS[1]), greedy(16, ignore_eos=True)))
+    engine.submit(request("late", chat(engine, PROMPTS[1]), greedy(12, ignore_eos=True)))
     run_all(engine, got)
     assert got["late"].tokens == reference
 
@@ -133,13 +133,13 @@ def test_continuous_batching_gives_the_same_greedy_tokens(engine, reference):
 def test_max_batch_size_queues_the_rest(engine, reference):
     engine.options.max_batch_size = 2
     ids = chat(engine, PROMPTS[1])
-    for i in range(4):
-        engine.submit(request(f"q{i}", ids, greedy(16, ignore_eos=True)))
+    for i in range(3):
+        engine.submit(request(f"q{i}", ids, greedy(12, ignore_eos=True)))
     got = {}
     while engine.has_work():
         collect(engine.step(), got)
         assert len(engine.running) <= 2
-    assert all(got[f"q{i}"].tokens == reference for i in range(4))
+    assert all(got[f"q{i}"].tokens == reference for i in range(3))
 
 
 def test_bad_sequences_end_with_error_and_others_continue(engine):

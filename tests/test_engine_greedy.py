@@ -47,7 +47,7 @@ def check_matches_generate(model_name: str, prompts: list[str], max_new_tokens: 
 
 
 def test_batched_greedy_matches_transformers_generate_smollm2():
-    check_matches_generate(TEST_MODEL, PROMPTS, max_new_tokens=24)
+    check_matches_generate(TEST_MODEL, PROMPTS[:3], max_new_tokens=16)
 
 
 @pytest.mark.slow
