@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=eos_ids,
                      pad_token_id=getattr(config, "pad_token_id", None)).save_pretrained(out_dir)
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    os.chmod(out_dir / "model.safetensors", 0o644)
 
 
 def _publish(tmp: Path, final: Path) -> Path:
@@ -199,6 +201,16 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
+def _remove_abandoned_temp_dirs(root: Path, key: str, older_than_s: float = 6 * 3600) -> None:
+    """Temp dirs of a converter that was killed; a live conversion takes about a minute."""
+    for d in root.glob(f".{key}.tmp-*"):
+        try:
+            if time.time() - d.stat().st_mtime > older_than_s:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _convert_cached(key: str, source: dict, make_gguf) -> Path:
     """Return the cached HF dir for `key`, converting once (race-safe) if absent."""
     root = cache_root()
@@ -206,6 +218,7 @@ def _convert_cached(key: str, source: dict, make_gguf) -> Path:
     if (final / "config.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temp_dirs(root, key)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary readable dir
     log.info("converting %s into %s (once; later loads use the cache)", key, root)
