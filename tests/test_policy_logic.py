@@ -74,7 +74,7 @@ def test_decided_vote_cannot_be_overturned(counts, remaining, data):
 
 
 def test_ffs_tokens_saved_estimate():
-    assert estimate_tokens_saved([100, 200], [50, 160, 300]) == 100 + 0 + 0
+    assert estimate_tokens_saved([100, 200], [50, 160, 300]) == 3 * 150
     assert estimate_tokens_saved([], [10]) == 0
     assert estimate_tokens_saved([100], []) == 0
 

@@ -99,8 +99,8 @@ def test_ffs_returns_the_first_finisher_and_aborts_the_rest():
     assert statuses(res).count("cancelled") == 3
     full = 3 * len(long) + len("\\boxed{4}")
     assert res.usage["generated_tokens"] < full
-    saved = res.details["tokens_saved_estimate"]
-    assert saved == 0  # aborted samples had already produced >= the finisher's length
+    assert res.details["tokens_saved_estimate"] == 3 * len("\\boxed{4}")  # 3 aborted x mean finished length
+    assert res.details["aborted_tokens"] == res.usage["generated_tokens"] - len("\\boxed{4}")
     assert policy_events(res, "ffs_stop")
 
 
@@ -111,13 +111,13 @@ def test_ffs_k2_votes_over_the_first_two():
     assert sorted(res.details["aborted"]) == ["s2", "s3"]
 
 
-def test_ffs_estimates_saved_tokens_from_samples_that_were_behind():
+def test_ffs_stops_samples_that_had_not_started():
     # A backend that advances 2 sequences per step: s2 and s3 wait, so when s0 finishes
-    # (12 tokens) they have produced nothing; the estimate charges each the finisher's length.
+    # they have produced nothing and are stopped before they cost anything.
     res, _ = run("ffs", by_sample(["abc \\boxed{4}", "y" * 50 + "\\boxed{5}"]), n=4,
                  backend_kw={"max_batch": 2})
     assert res.answer == "4" and res.details["first_finished"] == ["s0"]
-    assert res.details["tokens_saved_estimate"] == 2 * len("abc \\boxed{4}")
+    assert res.details["tokens_saved_estimate"] == 3 * len("abc \\boxed{4}")
     assert res.usage["generated_tokens"] <= 2 * len("abc \\boxed{4}") + 1  # only s0 and s1 ran
 
 

@@ -138,6 +138,9 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
     results_file = results_path.open("w", encoding="utf-8") if results_path else None
     try:
         with Engine(model, backend=backend, urls=urls) as engine:
+            # Untimed warm-up (first forward passes, allocator growth), so the baseline
+            # that runs first is not charged for it.
+            engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
             for name in names:
                 r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
                                seed=seed, max_concurrent=max_concurrent, results_file=results_file)
@@ -152,7 +155,8 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}. Accuracy is math-verify "
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
-            f"wall is the policy's whole run on one loaded model.\n\n{table}")
+            f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
+            f"(on a shared machine wall time is noisy; tokens are the stable cost figure).\n\n{table}")
     # The full command with every resolved option (defaults included), so a rerun is exact.
     command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}",
                         f"--n {n}", f"--seed {seed}", f"--model {shlex.quote(model)}",

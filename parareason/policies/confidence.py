@@ -26,7 +26,7 @@ class DeepConfParams:
     mode: str = "online"  # online | offline
     window: int = 64  # tokens per group (the paper uses 2048 for long traces)
     top_logprobs: int = 5
-    keep_percent: float = 50.0  # eta: 10 = aggressive, 90 = conservative
+    keep_percent: float = 90.0  # eta: 90 = DeepConf-high (conservative, default), 10 = DeepConf-low
     warmup: int = 4  # online calibration traces
     temperature: float | None = None
     max_new_tokens: int | None = None

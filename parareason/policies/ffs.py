@@ -19,14 +19,16 @@ class FFSParams:
 
 
 def estimate_tokens_saved(finished_lengths: list[int], aborted_lengths: list[int]) -> int:
-    """Tokens the abort saved, estimated as: every aborted sample would have run to the
-    mean length of the samples that did finish; what it had already produced is
-    subtracted (never negative). A lower bound for long-tailed lengths, since slow
-    samples tend to run longer than the fast ones that finished."""
+    """Tokens the abort saved, under a memoryless (geometric) length model fitted to the
+    finished samples: each aborted sample is expected to need as many more tokens as
+    the mean finished length, whatever it had produced already (with batched decode
+    the aborted samples have usually produced as much as the finishers, so "catch up
+    to the finishers' length" would always say 0). The first finishers are the
+    shortest samples, so this mean, and the estimate, err low."""
     if not finished_lengths or not aborted_lengths:
         return 0
     mean_len = sum(finished_lengths) / len(finished_lengths)
-    return int(round(sum(max(0.0, mean_len - a) for a in aborted_lengths)))
+    return int(round(mean_len * len(aborted_lengths)))
 
 
 class FirstFinishSearch(Policy):
@@ -68,4 +70,5 @@ class FirstFinishSearch(Policy):
             "votes": vote_table(self._first, groups),
             "aborted": [sid for sid, _ in self._aborted],
             "tokens_saved_estimate": saved,
+            "aborted_tokens": sum(n for _, n in self._aborted),  # spent before the abort
         })
