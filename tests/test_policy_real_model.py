@@ -22,7 +22,7 @@ SETTINGS = {
     "self_consistency": {"n": 2}, "ffs": {"n": 2}, "bom": {"n": 2}, "rpc": {"n": 2, "prune_after": 8},
     "multi_temp": {"n": 2, "temperatures": (0.5, 1.0)},
     "deepconf": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
-    "scale": {"n": 2, "max_subproblems": 2, "decompose_tokens": 24, "probe_tokens": 16},
+    "scale": {"n": 2, "max_subproblems": 2, "decompose_tokens": 20, "probe_tokens": 12},
 }
 EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", "bom": "candidates",
                    "rpc": "distinct_paths", "multi_temp": "per_temperature", "deepconf": "threshold",
@@ -30,12 +30,20 @@ EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", 
 
 
 @pytest.fixture(scope="module")
-def backend():
+def results():
+    """All policies as concurrent requests of one scheduler: their samples share the
+    engine's batched decode steps, so the whole module costs about one policy's run."""
     from parareason.runtime.backends.transformers_engine import load_backend
 
-    b = load_backend("smollm2-135m")
-    yield b
-    b.close()
+    backend = load_backend("smollm2-135m")
+    specs = [RequestSpec(id=name, prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),
+                         params=SamplingParams(temperature=0.7, max_new_tokens=20, seed=0),
+                         limits=Limits(tokens_per_request=BUDGET), reference=ROW["answer"])
+             for name in POLICY_NAMES]
+    try:
+        yield {r.id: r for r in Scheduler(backend).run(specs, max_concurrent=len(specs))}
+    finally:
+        backend.close()
 
 
 def test_every_policy_has_a_smoke_setting():
@@ -43,11 +51,8 @@ def test_every_policy_has_a_smoke_setting():
 
 
 @pytest.mark.parametrize("name", POLICY_NAMES)
-def test_policy_runs_on_the_real_model(backend, name):
-    spec = RequestSpec(id=f"smoke-{name}", prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),
-                       params=SamplingParams(temperature=0.7, max_new_tokens=24, seed=0),
-                       limits=Limits(tokens_per_request=BUDGET), reference=ROW["answer"])
-    [res] = list(Scheduler(backend).run([spec]))
+def test_policy_runs_on_the_real_model(results, name):
+    res = results[name]
     assert res.error is None
     assert 0 < res.usage["generated_tokens"] <= BUDGET
     assert EXPECTED_DETAIL[name] in res.details
