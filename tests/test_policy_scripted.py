@@ -275,12 +275,12 @@ def test_confidence_stop_inside_self_consistency():
 
 POLICY_CASES = [(name, {}) for name in POLICY_NAMES] + [
     ("scale", {"nested": "ffs"}), ("self_consistency", {"inner": "ffs", "groups": 2}),
+    ("self_consistency", {"inner": "deepconf", "inner_params": {"warmup": 1, "window": 4}}),
     ("deepconf", {"mode": "offline"})]
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@pytest.mark.parametrize("name,extra", POLICY_CASES, ids=[f"{n}{'-' + '-'.join(map(str, e.values())) if e else ''}"
-                                                          for n, e in POLICY_CASES])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("name,extra", POLICY_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(POLICY_CASES)])
 @given(budget=st.integers(0, 120), lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5))
 def test_no_policy_exceeds_the_request_budget(name, extra, budget, lengths):
     replies = ["x" * k + f"\\boxed{{{k % 3}}}" for k in lengths]
