@@ -42,7 +42,7 @@ def test_oversampling_balances_classes():
 @pytest.fixture(scope="module")
 def fixture_pairs():
     qs = load_traces(FIXTURE)
-    pairs = build_pairs(qs, prefix_chars=(300, 0), max_pairs_per_question=20)
+    pairs = build_pairs(qs, prefix_chars=(300,), max_pairs_per_question=20)  # short texts: cheap to embed
     labels = np.array([p.label for p in pairs], dtype=np.float32)
     assert 0 < labels.mean() < 1, "fixture must hold both same- and different-answer pairs"
     return pairs, labels
@@ -69,7 +69,7 @@ def test_training_reduces_focal_loss_on_fixture(fixture_pairs, tmp_path):
 def test_cli_judge_train_then_eval_on_held_out_questions(tmp_path):
     head, report = tmp_path / "head.pt", tmp_path / "eval.json"
     r = CliRunner().invoke(main, ["judge", "train", str(FIXTURE), "--out", str(head), "--epochs", "8",
-                                  "--eval-fraction", "0.3", "--prefix-chars", "300,full"], catch_exceptions=False)
+                                  "--eval-fraction", "0.3", "--prefix-chars", "300,600"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "focal loss" in r.output and head.exists()
     r = CliRunner().invoke(main, ["judge", "eval", str(FIXTURE), "--head", str(head), "--json-out", str(report)],
@@ -80,17 +80,17 @@ def test_cli_judge_train_then_eval_on_held_out_questions(tmp_path):
     meta = TrainedJudge.load(head).meta
     assert rep["n_questions"] == len(meta["eval_ids"]) > 0
     assert not set(meta["eval_ids"]) & set(meta["train_ids"])
-    assert rep["n_pairs"] > 0 and set(rep["by_prefix"]) == {"300", "full"}
+    assert rep["n_pairs"] > 0 and set(rep["by_prefix"]) == {"300", "600"}
     assert rep["auroc"] != rep["auroc"] or 0.0 <= rep["auroc"] <= 1.0  # NaN only if one class held out
 
 
 def test_cli_embedding_calibration_then_eval(tmp_path):
     cal = tmp_path / "cal.json"
     r = CliRunner().invoke(main, ["judge", "train", str(FIXTURE), "--kind", "calibration", "--out", str(cal),
-                                  "--prefix-chars", "full"], catch_exceptions=False)
+                                  "--prefix-chars", "300"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads(cal.read_text())["fitted_on"] > 0
     r = CliRunner().invoke(main, ["judge", "eval", str(FIXTURE), "--judge", "embedding", "--calibration", str(cal),
-                                  "--prefix-chars", "full", "--all-questions"], catch_exceptions=False)
+                                  "--prefix-chars", "300", "--all-questions"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "judge: embedding" in r.output and "AUROC" in r.output
