@@ -22,7 +22,7 @@ SETTINGS = {
     "self_consistency": {"n": 2}, "ffs": {"n": 2}, "bom": {"n": 2}, "rpc": {"n": 2, "prune_after": 8},
     "multi_temp": {"n": 2, "temperatures": (0.5, 1.0)},
     "deepconf": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
-    "scale": {"n": 2, "max_subproblems": 2, "decompose_tokens": 20, "probe_tokens": 12},
+    "scale": {"n": 2, "max_subproblems": 1, "decompose_tokens": 16, "probe_tokens": 12},
 }
 EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", "bom": "candidates",
                    "rpc": "distinct_paths", "multi_temp": "per_temperature", "deepconf": "threshold",
@@ -37,7 +37,7 @@ def results():
 
     backend = load_backend("smollm2-135m")
     specs = [RequestSpec(id=name, prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),
-                         params=SamplingParams(temperature=0.7, max_new_tokens=20, seed=0),
+                         params=SamplingParams(temperature=0.7, max_new_tokens=16, seed=0),
                          limits=Limits(tokens_per_request=BUDGET), reference=ROW["answer"])
              for name in POLICY_NAMES]
     try:
