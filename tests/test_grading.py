@@ -91,6 +91,8 @@ def test_none_and_garbage_never_raise():
     assert not answers_equal("", "")
     assert not answers_equal("\\frac{", "}}}\\sqrt")
     assert not answers_equal("x" * 5000, "y")
+    assert answers_equal("sNaN", "1") is False and answers_equal("NaN", "NaN ") is True  # same text
+    assert answers_equal("+3", "3.00")
 
 
 def test_equivalence_works_off_the_main_thread():

@@ -12,6 +12,7 @@ as normalised strings only (short answers parse in milliseconds).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -29,9 +30,16 @@ def _timeout() -> int | None:
     return MAIN_THREAD_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
+_PLAIN_NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
+
+
 def _plain_number(s: str) -> Decimal | None:
+    """'1,000' / '-3.50' -> Decimal; anything else (incl. 'NaN', 'inf', '1e5') -> None."""
+    s = s.replace(",", "")
+    if not _PLAIN_NUMBER_RE.match(s):
+        return None
     try:
-        return Decimal(s.replace(",", ""))
+        return Decimal(s)
     except (InvalidOperation, ValueError):
         return None
 
@@ -79,10 +87,13 @@ def answers_equal(a: str | None, b: str | None) -> bool:
     """Symmetric equivalence of two extracted answers (None equals nothing)."""
     if a is None or b is None:
         return False
-    na, nb = normalize_answer(a), normalize_answer(b)
-    if not na or not nb:
+    try:
+        na, nb = normalize_answer(a), normalize_answer(b)
+        if not na or not nb:
+            return False
+        return _equal_normalized(na, nb) or _equal_normalized(nb, na)
+    except Exception:  # noqa: BLE001 - grading never takes a request down
         return False
-    return _equal_normalized(na, nb) or _equal_normalized(nb, na)
 
 
 def is_correct(pred: str | None, reference: str | None) -> bool | None:
@@ -91,7 +102,10 @@ def is_correct(pred: str | None, reference: str | None) -> bool | None:
         return None
     if pred is None:
         return False
-    nref, npred = normalize_answer(reference), normalize_answer(pred)
-    if not npred:
+    try:
+        nref, npred = normalize_answer(reference), normalize_answer(pred)
+        if not npred:
+            return False
+        return _equal_normalized(nref, npred)
+    except Exception:  # noqa: BLE001
         return False
-    return _equal_normalized(nref, npred)
