@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from parareason.grading.vote import AnswerGroup, majority_vote
 from parareason.runtime.policy import PolicyContext, SampleOverrides, SampleView
@@ -67,5 +67,3 @@ def vote_table(samples: Sequence[SampleView], groups: Sequence[AnswerGroup]) -> 
     rows.sort(key=lambda r: (-(r["weight"] or 0.0), -r["count"]))
     return rows
 
-
-RewardFn = Callable[[str, SampleView], float]
