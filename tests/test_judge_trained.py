@@ -94,3 +94,12 @@ def test_cli_embedding_calibration_then_eval(tmp_path):
                                   "--prefix-chars", "300", "--all-questions"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "judge: embedding" in r.output and "AUROC" in r.output
+
+
+def test_cli_train_explains_single_class_data(tmp_path):
+    f = tmp_path / "same.jsonl"
+    rows = [{"id": f"q{i}", "question": "?", "answer": "1",
+             "traces": [{"text": f"so {i}", "answer": "1"}, {"text": f"thus {i}", "answer": "1"}]} for i in range(4)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = CliRunner().invoke(main, ["judge", "train", str(f), "--out", str(tmp_path / "h.pt")])
+    assert r.exit_code != 0 and "both labels" in r.output

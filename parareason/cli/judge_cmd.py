@@ -38,15 +38,21 @@ def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: 
     from parareason.judge.workflow import JudgeTrainSettings, train_judge
 
     questions = load_traces(traces)
+    if len(questions) < 2:
+        raise click.ClickException(f"{traces}: {len(questions)} question(s); training needs at least 2 "
+                                   "(the split is by question)")
     settings = JudgeTrainSettings(eval_fraction=eval_fraction, prefix_chars=parse_prefixes(prefix_chars),
                                   max_pairs_per_question=max_pairs_per_question,
                                   min_precision=min_precision, seed=seed)
-    if kind == "calibration":
-        _fit_calibration(questions, out, settings)
-        return
-    from parareason.judge.trained import TrainConfig
+    try:
+        if kind == "calibration":
+            _fit_calibration(questions, out, settings)
+            return
+        from parareason.judge.trained import TrainConfig
 
-    r = train_judge(questions, out, settings, TrainConfig(epochs=epochs, seed=seed), source=traces)
+        r = train_judge(questions, out, settings, TrainConfig(epochs=epochs, seed=seed), source=traces)
+    except ValueError as e:  # e.g. only one label among the training pairs
+        raise click.ClickException(str(e)) from e
     click.echo(f"questions: {r.n_train_questions} train, {r.n_val_questions} validation, "
                f"{r.n_eval_questions} held out for eval")
     click.echo(f"pairs: {r.n_train_pairs} (same answer: {r.positive_rate:.1%})")
