@@ -59,7 +59,8 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out: list[np.ndarray | None] = [self._cache_get(t) for t in texts]
-        todo = sorted({t for t, e in zip(texts, out) if e is None}, key=len)  # similar lengths batch well
+        # Similar lengths batch well; the full key keeps batches identical from run to run.
+        todo = sorted({t for t, e in zip(texts, out) if e is None}, key=lambda t: (len(t), t))
         fresh: dict[str, np.ndarray] = {}
         for i in range(0, len(todo), self.config.batch_size):
             chunk = todo[i:i + self.config.batch_size]
