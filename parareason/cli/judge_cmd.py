@@ -112,7 +112,7 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
     thr = threshold if threshold is not None else float(getattr(judge_obj, "threshold", 0.5))
     r = evaluate_judge(judge_obj, chosen, thr, prefixes, max_pairs_per_question, seed)
     click.echo(f"judge: {r.judge}   data: {traces}   {split}: {r.n_questions}")
-    click.echo(f"pairs: {r.n_pairs} (same answer: {_fmt(r.positive_rate)})")
+    click.echo(f"pairs: {r.n_pairs} (same answer: {r.positive_rate:.1%})")
     click.echo(f"AUROC: {_fmt(r.auroc)}")
     for name, d in r.by_prefix.items():
         click.echo(f"  prefix {name:>5}: AUROC {_fmt(d['auroc'])} on {d['pairs']} pairs")
