@@ -144,6 +144,7 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
     from parareason.bench.report import write_section
     from parareason.models import resolve_model
 
+    load_start = os.getloadavg()[0]
     model_dir = resolve_model(model)
     eng = load_backend(model)
     ids = eng.tokenizer.chat_ids([{"role": "user", "content": prompt}])
@@ -197,6 +198,9 @@ Useful tokens = each row's tokens up to and including its EOS.
 - engine mean decode batch {rows / max(fwd, 1):.1f} rows over {fwd} forwards
 - time to first token (prefill + first sample), median of {ttft_reps}: n=1 {ttft1:.3f} s, n={n} {ttftn:.3f} s,
   ratio **{ttftn / ttft1:.2f}** (target <= 1.3)
-{dtype_rows}"""
+{dtype_rows}
+Machine load average (1 min): {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (on a shared
+machine other jobs slow both sides; the two runs are sequential, so the ratio is noisy).
+"""
     write_section("Embedded engine vs transformers generate", body, path=out_path)
     click.echo(f"wrote {out_path}")
