@@ -10,54 +10,28 @@ exact command; `--results` also writes every Result.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
+from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
+                                          result_counts, write_results)
 from parareason.cli.options import BackendType
 
 
 @dataclass
-class BenchRun:
-    policy: str
-    settings: str
-    correct: int
-    total: int
-    answered: int
-    generated_tokens: int
-    wall_s: float
-    errors: int
+class BenchRun(PolicyRun):
+    """A PolicyRun plus DeepPrune's own counts (zero for self-consistency)."""
     pruned: int = 0
     judge_calls: int = 0
     saved_estimate: int = 0
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.total if self.total else 0.0
-
-
-def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"]})
-            if len(rows) >= limit:
-                break
-    return rows
-
 
 def summarize(name: str, settings: str, results: list, wall: float) -> BenchRun:
     return BenchRun(
-        policy=name, settings=settings, correct=sum(1 for r in results if r.correct), total=len(results),
-        answered=sum(1 for r in results if r.answer is not None),
-        generated_tokens=sum(r.usage.get("generated_tokens", 0) for r in results), wall_s=wall,
-        errors=sum(1 for r in results if r.error),
+        policy=name, settings=settings, wall_s=wall, **result_counts(results),
         pruned=sum(int(r.details.get("pruned", 0)) for r in results),
         judge_calls=sum(int(r.details.get("judge_calls", 0)) for r in results),
         saved_estimate=sum(int(r.details.get("tokens_saved_est", 0)) for r in results))
@@ -65,16 +39,13 @@ def summarize(name: str, settings: str, results: list, wall: float) -> BenchRun:
 
 def render_table(runs: list[BenchRun]) -> str:
     base = runs[0]
-    head = ("| policy | settings | accuracy | answered | generated tokens | tokens vs SC | tokens saved vs SC "
-            "| pruned samples | saved (policy estimate) | judge calls | wall s | errors |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in runs:
-        pct = f"{100 * r.generated_tokens / base.generated_tokens:.0f}%" if base.generated_tokens else "n/a"
-        lines.append(f"| {r.policy} | {r.settings} | {r.accuracy:.1%} ({r.correct}/{r.total}) | {r.answered}/{r.total} "
-                     f"| {r.generated_tokens} | {pct} | {base.generated_tokens - r.generated_tokens} | {r.pruned} "
-                     f"| {r.saved_estimate} | {r.judge_calls} | {r.wall_s:.1f} | {r.errors} |")
-    return head + "\n".join(lines) + "\n"
+    columns = [*LEADING_COLUMNS, "tokens saved vs SC", "pruned samples", "saved (policy estimate)", "judge calls",
+               "wall s", "errors"]
+    rows = [leading_cells(r, base.generated_tokens)
+            + [str(base.generated_tokens - r.generated_tokens), str(r.pruned), str(r.saved_estimate),
+               str(r.judge_calls), f"{r.wall_s:.1f}", str(r.errors)]
+            for r in runs]
+    return markdown_table(columns, rows)
 
 
 @click.command()
@@ -136,9 +107,7 @@ def deepprune(data_path: Path, limit: int, n: int, seed: int, model: str, judge_
                 results = engine.run(rows, policy=pol, policy_args=args, **common)
                 r = summarize(name, settings, results, time.perf_counter() - t0)
                 runs.append(r)
-                if results_file is not None:
-                    for res in results:
-                        results_file.write(json.dumps(res.to_dict(), default=str) + "\n")
+                write_results(results_file, results)
                 click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  pruned {r.pruned:4d}  "
                            f"wall {r.wall_s:7.1f}s  errors {r.errors}")
     finally:

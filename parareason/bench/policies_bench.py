@@ -14,15 +14,15 @@ Policy settings derived from --n (shown in the table):
 """
 from __future__ import annotations
 
-import json
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
+                                          percent_of, result_counts, write_results)
 from parareason.cli.options import BackendType
 
 BASELINE = "self_consistency"
@@ -38,34 +38,6 @@ def policy_settings(name: str, n: int) -> dict[str, Any]:
     return {"n": n}
 
 
-@dataclass
-class PolicyRun:
-    policy: str
-    settings: dict[str, Any]
-    correct: int
-    total: int
-    answered: int
-    generated_tokens: int
-    wall_s: float
-    errors: int
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.total if self.total else 0.0
-
-
-def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"]})
-            if len(rows) >= limit:
-                break
-    return rows
-
-
 def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, max_new_tokens: int,
                temperature: float, seed: int, max_concurrent: int, results_file: Any = None) -> PolicyRun:
     settings = policy_settings(name, n)
@@ -73,27 +45,16 @@ def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, ma
     results = engine.run(rows, policy=name, policy_args=settings, max_new_tokens=max_new_tokens,
                          temperature=temperature, seed=seed, max_concurrent=max_concurrent, keep_trace=False)
     wall = time.perf_counter() - t0
-    if results_file is not None:
-        for r in results:
-            results_file.write(json.dumps(r.to_dict(), default=str) + "\n")
-    return PolicyRun(policy=name, settings=settings, correct=sum(1 for r in results if r.correct),
-                     total=len(results), answered=sum(1 for r in results if r.answer is not None),
-                     generated_tokens=sum(r.usage.get("generated_tokens", 0) for r in results),
-                     wall_s=wall, errors=sum(1 for r in results if r.error))
+    write_results(results_file, results)
+    return PolicyRun(policy=name, settings=settings, wall_s=wall, **result_counts(results))
 
 
 def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
-    head = ("| policy | settings | accuracy | answered | generated tokens | tokens vs SC | wall s | wall vs SC | errors |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in runs:
-        tok_pct = (f"{100 * r.generated_tokens / baseline.generated_tokens:.0f}%"
-                   if baseline and baseline.generated_tokens else "n/a")
-        wall_pct = f"{100 * r.wall_s / baseline.wall_s:.0f}%" if baseline and baseline.wall_s else "n/a"
-        settings = ", ".join(f"{k}={v}" for k, v in r.settings.items())
-        lines.append(f"| {r.policy} | {settings} | {r.accuracy:.1%} ({r.correct}/{r.total}) | {r.answered}/{r.total} "
-                     f"| {r.generated_tokens} | {tok_pct} | {r.wall_s:.1f} | {wall_pct} | {r.errors} |")
-    return head + "\n".join(lines) + "\n"
+    base_tokens = baseline.generated_tokens if baseline else 0
+    base_wall = baseline.wall_s if baseline else 0.0
+    rows = [leading_cells(r, base_tokens) + [f"{r.wall_s:.1f}", percent_of(r.wall_s, base_wall), str(r.errors)]
+            for r in runs]
+    return markdown_table([*LEADING_COLUMNS, "wall s", "wall vs SC", "errors"], rows)
 
 
 @click.command()
