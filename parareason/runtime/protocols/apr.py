@@ -26,8 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from parareason.runtime.protocols.base import Protocol, ThreadOps, closed_by, end_reason, unclosed
-from parareason.runtime.thread import FINISHED, WAITING, Thread
+from parareason.runtime.protocols.base import ThreadOps, block_body, closed_by, end_reason, unclosed
+from parareason.runtime.protocols.joining import JoiningProtocol
+from parareason.runtime.thread import FINISHED, Thread
 
 
 def parse_tasks(body: str) -> list[str]:
@@ -48,8 +49,9 @@ def parse_tasks(body: str) -> list[str]:
     return tasks
 
 
-class APRProtocol(Protocol):
+class APRProtocol(JoiningProtocol):
     name = "apr"
+    children_key = "spawn"
     defaults: dict[str, Any] = {
         "spawn_open": "<spawn>",
         "spawn_close": "</spawn>",
@@ -94,11 +96,11 @@ class APRProtocol(Protocol):
             else:
                 ops.finish(thread, end_reason(finish_reason, matched_stop))
             return
-        start = text.rfind(c["spawn_open"])
-        if start < 0:
+        body = block_body(text, c["spawn_open"], c["spawn_close"])
+        if body is None:
             ops.finish(thread, "malformed_spawn: close without open")
             return
-        tasks = parse_tasks(text[start + len(c["spawn_open"]):len(text) - len(c["spawn_close"])])
+        tasks = parse_tasks(body)
         if not tasks:
             ops.finish(thread, "empty_spawn")
             return
@@ -108,26 +110,14 @@ class APRProtocol(Protocol):
             ids = ops.tokenizer.chat_ids(self.child_messages(task), add_generation_prompt=True)
             children.append(ops.new_thread(thread.sample, ids, parent=thread, role="child",
                                            stop_strings=(c["spawn_close"],), child_index=k))
-        thread.meta["spawn"] = children
-        ops.record("spawn", thread=thread.id, tasks=len(tasks), started=sum(ch.live for ch in children))
-        if not any(ch.live for ch in children):
-            self._join(ops, thread)
+        self.await_children(ops, thread, children, "spawn", tasks=len(tasks))
 
-    def on_thread_end(self, ops: ThreadOps, thread: Thread) -> None:
-        parent = thread.parent
-        if parent is None or parent.status != WAITING:
-            return
-        children = parent.meta.get("spawn", [])
-        if thread in children and not any(ch.live for ch in children):
-            self._join(ops, parent)
-
-    def _join(self, ops: ThreadOps, parent: Thread) -> None:
+    def append_results(self, ops: ThreadOps, parent: Thread, children: list[Thread]) -> None:
         c = self.config
         parts = []
-        for k, child in enumerate(parent.meta.pop("spawn", []), start=1):
+        for k, child in enumerate(children, start=1):
             text = ops.decode(child.own_ids).strip()[-c["result_max_chars"]:]
             note = "" if child.status == FINISHED else f"({child.reason}) "
             parts.append(f"[{k}] {note}{text}".rstrip())
         ops.append(parent, ops.encode(f"\n{c['join_open']}\n" + "\n".join(parts) + f"\n{c['join_close']}\n"))
         ops.record("join", thread=parent.id, children=len(parts))
-        ops.resume(parent)

@@ -120,6 +120,15 @@ def closed_by(ops: ThreadOps, thread: Thread, marker: str, matched_stop: str | i
     return text[:i + len(marker)]
 
 
+def block_body(text: str, open_marker: str, close_marker: str) -> str | None:
+    """What stands between the last `open_marker` and the closing marker that ends `text`
+    (text as `closed_by` returns it); None when `text` has no `open_marker`."""
+    start = text.rfind(open_marker)
+    if start < 0:
+        return None
+    return text[start + len(open_marker):len(text) - len(close_marker)]
+
+
 def end_reason(finish_reason: str, matched_stop: str | int | None) -> str:
     if finish_reason == "stop_string" and matched_stop is not None:
         return f"stop:{matched_stop}"

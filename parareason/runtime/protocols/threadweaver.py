@@ -21,12 +21,14 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from parareason.runtime.protocols.base import Protocol, ThreadOps, closed_by, end_reason, unclosed
-from parareason.runtime.thread import WAITING, Thread
+from parareason.runtime.protocols.base import ThreadOps, block_body, closed_by, end_reason, unclosed
+from parareason.runtime.protocols.joining import JoiningProtocol
+from parareason.runtime.thread import Thread
 
 
-class ThreadWeaverProtocol(Protocol):
+class ThreadWeaverProtocol(JoiningProtocol):
     name = "threadweaver"
+    children_key = "block"
     defaults: dict[str, Any] = {
         "parallel_open": "<Parallel>",
         "parallel_close": "</Parallel>",
@@ -77,11 +79,11 @@ class ThreadWeaverProtocol(Protocol):
 
     def _open_block(self, ops: ThreadOps, thread: Thread, text: str) -> None:
         c = self.config
-        start = text.rfind(c["outlines_open"])
-        if start < 0:
+        body = block_body(text, c["outlines_open"], c["outlines_close"])
+        if body is None:
             ops.finish(thread, "malformed_parallel: outlines close without open")
             return
-        outlines = self.parse_outlines(text[start + len(c["outlines_open"]):len(text) - len(c["outlines_close"])])
+        outlines = self.parse_outlines(body)
         if not outlines:
             ops.finish(thread, "empty_parallel")
             return
@@ -91,23 +93,12 @@ class ThreadWeaverProtocol(Protocol):
             prefix = ops.encode(f"\n{c['thread_open']}\n{k + 1}:")
             branches.append(ops.fork(thread, prefix, role="branch", child_index=k,
                                      stop_strings=(c["thread_close"], c["outlines_close"])))
-        thread.meta["block"] = branches
-        ops.record("parallel", thread=thread.id, outlines=len(outlines), started=sum(b.live for b in branches))
-        if not any(b.live for b in branches):
-            self._join(ops, thread)
+        self.await_children(ops, thread, branches, "parallel", outlines=len(outlines))
 
-    def on_thread_end(self, ops: ThreadOps, thread: Thread) -> None:
-        parent = thread.parent
-        if parent is None or parent.status != WAITING:
-            return
-        block = parent.meta.get("block", [])
-        if thread in block and not any(b.live for b in block):
-            self._join(ops, parent)
-
-    def _join(self, ops: ThreadOps, parent: Thread) -> None:
+    def append_results(self, ops: ThreadOps, parent: Thread, children: list[Thread]) -> None:
         c = self.config
         close_ids = ops.encode(c["thread_close"])
-        for branch in parent.meta.pop("block", []):
+        for branch in children:
             if not branch.own_ids:
                 continue  # never ran (refused by a limit)
             ops.append(parent, branch.own_ids)  # the branch's exact ids: no re-tokenization
@@ -115,4 +106,3 @@ class ThreadWeaverProtocol(Protocol):
                 ops.append(parent, close_ids)
         ops.append(parent, ops.encode(f"\n{c['parallel_close']}\n"))
         ops.record("join", thread=parent.id)
-        ops.resume(parent)
