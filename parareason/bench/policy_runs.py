@@ -13,16 +13,13 @@ from typing import IO, Any, Iterable, Sequence
 
 
 def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
-    """The first `limit` rows of a GSM8K-style JSONL, reduced to id, question, answer."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"]})
-            if len(rows) >= limit:
-                break
-    return rows
+    """The first `limit` rows of a GSM8K-style JSONL, reduced to id, question, answer.
+
+    Goes through the same validated loader as `parareason run`, so a bad file gets a
+    `file:line: message` error rather than a traceback."""
+    from parareason.io.prompts import load_prompts
+
+    return [{"id": r.id, "question": r.prompt, "answer": r.answer} for r in load_prompts(path)[:limit]]
 
 
 @dataclass
