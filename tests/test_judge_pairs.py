@@ -51,3 +51,15 @@ def test_reads_the_record_format(tmp_path):
 def test_parse_prefixes():
     assert parse_prefixes("400, 800,full") == (400, 800, 0)
     assert parse_prefixes("") == (0,)
+
+
+def test_partial_last_line_is_skipped_but_a_malformed_line_is_an_error(tmp_path):
+    import pytest
+
+    good = json.dumps({"id": "q", "question": "?", "answer": "1", "traces": [{"text": "\\boxed{1}", "answer": "1"}]})
+    f = tmp_path / "t.jsonl"
+    f.write_text(good + "\n" + '{"id": "half')  # interrupted recording
+    assert [q.id for q in load_traces(f)] == ["q"]
+    f.write_text('{"broken\n' + good + "\n")
+    with pytest.raises(ValueError, match=r"t.jsonl:1: invalid JSON"):
+        load_traces(f)

@@ -34,10 +34,10 @@ def judge() -> None:
 def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: str,
           max_pairs_per_question: int, epochs: int, min_precision: float, seed: int) -> None:
     """Build labelled pairs (same final answer?) from TRACES, split by question, train, save."""
-    from parareason.judge.pairs import load_traces, parse_prefixes
+    from parareason.judge.pairs import parse_prefixes
     from parareason.judge.workflow import JudgeTrainSettings, train_judge
 
-    questions = load_traces(traces)
+    questions = _load_traces(traces)
     if len(questions) < 2:
         raise click.ClickException(f"{traces}: {len(questions)} question(s); training needs at least 2 "
                                    "(the split is by question)")
@@ -94,13 +94,13 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
              max_pairs_per_question: int, seed: int, json_out: str | None) -> None:
     """AUROC and precision/recall of a judge on pairs from questions not used in training."""
     from parareason.judge.factory import make_judge
-    from parareason.judge.pairs import load_traces, parse_prefixes, split_by_question
+    from parareason.judge.pairs import parse_prefixes, split_by_question
     from parareason.judge.workflow import evaluate_judge, held_out
 
     kind = kind or ("trained" if head else "embedding")
     judge_obj = make_judge(kind, head=head, calibration=calibration)
     meta = getattr(judge_obj, "meta", {}) or {}
-    questions = load_traces(traces)
+    questions = _load_traces(traces)
     if all_questions:
         chosen, split = questions, "all questions"
     elif "train_ids" in meta:
@@ -122,3 +122,13 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
                    f"F1 {_fmt(t['f1'])}  accuracy {_fmt(t['accuracy'])}")
     if json_out:
         Path(json_out).write_text(json.dumps({"traces": traces, "split": split, **r.to_dict()}, indent=2) + "\n")
+
+
+def _load_traces(traces: str) -> list:
+    """Trace file -> questions; a malformed line is a clean CLI error, not a traceback."""
+    from parareason.judge.pairs import load_traces
+
+    try:
+        return load_traces(traces)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None

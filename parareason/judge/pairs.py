@@ -71,22 +71,26 @@ def _from_record(obj: dict, line_no: int) -> QuestionTraces:
 
 
 def load_traces(path: str | Path) -> list[QuestionTraces]:
-    """Read a trace file (format in the module docstring)."""
+    """Read a trace file (format in the module docstring).
+
+    Only an unterminated last line (an interrupted recording) is skipped; a malformed
+    complete line is an error naming file and line, never silently dropped data."""
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
     out: list[QuestionTraces] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a partial last line (interrupted recording)
-            q = _from_record(obj, n)
-            if q.id not in seen:  # a resumed recording may repeat a question
-                seen.add(q.id)
-                out.append(q)
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+        q = _from_record(obj, n)
+        if q.id not in seen:  # a resumed recording may repeat a question
+            seen.add(q.id)
+            out.append(q)
     return out
 
 
