@@ -40,3 +40,19 @@ def test_records_samples_and_stitches_a_continuation():
     assert "".join(pieces[t] for t in a.token_ids) == a.text
     assert calls["chat"] == [([{"role": "user", "content": "3+4?"}], True, ctx)]
     assert rec.take() == ([], {}, {"chat": [], "encode": []})  # take() resets the log
+
+
+def test_a_keyed_take_hands_over_one_request_and_keeps_the_rest():
+    rec = RecordingBackend(ScriptedBackend(lambda ctx: FULL[len(ctx.assistant_text):], tokens_per_step=4))
+    ctx_a = rec.tokenizer.chat_ids([{"role": "user", "content": "3+4?"}])
+    ctx_b = rec.tokenizer.chat_ids([{"role": "user", "content": "5+2?"}])
+    rec.submit(GenerationRequest("a", tuple(ctx_a), SamplingParams(), affinity_key="qa"))
+    rec.submit(GenerationRequest("b", tuple(ctx_b), SamplingParams(), affinity_key="qb"))
+    drain(rec)
+    contexts, _, calls = rec.take(key="qa", prompt="3+4?")
+    assert [c.input_ids for c in contexts] == [ctx_a] and len(contexts[0].traces) == 1
+    assert [m for m, _, _ in calls["chat"]] == [[{"role": "user", "content": "3+4?"}]]
+    contexts, _, calls = rec.take(key="qb", prompt="5+2?")
+    assert [c.input_ids for c in contexts] == [ctx_b]
+    assert [m for m, _, _ in calls["chat"]] == [[{"role": "user", "content": "5+2?"}]]
+    assert rec.take() == ([], {}, {"chat": [], "encode": []})

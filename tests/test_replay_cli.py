@@ -76,6 +76,23 @@ def test_record_writes_self_contained_traces_and_resumes(scripted, dataset, tmp_
     assert res.exit_code == 1 and "temperature 0.7 -> 0.2" in res.output
 
 
+def test_questions_recorded_together_match_questions_recorded_one_by_one(scripted, dataset, tmp_path):
+    one, four = tmp_path / "one.jsonl", tmp_path / "four.jsonl"
+    assert record(dataset, one, "--questions-at-once", 1).exit_code == 0
+    assert record(dataset, four, "--questions-at-once", 4).exit_code == 0
+    a, b = load_trace_file(one), load_trace_file(four)
+    # loaded in dataset order whatever order they finished in
+    assert [q.id for q in b] == [q.id for q in a] == ["q0", "q1", "q2", "q3"]
+    assert [q.row for q in b] == [0, 1, 2, 3]
+    for qa, qb in zip(a, b):
+        assert [t.token_ids for c in qb.contexts for t in c.traces] == \
+            [t.token_ids for c in qa.contexts for t in c.traces]
+        # each line holds its own question's samples and chat call, nobody else's
+        assert len(qb.contexts) == 1 and qb.n_traces == 6
+        assert [m[-1]["content"] for m, _, _ in qb.chat_calls] == [qb.prompt]
+        assert qb.chat_calls == qa.chat_calls
+
+
 def test_replay_is_deterministic_under_a_seed_and_needs_no_model(scripted, dataset, tmp_path, monkeypatch):
     traces = tmp_path / "traces.jsonl"
     assert record(dataset, traces).exit_code == 0

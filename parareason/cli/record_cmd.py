@@ -47,16 +47,21 @@ class RecordAll(Policy):
               help="Also record the top-K alternatives' logprobs per token (for confidence policies).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
+@click.option("--questions-at-once", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Questions decoded together (their n samples share one batch). A larger "
+                   "batch uses the CPU better: 4 x 16 rows give ~2x the tokens/s of 16 rows.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Trace file (JSONL, one line per question).")
 @output_options
 def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: int, max_new_tokens: int,
-           temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None, out: Path,
-           resume: bool, force: bool, quiet: bool) -> None:
+           temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None,
+           questions_at_once: int, out: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Sample N traces per question of DATASET (plain protocol) and store tokens,
     logprobs (and top-K alternatives if asked), timings, finish reasons and extracted
     answers in a trace file for `parareason replay`. Resumable like `run` (--resume).
-    The n samples of a question are decoded together as one batch."""
+    The samples of --questions-at-once questions share one batch; each question is
+    written when its last sample ends (so the file is in completion order, and every
+    line carries its dataset row)."""
     from parareason.api import request_seed
     from parareason.cli.options import backend_failure, open_engine, open_results
     from parareason.runtime.backends.base import BackendError
@@ -75,7 +80,7 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     config = {"model": model, "backend": backend, "protocol": "plain", **sampling}
     writer = open_results(out, config, resume=resume, force=force)
     try:
-        todo = [r for r in rows if r.id not in writer.done_ids]
+        todo = [(i, r) for i, r in enumerate(rows) if r.id not in writer.done_ids]
         click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
         if not todo:
             return
@@ -83,30 +88,37 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
         recorder = RecordingBackend(engine.backend)
         from parareason.api import drive_scheduler
 
+        by_id = {r.id: (i, r) for i, r in todo}
+        done = len(rows) - len(todo)
+        specs = [RequestSpec(id=r.id, prompt=r.prompt, policy=RecordAll(n, top_logprobs), protocol="plain",
+                             reference=None,
+                             params=SamplingParams(temperature=temperature, top_p=top_p,
+                                                   max_new_tokens=max_new_tokens, seed=request_seed(seed, r.id)),
+                             limits=Limits(tokens_per_thread=max(max_new_tokens, 1), max_live_threads=n),
+                             keep_trace=False)
+                 for _, r in todo]
+
+        def write(result: Any) -> None:
+            nonlocal done
+            index, row = by_id[result.id]
+            contexts, pieces, calls = recorder.take(extract_answer, key=row.id, prompt=row.prompt)
+            q = RecordedQuestion(id=row.id, prompt=row.prompt, reference=row.answer, model=model,
+                                 tokenizer=engine.backend.tokenizer.name,
+                                 eos_token_ids=sorted(engine.backend.tokenizer.eos_token_ids),
+                                 sampling=sampling, contexts=contexts, chat_calls=calls["chat"],
+                                 encode_calls=calls["encode"], pieces=pieces, row=index)
+            writer.append(q.to_dict())
+            done += 1
+            answers = [t.answer for c in contexts for t in c.traces]
+            toks = sum(len(t.token_ids) for c in contexts for t in c.traces)
+            click.echo(f"[{done}/{len(rows)}] {row.id}: {q.n_traces} traces, {toks} tokens, "
+                       f"answers {_tally(answers)} (reference {row.answer})  {time.monotonic() - t_start:.0f}s")
+
         t_start = time.monotonic()
         try:
-            for i, row in enumerate(todo, 1):
-                params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                        seed=request_seed(seed, row.id))
-                spec = RequestSpec(id=row.id, prompt=row.prompt, policy=RecordAll(n, top_logprobs),
-                                   protocol="plain", reference=None, params=params,
-                                   limits=Limits(tokens_per_thread=max(max_new_tokens, 1), max_live_threads=n),
-                                   keep_trace=False)
-                try:
-                    drive_scheduler(recorder, [spec], max_concurrent=1)
-                except BackendError as e:
-                    raise backend_failure(e, out) from None
-                contexts, pieces, calls = recorder.take(extract_answer)
-                q = RecordedQuestion(id=row.id, prompt=row.prompt, reference=row.answer, model=model,
-                                     tokenizer=engine.backend.tokenizer.name,
-                                     eos_token_ids=sorted(engine.backend.tokenizer.eos_token_ids),
-                                     sampling=sampling, contexts=contexts, chat_calls=calls["chat"],
-                                     encode_calls=calls["encode"], pieces=pieces)
-                writer.append(q.to_dict())
-                answers = [t.answer for c in contexts for t in c.traces]
-                toks = sum(len(t.token_ids) for c in contexts for t in c.traces)
-                click.echo(f"[{len(rows) - len(todo) + i}/{len(rows)}] {row.id}: {q.n_traces} traces, "
-                           f"{toks} tokens, answers {_tally(answers)} (reference {row.answer})")
+            drive_scheduler(recorder, specs, max_concurrent=questions_at_once, on_result=write)
+        except BackendError as e:
+            raise backend_failure(e, out) from None
         finally:
             engine.close()
         click.echo(f"recorded {len(todo)} question(s) in {time.monotonic() - t_start:.1f}s -> {out}")

@@ -7,6 +7,9 @@ the runtime makes, so a replay answers them identically without the model.
 
 Sequences that continue an earlier one (context = earlier context + its tokens, as a
 scheduler may do when it extends threads in chunks) are stitched into one trace.
+
+Several requests may record at once (they share the engine's batch): `take(key=...)`
+hands over only the samples whose `affinity_key` (the request id) is `key`.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class RecordingTokenizer:
 class _Rec:
     context: tuple[int, ...]
     t_submit: float
+    key: str | None = None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     top: list[list[tuple[int, float]]] | None = None
@@ -68,7 +72,7 @@ class RecordingBackend(Backend):
         ctx = tuple(req.input_ids)
         rec = self._ends.pop(ctx, None)
         if rec is None or rec.finish_reason not in ("length",):
-            rec = _Rec(context=ctx, t_submit=time.monotonic())
+            rec = _Rec(context=ctx, t_submit=time.monotonic(), key=req.affinity_key)
             self._order.append(rec)
         else:
             rec.finish_reason = None  # it goes on
@@ -106,13 +110,20 @@ class RecordingBackend(Backend):
     def close(self) -> None:
         self.inner.close()
 
-    def take(self, extract_answer: Any = None) -> tuple[list[RecordedContext], dict[int, str], dict[str, Any]]:
-        """Everything recorded since the last take: contexts with their traces, decoded
-        pieces of every generated token id, and the tokenizer calls. Resets the log."""
+    def take(self, extract_answer: Any = None, key: str | None = None,
+             prompt: str | None = None) -> tuple[list[RecordedContext], dict[int, str], dict[str, Any]]:
+        """Finished samples recorded so far, as contexts with their traces, the decoded
+        piece of every generated token id, and the tokenizer calls; they leave the log.
+
+        key: only samples of the request with that affinity key (None: all). prompt:
+        only the chat calls that mention it (None: all); encode calls are cheap and
+        request-agnostic, so a keyed take copies them all and keeps them for later takes.
+        """
         tok = self.tokenizer.inner
         contexts: dict[tuple[int, ...], RecordedContext] = {}
         pieces: dict[int, str] = {}
-        for rec in self._order:
+        mine = [r for r in self._order if key is None or r.key == key]
+        for rec in mine:
             if rec.finish_reason is None:
                 continue  # never finished (should not happen after a completed request)
             text = tok.decode(rec.tokens)
@@ -125,9 +136,15 @@ class RecordingBackend(Backend):
             contexts.setdefault(rec.context, RecordedContext(list(rec.context))).traces.append(trace)
             for t in set(rec.tokens) - pieces.keys():
                 pieces[t] = tok.decode([t])
-        calls = {"chat": list(self.tokenizer.chat_calls), "encode": list(self.tokenizer.encode_calls)}
-        self._order.clear()
-        self._ends.clear()
-        self.tokenizer.chat_calls.clear()
-        self.tokenizer.encode_calls.clear()
+        taken = {id(r) for r in mine}
+        self._order = [r for r in self._order if id(r) not in taken]
+        self._ends = {k: r for k, r in self._ends.items() if id(r) not in taken}
+        chat = self.tokenizer.chat_calls
+        ours = [c for c in chat if prompt is None or any(prompt in m.get("content", "") for m in c[0])]
+        self.tokenizer.chat_calls = [c for c in chat if not any(c is o for o in ours)]
+        encode = list({text: (text, ids) for text, ids in self.tokenizer.encode_calls}.values())
+        self.tokenizer.encode_calls = encode
+        calls = {"chat": ours, "encode": list(encode)}
+        if key is None:
+            self.tokenizer.encode_calls.clear()
         return list(contexts.values()), pieces, calls

@@ -76,6 +76,9 @@ class RecordedQuestion:
     chat_calls: list[tuple[list[dict[str, str]], bool, list[int]]] = field(default_factory=list)
     encode_calls: list[tuple[str, list[int]]] = field(default_factory=list)
     pieces: dict[int, str] = field(default_factory=dict)
+    # 0-based position in the recorded dataset: `record` batches several questions and
+    # writes them as they finish, so file order is completion order, not dataset order.
+    row: int | None = None
 
     @property
     def n_traces(self) -> int:
@@ -91,6 +94,7 @@ class RecordedQuestion:
             "tokenizer_calls": {"chat": [[m, g, ids] for m, g, ids in self.chat_calls],
                                 "encode": [[s, ids] for s, ids in self.encode_calls]},
             "pieces": {str(k): v for k, v in sorted(self.pieces.items())},
+            **({} if self.row is None else {"row": self.row}),
         }
 
     @classmethod
@@ -107,11 +111,13 @@ class RecordedQuestion:
             chat_calls=[(m, bool(g), [int(t) for t in ids]) for m, g, ids in calls.get("chat", [])],
             encode_calls=[(s, [int(t) for t in ids]) for s, ids in calls.get("encode", [])],
             pieces={int(k): v for k, v in (d.get("pieces") or {}).items()},
+            row=None if d.get("row") is None else int(d["row"]),
         )
 
 
 def load_trace_file(path: str | Path) -> list[RecordedQuestion]:
-    """Read a trace file; a partial last line (an interrupted `record`) is skipped."""
+    """Read a trace file in dataset order (file order for lines without a row index);
+    a partial last line (an interrupted `record`) is skipped."""
     p = Path(path)
     if not p.is_file():
         raise TraceFileError(f"{path}: no such trace file")
@@ -140,4 +146,5 @@ def load_trace_file(path: str | Path) -> list[RecordedQuestion]:
         out.append(q)
     if not out:
         raise TraceFileError(f"{path}: no complete trace lines")
-    return out
+    order = {id(q): (i if q.row is None else q.row) for i, q in enumerate(out)}
+    return sorted(out, key=lambda q: order[id(q)])
