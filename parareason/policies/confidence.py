@@ -5,10 +5,15 @@ offline: run n traces, keep the top `keep_percent`% by trace confidence, vote we
          by confidence.
 online:  run `warmup` traces to completion, set the stop threshold to the
          (100 - keep_percent)-th percentile of their lowest group confidences, then run
-         the rest and prune a trace the moment its window confidence falls below the
-         threshold. The request stops as soon as the vote is decided: the leader's count
-         exceeds the runner-up's plus every trace still running (online votes are
-         unweighted so that this rule is exact).
+         the rest with at most `in_flight` main traces live at a time (adaptive
+         sampling, as the paper's Algorithm 2) and prune a trace the moment its window
+         confidence falls below the threshold. The request stops as soon as
+         * consensus: the leading answer holds >= `consensus` of the finished votes
+           (the paper's beta >= tau; 1.0 turns it off), warm-up votes included, or
+         * the vote is decided: the leader's count exceeds the runner-up's plus every
+           trace still running or not yet launched (exact, so votes are unweighted).
+         An easy question whose warm-up traces all agree therefore costs `warmup`
+         traces, not n; disagreement buys more traces up to n.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ class DeepConfParams:
     top_logprobs: int = 5
     keep_percent: float = 90.0  # eta: 90 = DeepConf-high (conservative, default), 10 = DeepConf-low
     warmup: int = 4  # online calibration traces
+    consensus: float = 0.95  # online: stop once the leader holds this share of votes (1.0 = off)
+    in_flight: int = 4  # online: main traces live at once after warm-up (0 = all at once)
     temperature: float | None = None
     max_new_tokens: int | None = None
 
@@ -53,6 +60,9 @@ class DeepConf(Policy):
         self._phase = "warmup"
         self._pruned: list[dict] = []
         self._decided = False
+        self._launched = 0
+        if not 0.0 < self.params.consensus <= 1.0:
+            raise ValueError(f"deepconf consensus must be in (0, 1], not {self.params.consensus}")
 
     # -- helpers -------------------------------------------------------------------
     def _ov(self):
@@ -73,11 +83,12 @@ class DeepConf(Policy):
         self._trackers, self._threshold, self._pruned, self._decided = {}, None, [], False
         if p.mode == "offline":
             self._phase = "main"
-            launch_many(ctx, p.n, ov=self._ov(), tag="main")
+            self._launched = len(launch_many(ctx, p.n, ov=self._ov(), tag="main"))
         else:
             self._phase = "warmup"
-            launch_many(ctx, max(1, min(p.warmup, p.n)), ov=self._ov(), tag="warmup")
-        ctx.record("deepconf_start", mode=p.mode, n=p.n, warmup=p.warmup, window=p.window)
+            self._launched = len(launch_many(ctx, max(1, min(p.warmup, p.n)), ov=self._ov(), tag="warmup"))
+        ctx.record("deepconf_start", mode=p.mode, n=p.n, warmup=p.warmup, window=p.window,
+                   consensus=p.consensus, in_flight=p.in_flight)
 
     def on_tokens(self, ctx: PolicyContext, sample: SampleView, new_tokens: int) -> None:
         t = self._track(sample)
@@ -101,6 +112,8 @@ class DeepConf(Policy):
                 self._calibrate_and_launch(ctx)
             return
         self._check_decided(ctx)
+        if not self._decided:
+            self._top_up(ctx)
 
     def _calibrate_and_launch(self, ctx: PolicyContext) -> None:
         p = self.params
@@ -111,20 +124,37 @@ class DeepConf(Policy):
         self._threshold = percentile(confs, 100.0 - p.keep_percent) if confs else None
         self._phase = "main"
         ctx.record("deepconf_calibrated", threshold=self._threshold, warmup_confidences=confs)
-        launch_many(ctx, max(0, p.n - len(warm)), ov=self._ov(), tag="main")
         self._check_decided(ctx)
+        if not self._decided:
+            self._top_up(ctx)
+
+    def _top_up(self, ctx: PolicyContext) -> None:
+        """Keep up to `in_flight` main traces live until n have been launched."""
+        p = self.params
+        live = sum(1 for s in ctx.samples if s.live)
+        room = p.n - self._launched if p.in_flight <= 0 else min(p.n - self._launched, p.in_flight - live)
+        if room > 0:
+            self._launched += len(launch_many(ctx, room, ov=self._ov(), tag="main"))
 
     def _check_decided(self, ctx: PolicyContext) -> None:
         if self._decided:
             return
+        p = self.params
         voters = [s for s in answered(ctx.samples) if s.status == "finished"]
         _, groups = vote(ctx, voters)
-        remaining = sum(1 for s in ctx.samples if s.live)
-        if remaining and vote_is_decided([g.count for g in groups], remaining):
-            self._decided = True
-            ctx.record("deepconf_decided", votes=[(g.answer, g.count) for g in groups],
-                       remaining=remaining)
-            ctx.stop("deepconf: vote decided")
+        counts = [g.count for g in groups]
+        remaining = sum(1 for s in ctx.samples if s.live) + (p.n - self._launched)
+        share = max(counts) / len(voters) if voters else 0.0
+        if remaining and vote_is_decided(counts, remaining):
+            reason = "vote decided"
+        elif remaining and p.consensus < 1.0 and share >= p.consensus:
+            reason = f"consensus {share:.2f} >= {p.consensus}"
+        else:
+            return
+        self._decided = True
+        ctx.record("deepconf_decided", votes=[(g.answer, g.count) for g in groups],
+                   remaining=remaining, reason=reason)
+        ctx.stop(f"deepconf: {reason}")
 
     def is_done(self, ctx: PolicyContext) -> bool:
         # Calibration launches the main traces inside on_sample_end, so "nothing live"
