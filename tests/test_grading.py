@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from parareason.grading import (answers_equal, extract_answer, group_answers, is_correct,
+from parareason.grading import (answers_equal, explicit_answer, extract_answer, group_answers, is_correct,
                                 last_boxed, majority_vote, normalize_answer)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,6 +52,18 @@ def test_fixture_has_the_three_unit_answers():
 ])
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("so 12 + 3 = 15, and then", None),  # numbers only: no stated answer
+    ("\\boxed{7} ... wait, 12 + 3 = 15", "7"),
+    ("#### 42\nmore", "42"),
+    ("The answer is 1,000 apples. Then 5", "1000"),
+    ("", None),
+])
+def test_explicit_answer_ignores_bare_numbers(text, expected):
+    assert explicit_answer(text) == expected
+    assert extract_answer(text) == (expected if expected is not None or not text else "15")
 
 
 def test_last_boxed_none_without_box():

@@ -89,6 +89,16 @@ def test_self_consistency_tie_goes_to_the_more_confident_answer():
     assert res.answer == "5"
 
 
+def test_a_sample_cut_by_its_token_cap_votes_only_with_a_stated_answer():
+    # s0 and s1 run out of tokens mid-sum (last number 5); s2 had boxed 4 before its cap
+    cut = "so 2 + 3 = 5 and " + "x" * 60
+    stated = "\\boxed{4} hmm " + "y" * 60
+    res, _ = run("self_consistency", by_sample([cut, cut, stated, "\\boxed{4}"]), n=4, max_new_tokens=30)
+    assert [t.reason for t in res.threads] == ["length", "length", "length", "eos"]
+    assert [t.answer for t in res.threads] == [None, None, "4", "4"]
+    assert res.answer == "4" and res.details["answered"] == 2
+
+
 # -- first-finish search ----------------------------------------------------------------
 def test_ffs_returns_the_first_finisher_and_aborts_the_rest():
     long = "Let me think about this for quite a while first. " * 2 + "\\boxed{9}"

@@ -86,8 +86,10 @@ def normalize_answer(ans: str) -> str:
     return s
 
 
-def extract_answer(text: str | None) -> str | None:
-    """The final answer in `text`, normalised, or None when there is none."""
+def explicit_answer(text: str | None) -> str | None:
+    """The answer the text states as final (\\boxed{}, '#### n', 'the answer is ...'),
+    normalised; None when it only contains numbers. A trace cut off by its token cap
+    is judged by this alone: its last number is usually an intermediate result."""
     if not text:
         return None
     found = last_boxed(text)
@@ -99,11 +101,14 @@ def extract_answer(text: str | None) -> str | None:
         phrases = _PHRASE_RE.findall(text)
         if phrases:
             found = _strip_phrase_tail(phrases[-1])
-    if found is None:
-        numbers = _NUMBER_RE.findall(text)
-        if numbers:
-            found = numbers[-1]
-    if found is None:
-        return None
-    found = normalize_answer(found)
-    return found or None
+    return (normalize_answer(found) or None) if found is not None else None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer in `text`, normalised, or None when there is none: an explicit
+    one (see explicit_answer), else the last number."""
+    found = explicit_answer(text)
+    if found is not None or not text:
+        return found
+    numbers = _NUMBER_RE.findall(text)
+    return (normalize_answer(numbers[-1]) or None) if numbers else None

@@ -66,7 +66,7 @@ class SampleView(Protocol):
     def text(self) -> str: ...  # decoded main-thread text so far (partial while live)
 
     @property
-    def answer(self) -> str | None: ...  # extracted final answer once finished
+    def answer(self) -> str | None: ...  # final answer once ended (None if cut by its cap without stating one)
 
 
 @dataclass

@@ -251,8 +251,12 @@ class RequestRun(ThreadOps):
             t.node = None
         self.live_threads -= 1
         if t.own_ids:
-            from parareason.grading import extract_answer
-            t.answer = extract_answer(self.tokenizer.decode(t.own_ids))
+            from parareason.grading import explicit_answer, extract_answer
+
+            # a thread cut by its token cap has no final answer unless it stated one
+            # (its last number is mid-reasoning), so it cannot vote with a stray number
+            extract = explicit_answer if reason == "length" else extract_answer
+            t.answer = extract(self.tokenizer.decode(t.own_ids))
         self.trace.emit(_END_EVENT[status], thread=t.id, status=status, reason=reason, tokens=t.generated)
 
     # -- backend traffic -----------------------------------------------------------------
