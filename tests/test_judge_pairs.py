@@ -48,6 +48,21 @@ def test_reads_the_record_format(tmp_path):
     assert sorted(p.label for p in build_pairs([q])) == [0, 0, 1]
 
 
+def test_record_format_in_dataset_order_and_truncated_traces_need_a_stated_answer(tmp_path):
+    done = {"token_ids": [1], "logprobs": [-0.1], "finish_reason": "eos", "text": "so \\boxed{7}", "answer": "7"}
+    cut = {**done, "finish_reason": "length", "text": "first 3 + 4 = 7 then", "answer": "7"}
+    cut_stated = {**cut, "text": "\\boxed{7} and more"}
+
+    def line(qid, row):
+        return {"format": TRACE_FORMAT, "id": qid, "prompt": "What?", "reference": "7", "model": "m",
+                "tokenizer": "t", "eos_token_ids": [0], "sampling": {}, "row": row,
+                "contexts": [{"input_ids": [5], "traces": [done, cut, cut_stated]}]}
+
+    qs = load_traces(_write(tmp_path / "r.jsonl", [line("b", 1), line("c", 2), line("a", 0)]))
+    assert [(q.id, q.row) for q in qs] == [("a", 0), ("b", 1), ("c", 2)]  # written as they finished
+    assert [t.answer for t in qs[0].traces] == ["7", None, "7"]  # a cut trace's last number is no answer
+
+
 def test_parse_prefixes():
     assert parse_prefixes("400, 800,full") == (400, 800, 0)
     assert parse_prefixes("") == (0,)

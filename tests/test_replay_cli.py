@@ -93,6 +93,22 @@ def test_questions_recorded_together_match_questions_recorded_one_by_one(scripte
         assert qb.chat_calls == qa.chat_calls
 
 
+def test_replay_and_judge_select_dataset_rows(scripted, dataset, tmp_path):
+    traces = tmp_path / "traces.jsonl"
+    assert record(dataset, traces, "--questions-at-once", 4).exit_code == 0
+    res = invoke("replay", traces, "--rows", "1:3", "--policies", "sc", "--out-dir", tmp_path / "r", "-q")
+    assert res.exit_code == 0, res.output
+    got = [json.loads(line)["id"] for line in (tmp_path / "r" / "results-sc.jsonl").read_text().splitlines()]
+    assert sorted(got) == ["q1", "q2"]
+    res = invoke("replay", traces, "--rows", "7:", "--policies", "sc", "--out-dir", tmp_path / "r2")
+    assert res.exit_code == 2 and "no recorded question at rows 7:" in res.output
+    res = invoke("replay", traces, "--rows", "x", "--policies", "sc", "--out-dir", tmp_path / "r3")
+    assert res.exit_code == 2 and "START:END" in res.output
+    res = invoke("judge", "eval", traces, "--judge", "answer", "--all-questions", "--rows", ":2")
+    assert res.exit_code == 0, res.output
+    assert "all questions: 2" in res.output
+
+
 def test_replay_is_deterministic_under_a_seed_and_needs_no_model(scripted, dataset, tmp_path, monkeypatch):
     traces = tmp_path / "traces.jsonl"
     assert record(dataset, traces).exit_code == 0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from parareason.cli.options import in_rows, parse_rows, rows_option
+
 
 def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
@@ -31,13 +33,14 @@ def judge() -> None:
 @click.option("--min-precision", type=float, default=0.9, show_default=True,
               help="The saved prune threshold is the lowest score reaching this precision on validation questions.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@rows_option
 def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: str,
-          max_pairs_per_question: int, epochs: int, min_precision: float, seed: int) -> None:
+          max_pairs_per_question: int, epochs: int, min_precision: float, seed: int, row_range: str | None) -> None:
     """Build labelled pairs (same final answer?) from TRACES, split by question, train, save."""
     from parareason.judge.pairs import parse_prefixes
     from parareason.judge.workflow import JudgeTrainSettings, train_judge
 
-    questions = _load_traces(traces)
+    questions = _load_traces(traces, row_range)
     if len(questions) < 2:
         raise click.ClickException(f"{traces}: {len(questions)} question(s); training needs at least 2 "
                                    "(the split is by question)")
@@ -89,9 +92,10 @@ def _fit_calibration(questions, out: str, settings) -> None:
 @click.option("--max-pairs-per-question", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@rows_option
 def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str | None, threshold: float | None,
              prefix_chars: str | None, eval_fraction: float, all_questions: bool,
-             max_pairs_per_question: int, seed: int, json_out: str | None) -> None:
+             max_pairs_per_question: int, seed: int, json_out: str | None, row_range: str | None) -> None:
     """AUROC and precision/recall of a judge on pairs from questions not used in training."""
     from parareason.judge.factory import make_judge
     from parareason.judge.pairs import parse_prefixes, split_by_question
@@ -100,7 +104,7 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
     kind = kind or ("trained" if head else "embedding")
     judge_obj = make_judge(kind, head=head, calibration=calibration)
     meta = getattr(judge_obj, "meta", {}) or {}
-    questions = _load_traces(traces)
+    questions = _load_traces(traces, row_range)
     if all_questions:
         chosen, split = questions, "all questions"
     elif "train_ids" in meta:
@@ -124,11 +128,18 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
         Path(json_out).write_text(json.dumps({"traces": traces, "split": split, **r.to_dict()}, indent=2) + "\n")
 
 
-def _load_traces(traces: str) -> list:
-    """Trace file -> questions; a malformed line is a clean CLI error, not a traceback."""
+def _load_traces(traces: str, row_range: str | None = None) -> list:
+    """Trace file -> questions in dataset order (only --rows, if given); a malformed line
+    is a clean CLI error, not a traceback."""
     from parareason.judge.pairs import load_traces
 
+    selected = parse_rows(row_range)
     try:
-        return load_traces(traces)
+        questions = load_traces(traces)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    if selected is not None:
+        questions = [q for q in questions if in_rows(q.row, selected)]
+        if not questions:
+            raise click.BadParameter(f"no recorded question at rows {row_range}", param_hint="--rows")
+    return questions

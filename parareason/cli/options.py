@@ -191,3 +191,30 @@ def open_results(path: Any, config: dict[str, Any], *, resume: bool, force: bool
         return writer.open()
     except ResultFileError as e:
         raise click.ClickException(str(e)) from None
+
+
+def parse_rows(spec: str | None) -> slice | None:
+    """'32:64' -> slice(32, 64); ':32' and '32:' leave one end open; None -> None."""
+    if spec is None:
+        return None
+    start, sep, end = spec.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        lo = int(start) if start.strip() else None
+        hi = int(end) if end.strip() else None
+    except ValueError:
+        raise click.BadParameter(f"expected START:END (0-based, END excluded), got {spec!r}",
+                                 param_hint="--rows") from None
+    if (lo is not None and lo < 0) or (hi is not None and hi < 0) or (lo is not None and hi is not None and hi <= lo):
+        raise click.BadParameter(f"{spec!r} selects no rows", param_hint="--rows")
+    return slice(lo, hi)
+
+
+rows_option = click.option(
+    "--rows", "row_range", default=None, metavar="START:END",
+    help="Only questions at these dataset rows (0-based, END excluded), e.g. 32:64 for a dev half.")
+
+
+def in_rows(row: int, rows: slice) -> bool:
+    return (rows.start is None or row >= rows.start) and (rows.stop is None or row < rows.stop)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from parareason.cli.options import config_option, parse_policy_args
+from parareason.cli.options import config_option, in_rows, parse_policy_args, parse_rows, rows_option
 
 
 @click.command("replay", context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,13 +24,14 @@ from parareason.cli.options import config_option, parse_policy_args
 @click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Recorded tokens delivered per backend step (how often policies look).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
+@rows_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions (after --rows).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Keep finished results in --out-dir, run the rest.")
 @click.option("--force", is_flag=True, help="With --resume: accept results made with other settings.")
 @click.option("--quiet", "-q", is_flag=True)
 def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | None, budget: int | None,
-           seed: int, chunk_size: int, concurrency: int, limit: int | None, out_dir: Path, resume: bool,
+           seed: int, chunk_size: int, concurrency: int, row_range: str | None, limit: int | None, out_dir: Path, resume: bool,
            force: bool, quiet: bool) -> None:
     """Run policies over TRACES (from `parareason record`) without a model and write the
     same outputs as `eval` (results-<policy>.jsonl, summary.json/.md, plot).
@@ -58,6 +59,11 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
         questions = load_trace_file(traces)
     except TraceFileError as e:
         raise click.BadParameter(str(e), param_hint="TRACES") from None
+    selected = parse_rows(row_range)
+    if selected is not None:
+        questions = [q for i, q in enumerate(questions) if in_rows(q.row if q.row is not None else i, selected)]
+    if not questions:
+        raise click.BadParameter(f"no recorded question at rows {row_range}", param_hint="--rows")
     if limit:
         questions = questions[:limit]
     names = [p.strip() for p in policies.split(",") if p.strip()]

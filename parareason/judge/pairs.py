@@ -8,7 +8,8 @@ the simple form, one JSON object per line and question:
      "traces": [{"text": "...", "answer": "72"}, ...]}
 
 (`answer` of a trace may be missing or null: it is then extracted from its text; traces
-with no answer at all are left out, since their label would be a guess.)
+with no answer at all are left out, since their label would be a guess. A recorded trace
+cut by its token cap counts only an answer it stated, as at run time.)
 
 A pair's label is 1 when both traces' final answers are math-verify equivalent.
 DeepPrune judges *partial* traces online, so pairs are built from text prefixes
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from parareason.grading import extract_answer, group_answers
+from parareason.grading import explicit_answer, extract_answer, group_answers
 from parareason.io.tracefile import TRACE_FORMAT, RecordedQuestion
 
 
@@ -41,6 +42,7 @@ class QuestionTraces:
     question: str
     reference: str | None
     traces: list[TraceText] = field(default_factory=list)
+    row: int | None = None  # dataset row, when the trace file recorded it
 
 
 @dataclass
@@ -55,8 +57,10 @@ class Pair:
 def _from_record(obj: dict, line_no: int) -> QuestionTraces:
     if obj.get("format") == TRACE_FORMAT:
         rq = RecordedQuestion.from_dict(obj)
-        obj = {"id": rq.id, "question": rq.prompt, "answer": rq.reference,
-               "traces": [{"text": t.text, "answer": t.answer} for c in rq.contexts for t in c.traces]}
+        return QuestionTraces(
+            id=rq.id, question=rq.prompt, reference=rq.reference, row=rq.row,
+            traces=[TraceText(t.text, explicit_answer(t.text) if t.finish_reason == "length" else t.answer)
+                    for c in rq.contexts for t in c.traces])
     qid = str(obj.get("id", f"line-{line_no}"))
     traces = []
     for t in obj.get("traces", []):
@@ -90,8 +94,10 @@ def load_traces(path: str | Path) -> list[QuestionTraces]:
         q = _from_record(obj, n)
         if q.id not in seen:  # a resumed recording may repeat a question
             seen.add(q.id)
+            if q.row is None:
+                q.row = len(out)  # no row recorded: file order is dataset order
             out.append(q)
-    return out
+    return sorted(out, key=lambda q: q.row)
 
 
 def answer_classes(q: QuestionTraces) -> list[int | None]:
