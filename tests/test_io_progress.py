@@ -15,7 +15,7 @@ class FakeTTY(io.StringIO):
 
 def result(i: int, correct: bool | None) -> Result:
     return Result(id=f"p{i}", prompt="q", answer=str(i), correct=correct, policy="sc", protocol="plain",
-                  usage={"generated_tokens": 10 * i}, latency_s=0.5)
+                  usage={"generated_tokens": 10 * i, "sequential_tokens": 4 * i}, latency_s=0.5)
 
 
 def test_plain_lines_when_not_a_terminal_or_quiet():
@@ -49,7 +49,7 @@ def test_summary_table_and_markdown_agree():
     assert s[0].accuracy == 0.5 and s[1].accuracy == 1.0 and s[1].graded == 1
     assert s[1].tokens_vs_baseline == 1.0 and s[0].generated_tokens == 30
     md = markdown_table(s)
-    assert "| sc | 50.0% | 1/2 | 30 | 15.0 | 1.00x | 0 | 2.0 |" in md
+    assert "| sc | 50.0% | 1/2 | 30 | 15.0 | 1.00x | 6.0 | 0 | 2.0 |" in md
     out = io.StringIO()
     from rich.console import Console
 

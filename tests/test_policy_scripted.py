@@ -82,6 +82,8 @@ def test_self_consistency_votes_over_equivalent_answers():
     assert [v["count"] for v in res.details["votes"]] == [3, 1]
     assert res.details["launched"] == 4 and statuses(res) == ["finished"] * 4
     assert policy_events(res, "sc_vote")
+    # parallel samples: the request took as many decode steps as its longest sample
+    assert res.usage["sequential_tokens"] == len("\\boxed{\\frac{8}{2}}")
 
 
 def test_self_consistency_tie_goes_to_the_more_confident_answer():
@@ -190,6 +192,8 @@ def test_deepconf_online_buys_traces_in_flight_sized_waves_until_consensus():
     assert statuses(res) == ["finished"] * 10
     assert max_live(res) == 4  # the warm-up wave
     assert max_live(res, after="deepconf_calibrated") == 2  # then in_flight at a time
+    # latency adds up over the four waves of 9-token traces; tokens do not care
+    assert res.usage["sequential_tokens"] == 4 * 9 and res.usage["generated_tokens"] == 10 * 9
 
 
 def test_deepconf_online_exact_rule_counts_traces_not_yet_launched():

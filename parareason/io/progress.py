@@ -113,13 +113,14 @@ def summary_table(summaries: Sequence[PolicySummary], title: str = "Summary") ->
     compare = len(summaries) > 1  # "vs baseline" only means something with several policies
     cols = ["policy", "prompts", "accuracy", "correct/graded", "gen tokens", "tokens/prompt"]
     cols += ["vs baseline"] if compare else []
-    cols += ["errors", "wall s"]
+    cols += ["seq tokens/prompt", "errors", "wall s"]
     for col in cols:
         t.add_column(col, justify="left" if col == "policy" else "right")
     for s in summaries:
         acc = "n/a" if s.accuracy is None else f"{100 * s.accuracy:.1f}%"
         ratio = "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x"
         cells = [s.policy, str(s.prompts), acc, f"{s.correct}/{s.graded}", str(s.generated_tokens),
-                 f"{s.tokens_per_prompt:.1f}"] + ([ratio] if compare else []) + [str(s.errors), f"{s.wall_s:.1f}"]
+                 f"{s.tokens_per_prompt:.1f}"] + ([ratio] if compare else []) + [
+                 f"{s.sequential_tokens_per_prompt:.1f}", str(s.errors), f"{s.wall_s:.1f}"]
         t.add_row(*cells)
     return t

@@ -22,6 +22,8 @@ class PolicySummary:
     errors: int
     wall_s: float
     tokens_vs_baseline: float | None = None  # generated tokens / the first policy's
+    # mean usage.sequential_tokens: latency in decode steps (samples in waves add up)
+    sequential_tokens_per_prompt: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,11 +38,13 @@ def summarize(policy: str, results: Iterable[Result | Mapping[str, Any]], wall_s
     graded = [r for r in rows if _field(r, "correct") is not None]
     correct = sum(1 for r in graded if _field(r, "correct"))
     tokens = sum(int((_field(r, "usage") or {}).get("generated_tokens", 0)) for r in rows)
+    sequential = sum(int((_field(r, "usage") or {}).get("sequential_tokens", 0)) for r in rows)
     return PolicySummary(
         policy=policy, prompts=len(rows), graded=len(graded), correct=correct,
         accuracy=correct / len(graded) if graded else None, generated_tokens=tokens,
         tokens_per_prompt=tokens / len(rows) if rows else 0.0,
-        errors=sum(1 for r in rows if _field(r, "error")), wall_s=round(wall_s, 3))
+        errors=sum(1 for r in rows if _field(r, "error")), wall_s=round(wall_s, 3),
+        sequential_tokens_per_prompt=round(sequential / len(rows), 1) if rows else 0.0)
 
 
 def with_baseline(summaries: Sequence[PolicySummary]) -> list[PolicySummary]:
@@ -59,12 +63,13 @@ def _pct(x: float | None) -> str:
 
 def markdown_table(summaries: Sequence[PolicySummary]) -> str:
     head = ("| policy | accuracy | correct/graded | generated tokens | tokens/prompt | "
-            "tokens vs baseline | errors | wall time (s) |")
+            "tokens vs baseline | sequential tokens/prompt | errors | wall time (s) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for s in summaries:
         ratio = "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x"
         lines.append(f"| {s.policy} | {_pct(s.accuracy)} | {s.correct}/{s.graded} | {s.generated_tokens} | "
-                     f"{s.tokens_per_prompt:.1f} | {ratio} | {s.errors} | {s.wall_s:.1f} |")
+                     f"{s.tokens_per_prompt:.1f} | {ratio} | {s.sequential_tokens_per_prompt:.1f} | {s.errors} | "
+                     f"{s.wall_s:.1f} |")
     return "\n".join(lines) + "\n"
 
 

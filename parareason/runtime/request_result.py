@@ -20,6 +20,7 @@ def build_result(run: "RequestRun", decision: Decision) -> Result:
     usage = run.usage.to_dict()
     # tokens a backend produced past a budget or after an abort: generated, never accepted
     usage["discarded_tokens"] = run.discarded_tokens
+    usage["sequential_tokens"] = run.sequential_tokens
     run.trace.emit("request_end", answer=decision.answer, correct=correct, error=run.error,
                    tokens=run.usage.generated_tokens, threads=len(run.threads))
     return Result(
