@@ -20,7 +20,7 @@ def test_bench_policies_on_the_scripted_backend(tmp_path, monkeypatch):
     out, results = tmp_path / "BENCH.md", tmp_path / "results.jsonl"
     res = CliRunner().invoke(policies, ["--data", str(FIXTURE), "--limit", "2", "--n", "4", "--backend", "scripted",
                                         "--model", "none", "--policies", "ffs,rpc", "--out", str(out),
-                                        "--results", str(results)])
+                                        "--results", str(results), "--policy-arg", "ffs.k=2"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "## Policies vs self-consistency" in text and "--limit" in text
@@ -28,6 +28,7 @@ def test_bench_policies_on_the_scripted_backend(tmp_path, monkeypatch):
     assert [r.split("|")[1].strip() for r in body_rows] == ["self_consistency", "ffs", "rpc"]
     assert all("50.0% (1/2)" in r for r in body_rows)
     assert body_rows[0].split("|")[6].strip() == "100%"  # SC's tokens relative to itself
+    assert "n=4, k=2" in body_rows[1] and "--policy-arg ffs.k=2" in text  # the override, shown and replayable
     written = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(written) == 6 and {r["policy"] for r in written} == {"self_consistency", "ffs", "rpc"}
 

@@ -39,8 +39,9 @@ def policy_settings(name: str, n: int) -> dict[str, Any]:
 
 
 def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, max_new_tokens: int,
-               temperature: float, seed: int, max_concurrent: int, results_file: Any = None) -> PolicyRun:
-    settings = policy_settings(name, n)
+               temperature: float, seed: int, max_concurrent: int, results_file: Any = None,
+               extra: dict[str, Any] | None = None) -> PolicyRun:
+    settings = {**policy_settings(name, n), **(extra or {})}
     t0 = time.perf_counter()
     results = engine.run(rows, policy=name, policy_args=settings, max_new_tokens=max_new_tokens,
                          temperature=temperature, seed=seed, max_concurrent=max_concurrent, keep_trace=False)
@@ -69,6 +70,8 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
               help="Comma-separated policy names; self_consistency always runs first as the baseline.")
+@click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
+              help="Override a derived setting (repeatable), e.g. deepconf.consensus=0.7.")
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
 @click.option("--backend", type=BackendType(), default="embedded", show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
@@ -77,8 +80,8 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every Result (JSONL) here.")
 def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new_tokens: int,
-             temperature: float, policies: str, max_concurrent: int, backend: str, urls: tuple[str, ...], out: Path,
-             results_path: Path | None) -> None:
+             temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
+             urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.api import Engine
     from parareason.bench.report import write_section
@@ -93,6 +96,10 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
         raise click.BadParameter(f"unknown policies {unknown}; known: {', '.join(POLICY_NAMES)}",
                                  param_hint="--policies")
     names = [BASELINE] + [p for p in names if p != BASELINE]
+    from parareason.cli.eval_cmd import split_policy_args
+    from parareason.cli.options import parse_policy_args
+
+    overrides = split_policy_args(parse_policy_args(policy_args), names)
     rows = load_questions(data_path, limit)
     click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}")
     runs: list[PolicyRun] = []
@@ -104,7 +111,8 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
             engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
             for name in names:
                 r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
-                               seed=seed, max_concurrent=max_concurrent, results_file=results_file)
+                               seed=seed, max_concurrent=max_concurrent, results_file=results_file,
+                               extra=overrides[name])
                 runs.append(r)
                 click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  "
                            f"wall {r.wall_s:7.1f}s  errors {r.errors}")
@@ -122,7 +130,8 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
     command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}",
                         f"--n {n}", f"--seed {seed}", f"--model {shlex.quote(model)}",
                         f"--max-new-tokens {max_new_tokens}", f"--temperature {temperature}",
-                        f"--policies {','.join(names)}", f"--max-concurrent {max_concurrent}",
+                        f"--policies {','.join(names)}",
+                        *[f"--policy-arg {shlex.quote(a)}" for a in policy_args], f"--max-concurrent {max_concurrent}",
                         f"--backend {backend}", *[f"--url {u}" for u in urls]])
     path = write_section("Policies vs self-consistency", body, path=out, command=command)
     click.echo(table)
