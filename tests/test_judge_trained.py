@@ -103,3 +103,29 @@ def test_cli_train_explains_single_class_data(tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     r = CliRunner().invoke(main, ["judge", "train", str(f), "--out", str(tmp_path / "h.pt")])
     assert r.exit_code != 0 and "both labels" in r.output
+
+
+def test_number_features_see_shared_intermediate_results():
+    from parareason.judge.trained import number_features
+
+    a = "48 / 2 = 24 clips in May, so 48 + 24 = 72"
+    same = "In May she sold 24. Total 48 + 24 = 72"
+    other = "48 * 2 = 96, and 96 + 48 = 144"
+    ja, ov, last, stated = number_features(a, same)
+    assert ja > number_features(a, other)[0] and ov == 1.0 and last == 1.0 and stated == 0.0
+    assert number_features("so \\boxed{72}", "thus \\boxed{72}")[3] == 1.0
+    assert number_features("no digits", "none here") == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_a_head_saved_without_a_feature_set_loads_as_embedding_only(tmp_path):
+    import torch
+
+    from parareason.judge.trained import HeadConfig, PairHead, feature_dim
+
+    dim = feature_dim(384, "embedding")
+    head = PairHead(HeadConfig(input_dim=dim, hidden=8))
+    torch.save({"format": "parareason-judge-head/1", "head_config": {"input_dim": dim, "hidden": 8, "dropout": 0.1},
+                "state_dict": head.state_dict(), "threshold": 0.7}, str(tmp_path / "old.pt"))
+    judge = TrainedJudge.load(tmp_path / "old.pt")
+    assert judge.featurize.feature_set == "embedding"
+    assert 0.0 <= judge.score("1 + 1 = 2", "2") <= 1.0

@@ -32,10 +32,14 @@ def judge() -> None:
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--min-precision", type=float, default=0.9, show_default=True,
               help="The saved prune threshold is the lowest score reaching this precision on validation questions.")
+@click.option("--features", "feature_set", type=click.Choice(["numbers", "embedding"]), default="numbers",
+              show_default=True, help="Pair features of the trained head: embeddings + lengths, plus (numbers) "
+                                      "the overlap of the numbers the two traces wrote.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @rows_option
 def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: str,
-          max_pairs_per_question: int, epochs: int, min_precision: float, seed: int, row_range: str | None) -> None:
+          max_pairs_per_question: int, epochs: int, min_precision: float, feature_set: str, seed: int,
+          row_range: str | None) -> None:
     """Build labelled pairs (same final answer?) from TRACES, split by question, train, save."""
     from parareason.judge.pairs import parse_prefixes
     from parareason.judge.workflow import JudgeTrainSettings, train_judge
@@ -46,7 +50,7 @@ def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: 
                                    "(the split is by question)")
     settings = JudgeTrainSettings(eval_fraction=eval_fraction, prefix_chars=parse_prefixes(prefix_chars),
                                   max_pairs_per_question=max_pairs_per_question,
-                                  min_precision=min_precision, seed=seed)
+                                  min_precision=min_precision, seed=seed, feature_set=feature_set)
     try:
         if kind == "calibration":
             _fit_calibration(questions, out, settings)

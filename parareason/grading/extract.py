@@ -13,7 +13,7 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _HASH_RE = re.compile(r"####\s*([^\n]+)")
 _PHRASE_RE = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*([^\n]+)", re.IGNORECASE)
-_NUMBER_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
+NUMBER_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 _THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _TEXT_WRAP_RE = re.compile(r"^\\(?:text|textbf|mathrm|mbox|mathbf)\{(.*)\}$", re.S)
 
@@ -110,5 +110,5 @@ def extract_answer(text: str | None) -> str | None:
     found = explicit_answer(text)
     if found is not None or not text:
         return found
-    numbers = _NUMBER_RE.findall(text)
+    numbers = NUMBER_RE.findall(text)
     return (normalize_answer(numbers[-1]) or None) if numbers else None

@@ -2,6 +2,11 @@
 
 Features of a pair (a, b) with L2-normalised MiniLM embeddings ea, eb:
     [ea, eb, ea*eb, |ea-eb|, cos(ea, eb), len_a, len_b]    len = log1p(chars) / 10
+plus, with feature set "numbers" (the default), what the two traces computed: Jaccard
+and overlap of the sets of numbers they wrote, whether their last numbers agree and
+whether both already state the same answer. Two partial solutions that reached the
+same intermediate results tend to end alike, and a sentence embedding barely sees
+digits.
 The head sees ordered pairs; training adds both orders and scoring averages them, so
 the judge is symmetric. Same-answer pairs are usually the majority (a model often
 agrees with itself), so the minority class is oversampled and focal loss focuses the
@@ -19,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from parareason.grading import explicit_answer
+from parareason.grading.extract import NUMBER_RE
 from parareason.judge.base import Judge, clamp_probability
 from parareason.judge.embedding import EncoderConfig, SentenceEncoder, shared_encoder
 
@@ -34,8 +41,29 @@ def pair_features(ea: np.ndarray, eb: np.ndarray, len_a: np.ndarray, len_b: np.n
                           axis=1).astype(np.float32)
 
 
-def feature_dim(embedding_dim: int) -> int:
-    return 4 * embedding_dim + 3
+NUMBER_FEATURES = 4
+FEATURE_SETS = ("embedding", "numbers")  # heads saved before "numbers" existed are "embedding"
+
+
+def _numbers(text: str) -> list[str]:
+    return [m.replace(",", "") for m in NUMBER_RE.findall(text)]
+
+
+def number_features(a: str, b: str) -> list[float]:
+    """[Jaccard, overlap coefficient, last numbers equal, same stated answer] of a pair."""
+    na, nb = _numbers(a), _numbers(b)
+    sa, sb = set(na), set(nb)
+    inter = len(sa & sb)
+    jaccard = inter / len(sa | sb) if sa or sb else 0.0
+    overlap = inter / min(len(sa), len(sb)) if sa and sb else 0.0
+    last = float(bool(na) and bool(nb) and na[-1] == nb[-1])
+    ans_a, ans_b = explicit_answer(a), explicit_answer(b)
+    stated = float(ans_a is not None and ans_a == ans_b)
+    return [jaccard, overlap, last, stated]
+
+
+def feature_dim(embedding_dim: int, feature_set: str = "numbers") -> int:
+    return 4 * embedding_dim + 3 + (NUMBER_FEATURES if feature_set == "numbers" else 0)
 
 
 @dataclass
@@ -134,27 +162,33 @@ def train_head(features: np.ndarray, labels: np.ndarray, config: TrainConfig | N
 class PairFeaturizer:
     """Texts -> ordered-pair features (embeddings cached by the encoder)."""
 
-    def __init__(self, encoder: SentenceEncoder):
+    def __init__(self, encoder: SentenceEncoder, feature_set: str = "numbers"):
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {feature_set!r} (known: {', '.join(FEATURE_SETS)})")
         self.encoder = encoder
+        self.feature_set = feature_set
 
     def __call__(self, pairs: Sequence[tuple[str, str]], both_orders: bool = False) -> np.ndarray:
         if not pairs:
-            return np.zeros((0, feature_dim(self.encoder.dim)), dtype=np.float32)
+            return np.zeros((0, feature_dim(self.encoder.dim, self.feature_set)), dtype=np.float32)
         emb = self.encoder.encode([t for p in pairs for t in p])
         ea, eb = emb[0::2], emb[1::2]
         la = np.array([length_feature(a) for a, _ in pairs], dtype=np.float32)
         lb = np.array([length_feature(b) for _, b in pairs], dtype=np.float32)
-        f = pair_features(ea, eb, la, lb)
-        return np.concatenate([f, pair_features(eb, ea, lb, la)]) if both_orders else f
+        f, g = pair_features(ea, eb, la, lb), pair_features(eb, ea, lb, la)
+        if self.feature_set == "numbers":  # symmetric, so both orders share them
+            nums = np.array([number_features(a, b) for a, b in pairs], dtype=np.float32)
+            f, g = np.concatenate([f, nums], axis=1), np.concatenate([g, nums], axis=1)
+        return np.concatenate([f, g]) if both_orders else f
 
 
 class TrainedJudge(Judge):
     name: ClassVar[str] = "trained"
 
     def __init__(self, head: PairHead, encoder: SentenceEncoder | None = None,
-                 threshold: float = 0.5, meta: dict[str, Any] | None = None):
+                 threshold: float = 0.5, meta: dict[str, Any] | None = None, feature_set: str = "numbers"):
         self.head = head.eval()
-        self.featurize = PairFeaturizer(encoder or shared_encoder())
+        self.featurize = PairFeaturizer(encoder or shared_encoder(), feature_set)
         self.threshold = threshold  # suggested prune threshold, chosen at training time
         self.meta = meta or {}
 
@@ -176,6 +210,7 @@ class TrainedJudge(Judge):
                     "head_config": asdict(self.head.config),
                     "state_dict": self.head.state_dict(),
                     "threshold": self.threshold,
+                    "feature_set": self.featurize.feature_set,
                     "encoder": {"max_seq_length": enc.max_seq_length, "keep": enc.keep},
                     "meta": self.meta}, str(path))
 
@@ -188,4 +223,5 @@ class TrainedJudge(Judge):
             e = ckpt.get("encoder", {})
             encoder = shared_encoder(EncoderConfig(max_seq_length=int(e.get("max_seq_length", 256)),
                                                    keep=str(e.get("keep", "tail"))))
-        return cls(head, encoder, threshold=float(ckpt.get("threshold", 0.5)), meta=ckpt.get("meta", {}))
+        return cls(head, encoder, threshold=float(ckpt.get("threshold", 0.5)), meta=ckpt.get("meta", {}),
+                   feature_set=str(ckpt.get("feature_set", "embedding")))

@@ -24,6 +24,7 @@ class JudgeTrainSettings:
     max_pairs_per_question: int | None = 64
     min_precision: float = 0.9  # threshold = lowest score reaching this precision on val
     seed: int = 0
+    feature_set: str = "numbers"  # trained head's pair features: "numbers" or "embedding" (see trained.py)
 
 
 @dataclass
@@ -59,10 +60,10 @@ def train_judge(questions: Sequence[QuestionTraces], out: str | Path, settings: 
     if len(fit_pairs) == 0 or y.min() == y.max():
         raise ValueError(f"training pairs need both labels (got {len(fit_pairs)} pairs, "
                          f"{int(y.sum()) if len(y) else 0} same-answer); record more traces per question")
-    featurize = PairFeaturizer(shared_encoder())
+    featurize = PairFeaturizer(shared_encoder(), settings.feature_set)
     x = featurize([(p.a, p.b) for p in fit_pairs], both_orders=True)
     head, history = train_head(x, np.concatenate([y, y]), train_config)
-    judge = TrainedJudge(head, featurize.encoder)
+    judge = TrainedJudge(head, featurize.encoder, feature_set=settings.feature_set)
 
     val_pairs = build_pairs(val_qs, settings.prefix_chars, settings.max_pairs_per_question, settings.seed)
     pick_from = val_pairs if len(set(p.label for p in val_pairs)) == 2 else fit_pairs  # in-sample fallback
