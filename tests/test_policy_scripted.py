@@ -207,6 +207,25 @@ def test_deepconf_online_exact_rule_counts_traces_not_yet_launched():
     assert statuses(res).count("finished") == 12
 
 
+def test_deepconf_online_gives_up_when_no_answer_repeats():
+    replies = [f"\\boxed{{{k}}}" for k in range(16)]  # every trace a different answer
+    res, _ = run("deepconf", by_sample(replies), n=16, warmup=4, window=4, in_flight=2, give_up_after=6)
+    [decided] = policy_events(res, "deepconf_decided")
+    assert decided["reason"].startswith("give up: 6 traces ended")
+    assert len(res.threads) == 6 and res.answer is not None
+    off, _ = run("deepconf", by_sample(replies), n=16, warmup=4, window=4, in_flight=2)
+    assert len(off.threads) == 16 and not policy_events(off, "deepconf_decided")
+
+
+def test_deepconf_consensus_needs_two_votes():
+    cut = "x" * 50  # runs out of tokens: no answer
+    res, _ = run("deepconf", by_sample(["\\boxed{4}", cut, cut, cut, "\\boxed{4}"] + [cut] * 11), n=16,
+                 warmup=4, window=4, in_flight=1, consensus=0.9, max_new_tokens=20)
+    # 1 of 1 answered warm-up votes is no consensus; the second vote for 4 is
+    [decided] = policy_events(res, "deepconf_decided")
+    assert decided["reason"].startswith("consensus") and len(res.threads) == 5
+
+
 def test_deepconf_offline_keeps_only_the_confident_traces():
     sure = "ok \\boxed{4}"
     unsure = "?" * 20 + " \\boxed{5}"

@@ -9,9 +9,13 @@ online:  run `warmup` traces to completion, set the stop threshold to the
          sampling, as the paper's Algorithm 2) and prune a trace the moment its window
          confidence falls below the threshold. The request stops as soon as
          * consensus: the leading answer holds >= `consensus` of the finished votes
-           (the paper's beta >= tau; 1.0 turns it off), warm-up votes included, or
+           and at least two of them (the paper's beta >= tau; 1.0 turns it off),
+           warm-up votes included, or
          * the vote is decided: the leader's count exceeds the runner-up's plus every
-           trace still running or not yet launched (exact, so votes are unweighted).
+           trace still running or not yet launched (exact, so votes are unweighted), or
+         * give up (off by default): `give_up_after` traces have ended and no answer has
+           two votes. The model cannot settle the question; more traces rarely build a
+           majority, so the budget is better kept (the answer is still the best vote).
          An easy question whose warm-up traces all agree therefore costs `warmup`
          traces, not n; disagreement buys more traces up to n.
 """
@@ -35,6 +39,7 @@ class DeepConfParams:
     warmup: int = 4  # online calibration traces
     consensus: float = 0.95  # online: stop once the leader holds this share of votes (1.0 = off)
     in_flight: int = 4  # online: main traces live at once after warm-up (0 = all at once)
+    give_up_after: int = 0  # online: stop once this many traces ended with no answer repeated (0 = off)
     temperature: float | None = None
     max_new_tokens: int | None = None
 
@@ -145,10 +150,13 @@ class DeepConf(Policy):
         counts = [g.count for g in groups]
         remaining = sum(1 for s in ctx.samples if s.live) + (p.n - self._launched)
         share = max(counts) / len(voters) if voters else 0.0
+        ended = sum(1 for s in ctx.samples if not s.live)
         if remaining and vote_is_decided(counts, remaining):
             reason = "vote decided"
-        elif remaining and p.consensus < 1.0 and share >= p.consensus:
+        elif remaining and p.consensus < 1.0 and share >= p.consensus and max(counts) >= 2:
             reason = f"consensus {share:.2f} >= {p.consensus}"
+        elif remaining and 0 < p.give_up_after <= ended and max(counts, default=0) < 2:
+            reason = f"give up: {ended} traces ended, no answer repeated"
         else:
             return
         self._decided = True
