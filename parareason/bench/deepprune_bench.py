@@ -52,7 +52,9 @@ def render_table(runs: list[BenchRun]) -> str:
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
               help="JSONL with id, question, answer (GSM8K-train format).")
-@click.option("--limit", type=int, default=32, show_default=True, help="Questions (the first N rows).")
+@click.option("--limit", type=int, default=32, show_default=True, help="Questions (N rows from --offset).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip this many rows first (e.g. 32 for a held-out half).")
 @click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n and DeepPrune width).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
@@ -71,7 +73,7 @@ def render_table(runs: list[BenchRun]) -> str:
               show_default=True, help="Markdown file whose 'DeepPrune vs self-consistency' section is replaced.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every Result (JSONL) here.")
-def deepprune(data_path: Path, limit: int, n: int, seed: int, model: str, judge_kind: str, head: str | None,
+def deepprune(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, judge_kind: str, head: str | None,
               calibration: str | None, threshold: float | None, check_every: int, reps_per_cluster: int,
               max_new_tokens: int, temperature: float, max_concurrent: int, backend: str,
               urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
@@ -86,7 +88,7 @@ def deepprune(data_path: Path, limit: int, n: int, seed: int, model: str, judge_
                                  param_hint="--data")
     if judge_kind == "trained" and not head:
         raise click.BadParameter("--judge trained needs --head PATH (see `parareason judge train`)", param_hint="--head")
-    rows = load_questions(data_path, limit)
+    rows = load_questions(data_path, limit, offset)
     judge = make_judge(judge_kind, head=head, calibration=calibration)  # loaded once, shared by all requests
     params = DeepPruneParams(width=n, check_every=check_every, threshold=threshold,
                              reps_per_cluster=reps_per_cluster, judge=judge_kind, head=head, calibration=calibration)
@@ -117,7 +119,7 @@ def deepprune(data_path: Path, limit: int, n: int, seed: int, model: str, judge_
     judge_desc = {"embedding": "all-MiniLM-L6-v2 cosine" + (f", calibration `{calibration}`" if calibration else
                                                             ", default calibration"),
                   "trained": f"trained head `{head}`"}[judge_kind]
-    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (first rows), n={n}, "
+    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}. DeepPrune judge: {judge_desc}. "
             f"Accuracy is math-verify equivalence with the reference; tokens are generated tokens summed over "

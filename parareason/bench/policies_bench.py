@@ -62,7 +62,9 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
               help="JSONL with id, question, answer (GSM8K-train format).")
-@click.option("--limit", type=int, default=32, show_default=True, help="Questions (the first N rows).")
+@click.option("--limit", type=int, default=32, show_default=True, help="Questions (N rows from --offset).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip this many rows first (e.g. 32 for a held-out half).")
 @click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n baseline).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
@@ -79,7 +81,7 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
               show_default=True, help="Markdown file whose 'Policies' section is replaced.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every Result (JSONL) here.")
-def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new_tokens: int,
+def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, max_new_tokens: int,
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
              urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
@@ -100,7 +102,7 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
     from parareason.cli.options import parse_policy_args
 
     overrides = split_policy_args(parse_policy_args(policy_args), names)
-    rows = load_questions(data_path, limit)
+    rows = load_questions(data_path, limit, offset)
     click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}")
     runs: list[PolicyRun] = []
     results_file = results_path.open("w", encoding="utf-8") if results_path else None
@@ -120,14 +122,14 @@ def policies(data_path: Path, limit: int, n: int, seed: int, model: str, max_new
         if results_file is not None:
             results_file.close()
     table = render_table(runs, runs[0])
-    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (first rows), n={n}, "
+    body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}. Accuracy is math-verify "
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
             f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
             f"(on a shared machine wall time is noisy; tokens are the stable cost figure).\n\n{table}")
     # The full command with every resolved option (defaults included), so a rerun is exact.
-    command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}",
+    command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}", f"--offset {offset}",
                         f"--n {n}", f"--seed {seed}", f"--model {shlex.quote(model)}",
                         f"--max-new-tokens {max_new_tokens}", f"--temperature {temperature}",
                         f"--policies {','.join(names)}",

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
 
-def load_questions(path: Path, limit: int) -> list[dict[str, Any]]:
-    """The first `limit` rows of a GSM8K-style JSONL, reduced to id, question, answer.
+def load_questions(path: Path, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """`limit` rows of a GSM8K-style JSONL from row `offset`, reduced to id, question, answer.
 
     Goes through the same validated loader as `parareason run`, so a bad file gets a
     `file:line: message` error rather than a traceback."""
     from parareason.io.prompts import load_prompts
 
-    return [{"id": r.id, "question": r.prompt, "answer": r.answer} for r in load_prompts(path)[:limit]]
+    rows = load_prompts(path)[offset:offset + limit]
+    return [{"id": r.id, "question": r.prompt, "answer": r.answer} for r in rows]
 
 
 @dataclass
