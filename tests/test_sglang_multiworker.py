@@ -23,7 +23,8 @@ def _rids(srv: SGLangStandin) -> set[str]:
 
 def test_affinity_keeps_each_requests_threads_on_one_worker():
     with SGLangStandin(ScriptTestBackend()) as a, SGLangStandin(ScriptTestBackend()) as b:
-        with load_sglang_backend([a.url, b.url], TOK, **FAST) as client:
+        # a generous stall timeout: on a loaded CI machine a slow stream must not fail a worker over
+        with load_sglang_backend([a.url, b.url], TOK, **{**FAST, "stall_timeout_s": 15}) as client:
             keys = [f"req{i}" for i in range(8)]
             for key in keys:
                 for r in _threads(key):

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from parareason.grading import explicit_answer
 from parareason.io.tracefile import RecordedContext, RecordedTrace
 from parareason.runtime.backends.base import Backend, GenerationRequest, SeqUpdate, Tokenizer
 
@@ -130,7 +131,9 @@ class RecordingBackend(Backend):
             trace = RecordedTrace(
                 token_ids=list(rec.tokens), logprobs=list(rec.logprobs), finish_reason=rec.finish_reason,
                 top_logprobs=rec.top, text=text,
-                answer=extract_answer(text) if extract_answer else None,
+                # a trace cut by its cap has only the answer it stated, as at run time
+                answer=(explicit_answer(text) if rec.finish_reason == "length" else extract_answer(text))
+                if extract_answer else None,
                 t_first_token_s=None if rec.t_first is None else round(rec.t_first - rec.t_submit, 4),
                 elapsed_s=None if rec.t_end is None else round(rec.t_end - rec.t_submit, 4))
             contexts.setdefault(rec.context, RecordedContext(list(rec.context))).traces.append(trace)
