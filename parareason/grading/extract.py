@@ -112,3 +112,9 @@ def extract_answer(text: str | None) -> str | None:
         return found
     numbers = NUMBER_RE.findall(text)
     return (normalize_answer(numbers[-1]) or None) if numbers else None
+
+
+def final_answer(text: str | None, cut_by_cap: bool = False) -> str | None:
+    """The answer an ended trace gives: `extract_answer`, or only a stated one
+    (`explicit_answer`) when the trace was cut by its token cap."""
+    return explicit_answer(text) if cut_by_cap else extract_answer(text)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from parareason.grading import explicit_answer, extract_answer, group_answers
+from parareason.grading import extract_answer, final_answer, group_answers
 from parareason.io.tracefile import TRACE_FORMAT, RecordedQuestion
 
 
@@ -59,7 +59,7 @@ def _from_record(obj: dict, line_no: int) -> QuestionTraces:
         rq = RecordedQuestion.from_dict(obj)
         return QuestionTraces(
             id=rq.id, question=rq.prompt, reference=rq.reference, row=rq.row,
-            traces=[TraceText(t.text, explicit_answer(t.text) if t.finish_reason == "length" else t.answer)
+            traces=[TraceText(t.text, final_answer(t.text, cut_by_cap=t.finish_reason == "length"))
                     for c in rq.contexts for t in c.traces])
     qid = str(obj.get("id", f"line-{line_no}"))
     traces = []

@@ -256,12 +256,11 @@ class RequestRun(ThreadOps):
             t.node = None
         self.live_threads -= 1
         if t.own_ids:
-            from parareason.grading import explicit_answer, extract_answer
+            from parareason.grading import final_answer
 
             # a thread cut by its token cap has no final answer unless it stated one
             # (its last number is mid-reasoning), so it cannot vote with a stray number
-            extract = explicit_answer if reason == "length" else extract_answer
-            t.answer = extract(self.tokenizer.decode(t.own_ids))
+            t.answer = final_answer(self.tokenizer.decode(t.own_ids), cut_by_cap=reason == "length")
         self.trace.emit(_END_EVENT[status], thread=t.id, status=status, reason=reason, tokens=t.generated)
 
     # -- backend traffic -----------------------------------------------------------------
