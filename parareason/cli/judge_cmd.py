@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from parareason.cli.options import in_rows, parse_rows, rows_option
+from parareason.cli.options import rows_option, select_rows
 
 
 def _fmt(x: float) -> str:
@@ -137,13 +137,8 @@ def _load_traces(traces: str, row_range: str | None = None) -> list:
     is a clean CLI error, not a traceback."""
     from parareason.judge.pairs import load_traces
 
-    selected = parse_rows(row_range)
     try:
         questions = load_traces(traces)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    if selected is not None:
-        questions = [q for q in questions if in_rows(q.row, selected)]
-        if not questions:
-            raise click.BadParameter(f"no recorded question at rows {row_range}", param_hint="--rows")
-    return questions
+    return select_rows(questions, row_range)

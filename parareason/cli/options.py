@@ -216,5 +216,15 @@ rows_option = click.option(
     help="Only questions at these dataset rows (0-based, END excluded), e.g. 32:64 for a dev half.")
 
 
-def in_rows(row: int, rows: slice) -> bool:
-    return (rows.start is None or row >= rows.start) and (rows.stop is None or row < rows.stop)
+def select_rows(questions: list[Any], row_range: str | None) -> list[Any]:
+    """The questions (in dataset order, each with a `.row`) whose dataset row is in --rows
+    START:END; a question without a recorded row counts at its position."""
+    rows = parse_rows(row_range)
+    if rows is None:
+        return questions
+    at = [q.row if q.row is not None else i for i, q in enumerate(questions)]
+    chosen = [q for q, r in zip(questions, at)
+              if (rows.start is None or r >= rows.start) and (rows.stop is None or r < rows.stop)]
+    if not chosen:
+        raise click.BadParameter(f"no recorded question at rows {row_range}", param_hint="--rows")
+    return chosen

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from parareason.cli.options import config_option, in_rows, parse_policy_args, parse_rows, rows_option
+from parareason.cli.options import config_option, parse_policy_args, rows_option, select_rows
 
 
 @click.command("replay", context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,11 +59,7 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
         questions = load_trace_file(traces)
     except TraceFileError as e:
         raise click.BadParameter(str(e), param_hint="TRACES") from None
-    selected = parse_rows(row_range)
-    if selected is not None:
-        questions = [q for i, q in enumerate(questions) if in_rows(q.row if q.row is not None else i, selected)]
-    if not questions:
-        raise click.BadParameter(f"no recorded question at rows {row_range}", param_hint="--rows")
+    questions = select_rows(questions, row_range)
     if limit:
         questions = questions[:limit]
     names = [p.strip() for p in policies.split(",") if p.strip()]
