@@ -225,6 +225,16 @@ class _StepStats(Backend):
         return self.inner.has_work()
 
 
+def policy_width(policy: Any) -> int:
+    """How many samples a policy runs side by side: its `n` (or DeepPrune's `width`), else 1."""
+    for holder in (getattr(policy, "params", None), policy):
+        for attr in ("width", "n"):
+            value = getattr(holder, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return 1
+
+
 def drive_scheduler(backend: Backend, specs: Sequence[Any], *, max_concurrent: int,
                     on_result: Callable[[Result], None] | None = None,
                     on_step: Callable[[dict[str, int]], None] | None = None,
@@ -233,6 +243,7 @@ def drive_scheduler(backend: Backend, specs: Sequence[Any], *, max_concurrent: i
     results arrive in completion order and go to `on_result` at once."""
     from parareason.runtime.scheduler import Scheduler
 
+    backend.expect_concurrency(max_concurrent * max((policy_width(s.policy) for s in specs), default=1))
     sched = Scheduler(_StepStats(backend, on_step) if on_step else backend, trace_sink=trace_sink)
     results: dict[str, Result] = {}
     for result in sched.run(list(specs), max_concurrent=max_concurrent):

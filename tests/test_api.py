@@ -132,3 +132,14 @@ def test_lazy_public_api():
     code = "import sys, parareason; assert 'torch' not in sys.modules; parareason.Engine; print('ok')"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     assert res.stdout.strip() == "ok", res.stderr
+
+
+def test_drive_scheduler_tells_the_backend_how_wide_the_batch_will_be():
+    hints: list[int] = []
+    backend = ScriptedBackend.from_table(TABLE, default="\\boxed{0}", tokens_per_step=4)
+    backend.expect_concurrency = hints.append  # type: ignore[method-assign]
+    with api.Engine(backend=backend) as engine:
+        engine.run(["apples", "pencils", "cookies"], policy="sc", n=5, max_concurrent=2)
+    assert hints == [10]  # 2 requests in flight x 5 samples each
+    assert api.policy_width(make_policy("deepprune", n=6)) == 6
+    assert api.policy_width(object()) == 1

@@ -142,6 +142,16 @@ def test_max_batch_size_queues_the_rest(engine, reference):
     assert all(got[f"q{i}"].tokens == reference for i in range(3))
 
 
+def test_expect_concurrency_widens_the_batch_cap_within_its_limit(engine):
+    engine.options.max_batch_size = 4
+    engine.expect_concurrency(2)
+    assert engine.options.max_batch_size == 4  # never narrowed
+    engine.expect_concurrency(48)
+    assert engine.options.max_batch_size == 48
+    engine.expect_concurrency(10 ** 6)
+    assert engine.options.max_batch_size == engine.options.max_batch_limit
+
+
 def test_bad_sequences_end_with_error_and_others_continue(engine):
     too_long = [1] * engine.max_positions
     engine.submit(request("long", too_long, greedy(2)))

@@ -46,3 +46,45 @@ def test_render_table_percentages_and_settings():
     assert "| ffs | n=4 | 50.0% (2/4) | 4/4 | 250 | 25% | 5.0 | 50% | 0 |" in md
     assert policy_settings("scale", 16) == {"n": 4}
     assert policy_settings("deepconf", 16)["warmup"] == 4
+
+
+def _bench(tmp_path, *extra):
+    return CliRunner().invoke(policies, ["--data", str(FIXTURE), "--limit", "2", "--n", "2", "--backend", "scripted",
+                                         "--model", "none", "--policies", "ffs", "--out", str(tmp_path / "B.md"),
+                                         "--results", str(tmp_path / "results.jsonl"), *extra])
+
+
+def test_resume_keeps_finished_policies_and_reruns_changed_ones(tmp_path):
+    results = tmp_path / "results.jsonl"
+    assert _bench(tmp_path).exit_code == 0
+    first = results.read_text()
+    log_lines = (tmp_path / "results.jsonl.runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["run"]["policy"] for line in log_lines] == ["self_consistency", "ffs"]
+
+    again = _bench(tmp_path, "--resume")
+    assert again.exit_code == 0, again.output
+    assert again.output.count("kept from") == 2
+    assert results.read_text() == first  # nothing run twice, nothing lost
+    assert "self_consistency | n=2" in (tmp_path / "B.md").read_text()
+
+    changed = _bench(tmp_path, "--resume", "--policy-arg", "ffs.k=2")
+    assert changed.exit_code == 0, changed.output
+    assert changed.output.count("kept from") == 1  # SC kept, ffs rerun with its new setting
+    written = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["policy"] for r in written].count("ffs") == 2 and len(written) == 4
+
+
+def test_resume_drops_results_of_a_policy_cut_off_before_its_summary(tmp_path):
+    results = tmp_path / "results.jsonl"
+    assert _bench(tmp_path).exit_code == 0
+    log = tmp_path / "results.jsonl.runs.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n" + '{"torn')  # ffs's summary never made it
+    assert _bench(tmp_path, "--resume").exit_code == 0
+    written = [json.loads(line)["policy"] for line in results.read_text().splitlines()]
+    assert written == ["self_consistency", "self_consistency", "ffs", "ffs"]
+
+
+def test_resume_needs_results(tmp_path):
+    res = CliRunner().invoke(policies, ["--data", str(FIXTURE), "--backend", "scripted", "--resume",
+                                        "--out", str(tmp_path / "b.md")])
+    assert res.exit_code != 0 and "--resume needs --results" in res.output

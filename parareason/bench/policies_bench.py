@@ -23,6 +23,7 @@ import click
 
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
                                           percent_of, result_counts, write_results)
+from parareason.bench.run_log import RunLog, keep_results_of
 from parareason.cli.options import BackendType
 
 BASELINE = "self_consistency"
@@ -80,10 +81,12 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Markdown file whose 'Policies' section is replaced.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write every Result (JSONL) here.")
+              help="Also write every Result (JSONL) here, and each finished policy's summary to RESULTS.runs.jsonl.")
+@click.option("--resume", is_flag=True,
+              help="With --results: keep the policies already finished there under the same settings, run the rest.")
 def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, max_new_tokens: int,
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
-             urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
+             urls: tuple[str, ...], out: Path, results_path: Path | None, resume: bool) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.api import Engine
     from parareason.bench.report import write_section
@@ -102,25 +105,49 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     from parareason.cli.options import parse_policy_args
 
     overrides = split_policy_args(parse_policy_args(policy_args), names)
+    if resume and results_path is None:
+        raise click.BadParameter("--resume needs --results (the finished runs are kept next to it)",
+                                 param_hint="--resume")
     rows = load_questions(data_path, limit, offset)
     click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}")
+    config = {"data": str(data_path), "limit": limit, "offset": offset, "n": n, "seed": seed, "model": model,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "max_concurrent": max_concurrent,
+              "backend": backend}
+    log = RunLog(results_path, config) if results_path else None
+    if log is not None and not resume:
+        log.path.unlink(missing_ok=True)
+    settings_of = {name: {**policy_settings(name, n), **overrides[name]} for name in names}
+    kept = {name: run for name, run in (log.finished() if log is not None else {}).items()
+            if name in settings_of and run.settings == settings_of[name]}
+    if resume:
+        keep_results_of(results_path, set(kept))
     runs: list[PolicyRun] = []
-    results_file = results_path.open("w", encoding="utf-8") if results_path else None
+    results_file = results_path.open("a" if resume else "w", encoding="utf-8") if results_path else None
+    engine = None
     try:
-        with Engine(model, backend=backend, urls=urls) as engine:
-            # Untimed warm-up (first forward passes, allocator growth), so the baseline
-            # that runs first is not charged for it.
-            engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
-            for name in names:
-                r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
-                               seed=seed, max_concurrent=max_concurrent, results_file=results_file,
-                               extra=overrides[name])
-                runs.append(r)
-                click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  "
-                           f"wall {r.wall_s:7.1f}s  errors {r.errors}")
+        for name in names:
+            if name in kept:
+                runs.append(kept[name])
+                click.echo(f"{name:18s} kept from {log.path} (finished earlier with these settings)")
+                continue
+            if engine is None:
+                engine = Engine(model, backend=backend, urls=urls)
+                # Untimed warm-up (first forward passes, allocator growth), so the baseline
+                # that runs first is not charged for it.
+                engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
+            r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
+                           seed=seed, max_concurrent=max_concurrent, results_file=results_file,
+                           extra=overrides[name])
+            runs.append(r)
+            if log is not None:
+                log.add(r)
+            click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  "
+                       f"wall {r.wall_s:7.1f}s  errors {r.errors}")
     finally:
         if results_file is not None:
             results_file.close()
+        if engine is not None:
+            engine.close()
     table = render_table(runs, runs[0])
     body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
@@ -134,7 +161,8 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
                         f"--max-new-tokens {max_new_tokens}", f"--temperature {temperature}",
                         f"--policies {','.join(names)}",
                         *[f"--policy-arg {shlex.quote(a)}" for a in policy_args], f"--max-concurrent {max_concurrent}",
-                        f"--backend {backend}", *[f"--url {u}" for u in urls]])
+                        f"--backend {backend}", *[f"--url {u}" for u in urls],
+                        *([f"--results {shlex.quote(str(results_path))}"] if results_path else [])])
     path = write_section("Policies vs self-consistency", body, path=out, command=command)
     click.echo(table)
     click.echo(f"wrote {path}")

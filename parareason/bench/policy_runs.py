@@ -53,6 +53,7 @@ def write_results(results_file: IO[str] | None, results: Iterable[Any]) -> None:
         return
     for r in results:
         results_file.write(json.dumps(r.to_dict(), default=str) + "\n")
+    results_file.flush()  # a later kill must not lose a finished policy's Results
 
 
 def percent_of(value: float, base: float) -> str:

@@ -86,9 +86,6 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
         if not todo:
             return
         engine = open_engine(model, backend, urls)
-        options = getattr(engine.backend, "options", None)  # the embedded engine's batch cap
-        if options is not None and hasattr(options, "max_batch_size"):
-            options.max_batch_size = max(options.max_batch_size, n * questions_at_once)
         recorder = RecordingBackend(engine.backend)
         from parareason.api import drive_scheduler
 

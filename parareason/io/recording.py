@@ -108,6 +108,9 @@ class RecordingBackend(Backend):
     def has_work(self) -> bool:
         return self.inner.has_work()
 
+    def expect_concurrency(self, sequences: int) -> None:
+        self.inner.expect_concurrency(sequences)
+
     def close(self) -> None:
         self.inner.close()
 

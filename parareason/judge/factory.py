@@ -1,6 +1,8 @@
 """Build a judge by name (CLI options, policy parameters)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from parareason.judge.base import Judge
 
 KINDS = ("embedding", "trained", "answer", "llm")
@@ -31,3 +33,11 @@ def make_judge(kind: str, *, head: str | None = None, calibration: str | None = 
 
         return LLMJudge(backend)  # type: ignore[arg-type]
     raise ValueError(f"unknown judge {kind!r}; choose from {', '.join(KINDS)}")
+
+
+@lru_cache(maxsize=8)
+def shared_judge(kind: str, head: str | None = None, calibration: str | None = None) -> Judge:
+    """`make_judge` for the file-based kinds, built once per process and then shared: a
+    policy is built per request, and reloading MiniLM and the head for each question of
+    a prompt file would cost seconds apiece. Judges keep no per-request state."""
+    return make_judge(kind, head=head, calibration=calibration)

@@ -90,9 +90,9 @@ class DeepPrunePolicy(Policy):
     @property
     def judge(self) -> Judge:
         if self._judge is None:  # built on first use: policies are constructed before any request
-            from parareason.judge.factory import make_judge
+            from parareason.judge.factory import shared_judge
 
-            self._judge = make_judge(self.params.judge, head=self.params.head, calibration=self.params.calibration)
+            self._judge = shared_judge(self.params.judge, self.params.head, self.params.calibration)
         return self._judge
 
     # -- hooks -----------------------------------------------------------------------

@@ -150,6 +150,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, connections, memory)."""
 
+    def expect_concurrency(self, sequences: int) -> None:  # noqa: B027 - optional hook
+        """Hint: about `sequences` will be submitted together (a local engine may widen its
+        batch to run them in one forward). Remote servers schedule for themselves."""
+
     def __enter__(self) -> "Backend":
         return self
 

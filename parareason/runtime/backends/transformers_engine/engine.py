@@ -40,6 +40,7 @@ from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenize
 @dataclass
 class EngineOptions:
     max_batch_size: int = 64  # running sequences per decode step; more wait their turn
+    max_batch_limit: int = 256  # how far expect_concurrency() may widen max_batch_size
     prefill_chunk: int = 512  # prompt tokens per prefill forward (bounds attention memory)
     prefix_cache_tokens: int = 16384  # KV tokens the LRU of finished sequences may keep alive
     kv_initial_capacity: int = 4096  # token slots; the pool doubles when full
@@ -94,6 +95,13 @@ class TransformersEngine(Backend):
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self._outbox)
+
+    def expect_concurrency(self, sequences: int) -> None:
+        """Widen the batch cap to `sequences` (never narrow it), up to `max_batch_limit`:
+        on CPU a GEMM over more rows runs at a higher FLOP rate, so one wide step beats
+        several narrow ones."""
+        wanted = min(sequences, self.options.max_batch_limit)
+        self.options.max_batch_size = max(self.options.max_batch_size, wanted)
 
     def step(self, timeout_s: float = 0.05) -> list[SeqUpdate]:
         self.stats.steps += 1
