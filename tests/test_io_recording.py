@@ -28,7 +28,7 @@ def test_records_samples_and_stitches_a_continuation():
     # "a" was cut by max_new_tokens; its continuation is one recorded sample, not two
     rec.submit(GenerationRequest("a2", tuple(ctx) + tuple(first["a"]), SamplingParams(top_logprobs=2)))
     drain(rec)
-    contexts, pieces, calls = rec.take(extract_answer=lambda text: text[-3])
+    contexts, pieces, calls = rec.take(answers=True)
     assert len(contexts) == 1 and contexts[0].input_ids == ctx
     a, b = contexts[0].traces
     assert a.text == b.text == "The answer is \\boxed{7}."
@@ -56,3 +56,13 @@ def test_a_keyed_take_hands_over_one_request_and_keeps_the_rest():
     assert [c.input_ids for c in contexts] == [ctx_b]
     assert [m for m, _, _ in calls["chat"]] == [[{"role": "user", "content": "5+2?"}]]
     assert rec.take() == ([], {}, {"chat": [], "encode": []})
+
+
+def test_a_trace_cut_by_its_cap_keeps_only_a_stated_answer():
+    rec = RecordingBackend(ScriptedBackend(lambda ctx: "3 + 4 gives 7 and then 12 more", tokens_per_step=4))
+    ctx = rec.tokenizer.chat_ids([{"role": "user", "content": "3+4?"}])
+    rec.submit(GenerationRequest("cut", tuple(ctx), SamplingParams(max_new_tokens=5)))
+    drain(rec)
+    (context,), _, _ = rec.take(answers=True)
+    (trace,) = context.traces
+    assert trace.finish_reason == "length" and trace.answer is None  # no stray last number votes

@@ -67,7 +67,6 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     from parareason.cli.options import backend_failure, open_engine, open_results
     from parareason.runtime.backends.base import BackendError
     from parareason.cli.eval_cmd import load_dataset
-    from parareason.grading import extract_answer
     from parareason.io.recording import RecordingBackend
     from parareason.io.tracefile import RecordedQuestion
     from parareason.runtime.backends.base import SamplingParams
@@ -102,7 +101,7 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
         def write(result: Any) -> None:
             nonlocal done
             index, row = by_id[result.id]
-            contexts, pieces, calls = recorder.take(extract_answer, key=row.id, prompt=row.prompt)
+            contexts, pieces, calls = recorder.take(answers=True, key=row.id, prompt=row.prompt)
             q = RecordedQuestion(id=row.id, prompt=row.prompt, reference=row.answer, model=model,
                                  tokenizer=engine.backend.tokenizer.name,
                                  eos_token_ids=sorted(engine.backend.tokenizer.eos_token_ids),

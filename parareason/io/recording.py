@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from parareason.grading import explicit_answer
+from parareason.grading import final_answer
 from parareason.io.tracefile import RecordedContext, RecordedTrace
 from parareason.runtime.backends.base import Backend, GenerationRequest, SeqUpdate, Tokenizer
 
@@ -114,10 +114,13 @@ class RecordingBackend(Backend):
     def close(self) -> None:
         self.inner.close()
 
-    def take(self, extract_answer: Any = None, key: str | None = None,
+    def take(self, answers: bool = False, key: str | None = None,
              prompt: str | None = None) -> tuple[list[RecordedContext], dict[int, str], dict[str, Any]]:
         """Finished samples recorded so far, as contexts with their traces, the decoded
         piece of every generated token id, and the tokenizer calls; they leave the log.
+
+        answers: also store each trace's answer, by the runtime's own rule
+        (`grading.final_answer`: a trace cut by its cap keeps only an answer it stated).
 
         key: only samples of the request with that affinity key (None: all). prompt:
         only the chat calls that mention it (None: all); encode calls are cheap and
@@ -134,9 +137,7 @@ class RecordingBackend(Backend):
             trace = RecordedTrace(
                 token_ids=list(rec.tokens), logprobs=list(rec.logprobs), finish_reason=rec.finish_reason,
                 top_logprobs=rec.top, text=text,
-                # a trace cut by its cap has only the answer it stated, as at run time
-                answer=(explicit_answer(text) if rec.finish_reason == "length" else extract_answer(text))
-                if extract_answer else None,
+                answer=final_answer(text, cut_by_cap=rec.finish_reason == "length") if answers else None,
                 t_first_token_s=None if rec.t_first is None else round(rec.t_first - rec.t_submit, 4),
                 elapsed_s=None if rec.t_end is None else round(rec.t_end - rec.t_submit, 4))
             contexts.setdefault(rec.context, RecordedContext(list(rec.context))).traces.append(trace)
