@@ -129,3 +129,20 @@ def test_a_head_saved_without_a_feature_set_loads_as_embedding_only(tmp_path):
     judge = TrainedJudge.load(tmp_path / "old.pt")
     assert judge.featurize.feature_set == "embedding"
     assert 0.0 <= judge.score("1 + 1 = 2", "2") <= 1.0
+
+
+def test_validation_keeps_the_best_epoch_and_stops_early():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 8)), (rng.random(256) < 0.5).astype(np.float32)  # pure noise: only memorisable
+    xv, yv = rng.normal(size=(128, 8)), (rng.random(128) < 0.5).astype(np.float32)
+    config = TrainConfig(epochs=200, batch_size=32, hidden=64, dropout=0.0, lr=3e-3, patience=3, seed=0)
+    head, history = train_head(x, y, config, val=(xv, yv))
+    assert len(history.val_loss) == len(history.epoch_loss) < 201  # stopped long before 200 epochs
+    best = history.best_epoch
+    assert history.val_loss[best] == min(history.val_loss)
+    assert len(history.val_loss) - 1 - best == config.patience  # stopped `patience` epochs after the best
+    with torch.no_grad():
+        kept = float(focal_loss(head(torch.tensor(xv, dtype=torch.float32)), torch.tensor(yv), config.gamma, config.alpha))
+    assert kept == pytest.approx(history.val_loss[best], rel=1e-5)  # the best weights are the ones returned
+    _, plain = train_head(x, y, TrainConfig(epochs=4, hidden=16, seed=0))
+    assert plain.best_epoch is None and plain.val_loss == [] and len(plain.epoch_loss) == 5

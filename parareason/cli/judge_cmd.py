@@ -63,7 +63,8 @@ def train(traces: str, out: str, kind: str, eval_fraction: float, prefix_chars: 
     click.echo(f"questions: {r.n_train_questions} train, {r.n_val_questions} validation, "
                f"{r.n_eval_questions} held out for eval")
     click.echo(f"pairs: {r.n_train_pairs} (same answer: {r.positive_rate:.1%})")
-    click.echo(f"focal loss: {r.loss_first:.4f} -> {r.loss_last:.4f} over {len(r.losses) - 1} epochs")
+    click.echo(f"focal loss: {r.loss_first:.4f} -> {r.loss_last:.4f} over {len(r.losses) - 1} epochs"
+               + (f"; weights of epoch {r.best_epoch} kept (lowest validation loss)" if r.best_epoch is not None else ""))
     click.echo(f"validation AUROC: {_fmt(r.val_auroc)}   threshold: {_fmt(r.threshold)}")
     click.echo(f"saved {out}")
 

@@ -110,6 +110,7 @@ class TrainConfig:
     hidden: int = 256
     dropout: float = 0.1
     seed: int = 0
+    patience: int = 5  # with validation data: stop after this many epochs without a better val loss
 
 
 def balanced_indices(labels: np.ndarray, rng: random.Random) -> list[int]:
@@ -126,26 +127,52 @@ def balanced_indices(labels: np.ndarray, rng: random.Random) -> list[int]:
 @dataclass
 class TrainHistory:
     epoch_loss: list[float] = field(default_factory=list)  # focal loss over all training data, eval mode
+    val_loss: list[float] = field(default_factory=list)  # the same on validation pairs (when given)
+    best_epoch: int | None = None  # the epoch whose weights were kept (None: the last, no validation)
 
 
-def train_head(features: np.ndarray, labels: np.ndarray, config: TrainConfig | None = None) -> tuple[PairHead, TrainHistory]:
-    """Train a PairHead on ordered-pair features; both classes must be present."""
+def _tensors(features: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.asarray(features, dtype=np.float32)),
+            torch.from_numpy(np.asarray(labels, dtype=np.float32)))
+
+
+def train_head(features: np.ndarray, labels: np.ndarray, config: TrainConfig | None = None,
+               val: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[PairHead, TrainHistory]:
+    """Train a PairHead on ordered-pair features; both classes must be present.
+
+    With `val` (features, labels of held-out questions) training keeps the weights of the
+    epoch with the lowest validation loss and stops `patience` epochs after it: the head
+    otherwise memorises its few hundred questions (training loss near 0, scores near 1)."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    x, y = _tensors(features, labels)
     head = PairHead(HeadConfig(input_dim=x.shape[1], hidden=config.hidden, dropout=config.dropout))
     opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory()
 
-    def full_loss() -> float:
+    def loss_on(xs: torch.Tensor, ys: torch.Tensor) -> float:
         head.eval()
         with torch.no_grad():
-            return float(focal_loss(head(x), y, config.gamma, config.alpha))
+            return float(focal_loss(head(xs), ys, config.gamma, config.alpha))
 
-    history.epoch_loss.append(full_loss())
-    for _ in range(config.epochs):
+    xv, yv = _tensors(*val) if val is not None and len(val[1]) else (None, None)
+    best_state: dict[str, torch.Tensor] | None = None
+
+    def record_epoch(epoch: int) -> bool:
+        """Log the losses; True when validation says to stop."""
+        nonlocal best_state
+        history.epoch_loss.append(loss_on(x, y))
+        if xv is None:
+            return False
+        history.val_loss.append(loss_on(xv, yv))
+        if history.best_epoch is None or history.val_loss[-1] < history.val_loss[history.best_epoch]:
+            history.best_epoch = epoch
+            best_state = {k: v.clone() for k, v in head.state_dict().items()}
+        return epoch - history.best_epoch >= config.patience
+
+    record_epoch(0)
+    for epoch in range(1, config.epochs + 1):
         order = balanced_indices(y.numpy(), rng) if config.oversample else rng.sample(range(len(y)), len(y))
         head.train()
         for i in range(0, len(order), config.batch_size):
@@ -154,7 +181,10 @@ def train_head(features: np.ndarray, labels: np.ndarray, config: TrainConfig | N
             opt.zero_grad()
             loss.backward()
             opt.step()
-        history.epoch_loss.append(full_loss())
+        if record_epoch(epoch):
+            break
+    if best_state is not None:
+        head.load_state_dict(best_state)
     head.eval()
     return head, history
 

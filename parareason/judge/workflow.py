@@ -39,6 +39,7 @@ class TrainReport:
     val_auroc: float
     threshold: float
     losses: list[float] = field(default_factory=list)
+    best_epoch: int | None = None  # weights kept from this epoch (early stopping on validation)
 
 
 def _labels(pairs: Sequence[Pair]) -> np.ndarray:
@@ -62,10 +63,12 @@ def train_judge(questions: Sequence[QuestionTraces], out: str | Path, settings: 
                          f"{int(y.sum()) if len(y) else 0} same-answer); record more traces per question")
     featurize = PairFeaturizer(shared_encoder(), settings.feature_set)
     x = featurize([(p.a, p.b) for p in fit_pairs], both_orders=True)
-    head, history = train_head(x, np.concatenate([y, y]), train_config)
+    val_pairs = build_pairs(val_qs, settings.prefix_chars, settings.max_pairs_per_question, settings.seed)
+    # Validation questions stop training early (best val loss) and then pick the threshold.
+    val = (featurize([(p.a, p.b) for p in val_pairs]), _labels(val_pairs)) if val_pairs else None
+    head, history = train_head(x, np.concatenate([y, y]), train_config, val=val)
     judge = TrainedJudge(head, featurize.encoder, feature_set=settings.feature_set)
 
-    val_pairs = build_pairs(val_qs, settings.prefix_chars, settings.max_pairs_per_question, settings.seed)
     pick_from = val_pairs if len(set(p.label for p in val_pairs)) == 2 else fit_pairs  # in-sample fallback
     pick_scores = judge.score_many([(p.a, p.b) for p in pick_from])
     threshold = threshold_for_precision(pick_scores, [p.label for p in pick_from], settings.min_precision)
@@ -76,12 +79,13 @@ def train_judge(questions: Sequence[QuestionTraces], out: str | Path, settings: 
         "train_config": asdict(train_config),
         "train_ids": sorted(q.id for q in train_qs), "eval_ids": sorted(q.id for q in eval_qs),
         "threshold_picked_on": "validation questions" if pick_from is val_pairs else "training pairs",
-        "val_auroc": val_auc, "losses": history.epoch_loss,
+        "val_auroc": val_auc, "losses": history.epoch_loss, "val_losses": history.val_loss,
+        "best_epoch": history.best_epoch,
     }
     judge.save(out)
     return TrainReport(len(fit_qs), len(val_qs), len(eval_qs), len(fit_pairs), float(y.mean()),
                        history.epoch_loss[0], history.epoch_loss[-1], val_auc, judge.threshold,
-                       history.epoch_loss)
+                       history.epoch_loss, history.best_epoch)
 
 
 @dataclass
