@@ -40,10 +40,10 @@ def test_bench_rejects_unknown_policies(tmp_path):
 
 
 def test_render_table_percentages_and_settings():
-    sc = PolicyRun("self_consistency", {"n": 4}, 3, 4, 4, 1000, 10.0, 0)
-    ffs = PolicyRun("ffs", policy_settings("ffs", 4), 2, 4, 4, 250, 5.0, 0)
+    sc = PolicyRun("self_consistency", {"n": 4}, 3, 4, 4, 1000, 10.0, 0, sequential_tokens=1000)
+    ffs = PolicyRun("ffs", policy_settings("ffs", 4), 2, 4, 4, 250, 5.0, 0, sequential_tokens=250)
     md = render_table([sc, ffs], sc)
-    assert "| ffs | n=4 | 50.0% (2/4) | 4/4 | 250 | 25% | 5.0 | 50% | 0 |" in md
+    assert "| ffs | n=4 | 50.0% (2/4) | 4/4 | 250 | 25% | 62 | 5.0 | 50% | 0 |" in md
     assert policy_settings("scale", 16) == {"n": 4}
     assert policy_settings("deepconf", 16)["warmup"] == 4
 

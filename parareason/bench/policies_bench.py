@@ -23,7 +23,7 @@ import click
 
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
                                           percent_of, result_counts, write_results)
-from parareason.bench.run_log import RunLog, keep_results_of
+from parareason.bench.run_log import RunLog, keep_results_of, results_by_policy
 from parareason.cli.options import BackendType
 
 BASELINE = "self_consistency"
@@ -54,9 +54,10 @@ def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, ma
 def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
     base_tokens = baseline.generated_tokens if baseline else 0
     base_wall = baseline.wall_s if baseline else 0.0
-    rows = [leading_cells(r, base_tokens) + [f"{r.wall_s:.1f}", percent_of(r.wall_s, base_wall), str(r.errors)]
+    rows = [leading_cells(r, base_tokens) + [f"{r.sequential_per_question:.0f}", f"{r.wall_s:.1f}",
+                                             percent_of(r.wall_s, base_wall), str(r.errors)]
             for r in runs]
-    return markdown_table([*LEADING_COLUMNS, "wall s", "wall vs SC", "errors"], rows)
+    return markdown_table([*LEADING_COLUMNS, "sequential tokens / question", "wall s", "wall vs SC", "errors"], rows)
 
 
 @click.command()
@@ -117,9 +118,13 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     if log is not None and not resume:
         log.path.unlink(missing_ok=True)
     settings_of = {name: {**policy_settings(name, n), **overrides[name]} for name in names}
-    kept = {name: run for name, run in (log.finished() if log is not None else {}).items()
-            if name in settings_of and run.settings == settings_of[name]}
+    kept: dict[str, PolicyRun] = {}
     if resume:
+        logged, written = log.finished(), results_by_policy(results_path)
+        kept = {name: PolicyRun(policy=name, settings=run.settings, wall_s=run.wall_s,
+                                **result_counts(written[name]))
+                for name, run in logged.items()
+                if run.settings == settings_of.get(name) and len(written.get(name, ())) == len(rows)}
         keep_results_of(results_path, set(kept))
     runs: list[PolicyRun] = []
     results_file = results_path.open("a" if resume else "w", encoding="utf-8") if results_path else None
@@ -153,6 +158,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}. Accuracy is math-verify "
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
+            f"sequential tokens are a request's latency in decode steps (samples run side by side count once); "
             f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
             f"(on a shared machine wall time is noisy; tokens are the stable cost figure).\n\n{table}")
     # The full command with every resolved option (defaults included), so a rerun is exact.

@@ -33,6 +33,11 @@ class PolicyRun:
     generated_tokens: int
     wall_s: float
     errors: int
+    sequential_tokens: int = 0  # summed over questions: each request's latency in decode steps
+
+    @property
+    def sequential_per_question(self) -> float:
+        return self.sequential_tokens / self.total if self.total else 0.0
 
     @property
     def accuracy(self) -> float:
@@ -44,7 +49,8 @@ def result_counts(results: Sequence[Any]) -> dict[str, int]:
     return dict(correct=sum(1 for r in results if r.correct), total=len(results),
                 answered=sum(1 for r in results if r.answer is not None),
                 generated_tokens=sum(r.usage.get("generated_tokens", 0) for r in results),
-                errors=sum(1 for r in results if r.error))
+                errors=sum(1 for r in results if r.error),
+                sequential_tokens=sum(r.usage.get("sequential_tokens", 0) for r in results))
 
 
 def write_results(results_file: IO[str] | None, results: Iterable[Any]) -> None:

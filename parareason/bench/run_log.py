@@ -1,25 +1,45 @@
 """A benchmark's finished policy runs, one JSON line each, so a long benchmark resumes.
 
-A live comparison of several policies on 32 questions runs for hours on a CPU. Each
-policy's summary (counts, tokens, wall time) is appended to `<results>.runs.jsonl` the
-moment that policy finishes, next to its Results in the results file. `--resume` reads
-the log back and skips every policy already there under the same benchmark settings;
-a policy cut off mid-run is simply run again (its partial Results were never written,
-since a policy's Results are written together after it ends).
+A live comparison of several policies on 32 questions runs for hours on a CPU. When a
+policy finishes, its Results go to the results file and a line with its settings and
+wall time to `<results>.runs.jsonl`. `--resume` keeps every policy logged there under
+the same benchmark settings whose Results are all in the results file, and recounts
+them from those Results (one source of truth for accuracy and tokens); a policy cut off
+mid-run is run again, and any Results it left are dropped first.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parareason.bench.policy_runs import PolicyRun
 
 
+@dataclass(frozen=True)
+class LoggedRun:
+    policy: str
+    settings: dict[str, Any] | str
+    wall_s: float
+
+
 def log_path(results_path: Path) -> Path:
     return results_path.with_name(results_path.name + ".runs.jsonl")
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The file's JSON objects; a line torn by a kill mid-write is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 class RunLog:
@@ -29,25 +49,26 @@ class RunLog:
         self.path = log_path(results_path)
         self.config = config
 
-    def finished(self) -> dict[str, PolicyRun]:
+    def finished(self) -> dict[str, LoggedRun]:
         """Runs logged earlier under the same config, by policy name (the last one wins)."""
-        if not self.path.exists():
-            return {}
-        done: dict[str, PolicyRun] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill mid-write: that run is simply redone
-            if entry.get("config") == self.config:
-                run = entry["run"]
-                done[run["policy"]] = PolicyRun(**run)
-        return done
+        return {e["run"]["policy"]: LoggedRun(e["run"]["policy"], e["run"]["settings"], float(e["run"]["wall_s"]))
+                for e in _json_lines(self.path) if e.get("config") == self.config}
 
     def add(self, run: PolicyRun) -> None:
+        entry = {"config": self.config, "run": {"policy": run.policy, "settings": run.settings, "wall_s": run.wall_s}}
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"config": self.config, "run": asdict(run)}, default=str) + "\n")
+            f.write(json.dumps(entry, default=str) + "\n")
             f.flush()
+
+
+def results_by_policy(results_path: Path) -> dict[str, list[Any]]:
+    """The Results in the results file, grouped by policy name."""
+    from parareason.runtime.result import Result
+
+    grouped: dict[str, list[Any]] = {}
+    for d in _json_lines(results_path):
+        grouped.setdefault(d.get("policy", ""), []).append(Result.from_dict(d))
+    return grouped
 
 
 def keep_results_of(results_path: Path, policies: set[str]) -> None:
@@ -55,13 +76,7 @@ def keep_results_of(results_path: Path, policies: set[str]) -> None:
     Results but before logging its summary is redone, and must not leave them twice)."""
     if not results_path.exists():
         return
-    kept = []
-    for line in results_path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("policy") in policies:
-                kept.append(line + "\n")
-        except json.JSONDecodeError:
-            continue  # torn by a kill
+    kept = [json.dumps(d) + "\n" for d in _json_lines(results_path) if d.get("policy") in policies]
     tmp = results_path.with_name(results_path.name + ".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     os.replace(tmp, results_path)
