@@ -23,7 +23,7 @@ import click
 
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
                                           percent_of, result_counts, write_results)
-from parareason.bench.run_log import RunLog, keep_results_of, results_by_policy
+from parareason.bench.run_log import RunLog, resume_runs
 from parareason.cli.options import BackendType
 
 BASELINE = "self_consistency"
@@ -39,10 +39,8 @@ def policy_settings(name: str, n: int) -> dict[str, Any]:
     return {"n": n}
 
 
-def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, n: int, *, max_new_tokens: int,
-               temperature: float, seed: int, max_concurrent: int, results_file: Any = None,
-               extra: dict[str, Any] | None = None) -> PolicyRun:
-    settings = {**policy_settings(name, n), **(extra or {})}
+def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, settings: dict[str, Any], *, max_new_tokens: int,
+               temperature: float, seed: int, max_concurrent: int, results_file: Any = None) -> PolicyRun:
     t0 = time.perf_counter()
     results = engine.run(rows, policy=name, policy_args=settings, max_new_tokens=max_new_tokens,
                          temperature=temperature, seed=seed, max_concurrent=max_concurrent, keep_trace=False)
@@ -118,14 +116,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     if log is not None and not resume:
         log.path.unlink(missing_ok=True)
     settings_of = {name: {**policy_settings(name, n), **overrides[name]} for name in names}
-    kept: dict[str, PolicyRun] = {}
-    if resume:
-        logged, written = log.finished(), results_by_policy(results_path)
-        kept = {name: PolicyRun(policy=name, settings=run.settings, wall_s=run.wall_s,
-                                **result_counts(written[name]))
-                for name, run in logged.items()
-                if run.settings == settings_of.get(name) and len(written.get(name, ())) == len(rows)}
-        keep_results_of(results_path, set(kept))
+    kept = resume_runs(log, results_path, settings_of, len(rows)) if resume else {}
     runs: list[PolicyRun] = []
     results_file = results_path.open("a" if resume else "w", encoding="utf-8") if results_path else None
     engine = None
@@ -140,9 +131,9 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
                 # Untimed warm-up (first forward passes, allocator growth), so the baseline
                 # that runs first is not charged for it.
                 engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
-            r = run_policy(engine, rows, name, n, max_new_tokens=max_new_tokens, temperature=temperature,
-                           seed=seed, max_concurrent=max_concurrent, results_file=results_file,
-                           extra=overrides[name])
+            r = run_policy(engine, rows, name, settings_of[name], max_new_tokens=max_new_tokens,
+                           temperature=temperature, seed=seed, max_concurrent=max_concurrent,
+                           results_file=results_file)
             runs.append(r)
             if log is not None:
                 log.add(r)

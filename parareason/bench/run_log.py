@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parareason.bench.policy_runs import PolicyRun
+from parareason.bench.policy_runs import PolicyRun, result_counts
 
 
 @dataclass(frozen=True)
@@ -61,22 +61,23 @@ class RunLog:
             f.flush()
 
 
-def results_by_policy(results_path: Path) -> dict[str, list[Any]]:
-    """The Results in the results file, grouped by policy name."""
+def resume_runs(log: RunLog, results_path: Path, settings_of: dict[str, Any], questions: int) -> dict[str, PolicyRun]:
+    """The runs `--resume` keeps: logged under the same config, with the same settings,
+    and all `questions` Results present, recounted from those Results. The results file
+    is rewritten to hold only theirs: a run killed after writing its Results but before
+    logging its summary is redone, and must not leave them twice."""
     from parareason.runtime.result import Result
 
-    grouped: dict[str, list[Any]] = {}
-    for d in _json_lines(results_path):
-        grouped.setdefault(d.get("policy", ""), []).append(Result.from_dict(d))
-    return grouped
-
-
-def keep_results_of(results_path: Path, policies: set[str]) -> None:
-    """Drop Result lines of policies not in `policies` (a run killed after writing its
-    Results but before logging its summary is redone, and must not leave them twice)."""
-    if not results_path.exists():
-        return
-    kept = [json.dumps(d) + "\n" for d in _json_lines(results_path) if d.get("policy") in policies]
-    tmp = results_path.with_name(results_path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, results_path)
+    lines = _json_lines(results_path)
+    by_policy: dict[str, list[dict[str, Any]]] = {}
+    for d in lines:
+        by_policy.setdefault(d.get("policy", ""), []).append(d)
+    kept = {name: PolicyRun(policy=name, settings=run.settings, wall_s=run.wall_s,
+                            **result_counts([Result.from_dict(d) for d in by_policy[name]]))
+            for name, run in log.finished().items()
+            if run.settings == settings_of.get(name) and len(by_policy.get(name, ())) == questions}
+    if results_path.exists():
+        tmp = results_path.with_name(results_path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(d) + "\n" for d in lines if d.get("policy") in kept), encoding="utf-8")
+        os.replace(tmp, results_path)
+    return kept
