@@ -35,7 +35,7 @@ def hf_greedy(model_dir, prompts_ids, max_new_tokens, eos_ids):
 
 
 def check_matches_generate(model_name: str, prompts: list[str], max_new_tokens: int) -> None:
-    engine = load_backend(model_name)
+    engine = load_backend(model_name, dtype="float32")  # exact match needs the reference's dtype
     tok = engine.tokenizer
     ids = [tok.chat_ids([{"role": "user", "content": p}]) for p in prompts]
     for i, x in enumerate(ids):

@@ -1,6 +1,7 @@
 """`parareason bench engine`: embedded engine vs transformers `generate` on n samples.
 
-Both run the same float32 weights on the same chat prompt with the same sampling
+Both run the same weights in the same dtype (the engine's choice, `--dtype auto` by
+default: see dtype_choice.py) on the same chat prompt with the same sampling
 settings and token budget, in one process, one after the other:
 
 * engine: n sequences of one prompt (prompt prefilled once, batched decode, a row
@@ -10,7 +11,7 @@ settings and token budget, in one process, one after the other:
 
 Useful tokens are each row's tokens up to and including its EOS (the engine produces
 no others). Also measured: time to first token (prefill + first sample) for n=1 vs
-n, and one decode step in float32 vs bfloat16 (why the engine defaults to float32).
+n, and one decode step in float32 vs bfloat16 (what `--dtype auto` decides from).
 """
 from __future__ import annotations
 
@@ -81,11 +82,11 @@ def _time_to_first_token(engine, ids: list[int], n: int, reps: int) -> float:
 
 
 def _run_generate(model_dir, ids: list[int], n: int, temperature: float, top_p: float, max_new_tokens: int,
-                  seed: int, eos_ids: frozenset[int]) -> Run:
+                  seed: int, eos_ids: frozenset[int], dtype: str) -> Run:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
     torch.manual_seed(seed)
     x = torch.tensor([ids])
     with torch.inference_mode():
@@ -132,9 +133,11 @@ def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, ste
 @click.option("--ttft-reps", default=3, show_default=True, help="repetitions of the prefill timing")
 @click.option("--dtype-check/--no-dtype-check", default=True, show_default=True,
               help="also time one decode step in float32 and bfloat16")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="engine dtype; generate runs in the same one")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int, prompt: str,
-           ttft_reps: int, dtype_check: bool, out_path: str) -> None:
+           ttft_reps: int, dtype_check: bool, dtype: str, out_path: str) -> None:
     """Useful tokens/s of the engine vs transformers generate; prefill n vs 1."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.runtime.backends.transformers_engine import load_backend  # first: sets OpenMP env before torch
@@ -146,7 +149,8 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
 
     load_start = os.getloadavg()[0]
     model_dir = resolve_model(model)
-    eng = load_backend(model)
+    eng = load_backend(model, dtype=dtype)
+    chosen = eng.dtype_choice
     ids = eng.tokenizer.chat_ids([{"role": "user", "content": prompt}])
     eos_ids = eng.tokenizer.eos_token_ids
     click.echo(f"model {model}, prompt {len(ids)} tokens, n={n}, max_new_tokens={max_new_tokens}, "
@@ -165,7 +169,7 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
     del eng
     gc.collect()
 
-    g_run = _run_generate(model_dir, ids, n, temperature, top_p, max_new_tokens, seed, eos_ids)
+    g_run = _run_generate(model_dir, ids, n, temperature, top_p, max_new_tokens, seed, eos_ids, chosen.dtype)
     click.echo(f"generate: {g_run.useful_tokens} useful tokens in {g_run.seconds:.1f}s = "
                f"{g_run.tokens_per_s:.1f} tok/s")
     ratio = e_run.tokens_per_s / g_run.tokens_per_s if g_run.tokens_per_s else float("nan")
@@ -183,7 +187,7 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
                       "| batch | float32 ms | bfloat16 ms |\n|---|---|---|\n" + "\n".join(lines) + "\n")
 
     body = f"""
-Model `{model}` (float32 weights for both), {n} samples of one chat prompt ({len(ids)} tokens, GSM8K-style
+Model `{model}`, both in {chosen.dtype} (engine dtype: {chosen.describe()}), {n} samples of one chat prompt ({len(ids)} tokens, GSM8K-style
 question), temperature {temperature}, top-p {top_p}, top-k off, max_new_tokens {max_new_tokens},
 seed {seed} (engine: seeds {seed}..{seed + n - 1} per row), torch threads {torch.get_num_threads()}.
 Useful tokens = each row's tokens up to and including its EOS.

@@ -24,7 +24,7 @@ import click
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
                                           percent_of, result_counts, write_results)
 from parareason.bench.run_log import RunLog, resume_runs
-from parareason.cli.options import BackendType
+from parareason.cli.options import BackendType, engine_options
 
 BASELINE = "self_consistency"
 DEFAULT_POLICIES = ("self_consistency", "ffs", "deepconf", "bom", "multi_temp", "rpc", "scale")
@@ -77,6 +77,8 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
 @click.option("--backend", type=BackendType(), default="embedded", show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="Embedded engine dtype (auto: measured on this CPU).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Markdown file whose 'Policies' section is replaced.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -85,7 +87,7 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
               help="With --results: keep the policies already finished there under the same settings, run the rest.")
 def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, max_new_tokens: int,
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
-             urls: tuple[str, ...], out: Path, results_path: Path | None, resume: bool) -> None:
+             urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.api import Engine
     from parareason.bench.report import write_section
@@ -111,7 +113,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}")
     config = {"data": str(data_path), "limit": limit, "offset": offset, "n": n, "seed": seed, "model": model,
               "max_new_tokens": max_new_tokens, "temperature": temperature, "max_concurrent": max_concurrent,
-              "backend": backend}
+              "backend": backend, **engine_options(backend, dtype)}
     log = RunLog(results_path, config) if results_path else None
     if log is not None and not resume:
         log.path.unlink(missing_ok=True)
@@ -120,6 +122,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     runs: list[PolicyRun] = []
     results_file = results_path.open("a" if resume else "w", encoding="utf-8") if results_path else None
     engine = None
+    resolved_dtype = dtype  # what auto chose, once the engine loads
     try:
         for name in names:
             if name in kept:
@@ -127,7 +130,11 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
                 click.echo(f"{name:18s} kept from {log.path} (finished earlier with these settings)")
                 continue
             if engine is None:
-                engine = Engine(model, backend=backend, urls=urls)
+                engine = Engine(model, backend=backend, urls=urls, **engine_options(backend, dtype))
+                choice = getattr(engine.backend, "dtype_choice", None)
+                if choice is not None:
+                    click.echo(f"engine dtype: {choice.describe()}")
+                    resolved_dtype = choice.dtype
                 # Untimed warm-up (first forward passes, allocator growth), so the baseline
                 # that runs first is not charged for it.
                 engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
@@ -147,7 +154,8 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     table = render_table(runs, runs[0])
     body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
-            f"{max_concurrent} questions per batch, backend {backend}. Accuracy is math-verify "
+            f"{max_concurrent} questions per batch, backend {backend}"
+            f"{f' ({resolved_dtype})' if backend == 'embedded' else ''}. Accuracy is math-verify "
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
             f"sequential tokens are a request's latency in decode steps (samples run side by side count once); "
             f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
@@ -159,6 +167,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
                         f"--policies {','.join(names)}",
                         *[f"--policy-arg {shlex.quote(a)}" for a in policy_args], f"--max-concurrent {max_concurrent}",
                         f"--backend {backend}", *[f"--url {u}" for u in urls],
+                        *([f"--dtype {dtype}"] if backend == "embedded" else []),
                         *([f"--results {shlex.quote(str(results_path))}"] if results_path else [])])
     path = write_section("Policies vs self-consistency", body, path=out, command=command)
     click.echo(table)

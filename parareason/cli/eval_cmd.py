@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from parareason.cli.options import (
-    PROTOCOLS, check_backend_args, config_option, model_options, output_options, parse_policy_args,
+    PROTOCOLS, check_backend_args, config_option, engine_options, model_options, output_options, parse_policy_args,
     sampling_options,
 )
 
@@ -157,7 +157,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @output_options
-def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], policies: str,
+def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, policies: str,
              policy_args: tuple[str, ...], protocol: str, n: int, max_new_tokens: int, temperature: float,
              top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int,
              limit: int | None, out_dir: Path, resume: bool, force: bool, quiet: bool) -> None:
@@ -170,7 +170,7 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], pol
     rows = load_dataset(dataset, limit)
     per_policy = split_policy_args(parse_policy_args(policy_args), names)
     check_policies(names, per_policy, n)
-    base_config = {"model": model, "backend": backend, "protocol": protocol, "n": n,
+    base_config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol, "n": n,
                    "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "budget": budget, "deadline": deadline}
     options = dict(protocol=protocol, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -181,7 +181,7 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], pol
         if not engine:  # loaded on first need: a fully resumed eval never loads the model
             from parareason.cli.options import open_engine
 
-            engine.append(open_engine(model, backend, urls))
+            engine.append(open_engine(model, backend, urls, dtype))
         return engine[0]
 
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from parareason.cli.options import check_backend_args, config_option, model_options, output_options
+from parareason.cli.options import check_backend_args, config_option, engine_options, model_options, output_options
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides
 
 
@@ -54,7 +54,7 @@ class RecordAll(Policy):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Trace file (JSONL, one line per question).")
 @output_options
-def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: int, max_new_tokens: int,
+def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, n: int, max_new_tokens: int,
            temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None,
            questions_at_once: int, out: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Sample N traces per question of DATASET (plain protocol) and store tokens,
@@ -77,14 +77,14 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], n: in
     rows = load_dataset(dataset, limit, need_answers=False)
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "top_logprobs": top_logprobs, "seed": seed, "n": n}
-    config = {"model": model, "backend": backend, "protocol": "plain", **sampling}
+    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": "plain", **sampling}
     writer = open_results(out, config, resume=resume, force=force)
     try:
         todo = [(i, r) for i, r in enumerate(rows) if r.id not in writer.done_ids]
         click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
         if not todo:
             return
-        engine = open_engine(model, backend, urls)
+        engine = open_engine(model, backend, urls, dtype)
         recorder = RecordingBackend(engine.backend)
         from parareason.api import drive_scheduler
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from parareason.cli.options import (
-    PROTOCOLS, check_backend_args, config_option, model_options, output_options, parse_policy_args,
+    PROTOCOLS, check_backend_args, config_option, engine_options, model_options, output_options, parse_policy_args,
     sampling_options,
 )
 
@@ -39,7 +39,7 @@ from parareason.cli.options import (
 @output_options
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every runtime event (spawn, join, prune, ...) to this JSONL file.")
-def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], protocol: str, policy: str,
+def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, protocol: str, policy: str,
         policy_args: tuple[str, ...], n: int, max_new_tokens: int, temperature: float, top_p: float,
         seed: int, budget: int | None, deadline: float | None, concurrency: int, out: Path | None,
         resume: bool, force: bool, quiet: bool, trace_path: Path | None) -> None:
@@ -62,7 +62,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], protocol
         raise click.BadParameter(str(e), param_hint="PROMPTS") from None
     pargs = parse_policy_args(policy_args)
     validate_policies(rows, policy, pargs, n)
-    config = {"model": model, "backend": backend, "protocol": protocol, "policy": policy,
+    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol, "policy": policy,
               "policy_args": pargs, "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline}
     t_start = time.monotonic()
@@ -72,7 +72,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], protocol
         todo = [r for r in rows if r.id not in writer.done_ids]
         click.echo(f"results -> {out}  ({len(rows) - len(todo)} of {len(rows)} already done)")
         if todo:
-            execute(todo, writer, total=len(rows), model=model, backend=backend, urls=urls, quiet=quiet,
+            execute(todo, writer, total=len(rows), model=model, backend=backend, urls=urls, dtype=dtype, quiet=quiet,
                     trace_path=trace_path,
                     options=dict(policy=policy, policy_args=pargs, protocol=protocol, n=n,
                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
@@ -124,12 +124,12 @@ def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool,
 
 
 def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: str, urls: tuple[str, ...],
-            quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
+            dtype: str = "auto", quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
     from parareason.cli.options import backend_failure, open_engine
     from parareason.io.progress import make_reporter
     from parareason.runtime.backends.base import BackendError
 
-    engine = open_engine(model, backend, urls)
+    engine = open_engine(model, backend, urls, dtype)
     click.echo(f"running {len(todo)} prompt(s)")
     sink = None
     if trace_path is not None:

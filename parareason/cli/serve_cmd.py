@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from parareason.cli.options import PROTOCOLS, check_backend_args, model_options, parse_policy_args
+from parareason.cli.options import PROTOCOLS, check_backend_args, engine_options, model_options, parse_policy_args
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ from parareason.cli.options import PROTOCOLS, check_backend_args, model_options,
               help="Requests running at once; more get HTTP 429.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
-def serve(model: str, backend: str, urls: tuple[str, ...], host: str, port: int, served_model_name: str | None,
+def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str, port: int, served_model_name: str | None,
           policy: str, policy_args: tuple[str, ...], protocol: str, n: int, max_n: int, max_new_tokens: int,
           max_tokens_limit: int, temperature: float, top_p: float, seed: int | None, budget: int | None,
           deadline: float, max_deadline: float, max_in_flight: int, log_level: str) -> None:
@@ -77,7 +77,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], host: str, port: int,
     from parareason.server.app import create_app
 
     click.echo(f"loading {backend} backend ({model}) ...")
-    be = load_backend(backend, model, urls)
+    be = load_backend(backend, model, urls, **engine_options(backend, dtype))
     app = create_app(be, defaults, max_in_flight=max_in_flight, close_backend=True)
     click.echo(f"serving {defaults.model_id} on http://{host}:{port}/v1 (policy {policy}, n={n}, "
                f"max {max_in_flight} in flight)")

@@ -1,11 +1,11 @@
 """Embedded CPU engine, the default backend. Entry point: `load_backend(model, **opts)`.
 
-dtype: float32 by default. This CPU has no fast bf16 GEMM: measured with
-`parareason bench engine` (qwen2.5-0.5b-coder, 2 threads, shared machine) one decode
-step took 1300 ms in float32 vs 2027 ms in bfloat16 at batch 16, and 193 vs 148 ms
-at batch 1 (where reading half the bytes helps). Batched decode is the workload that
-matters here (n samples per prompt), and float32 keeps the dequantized GGUF weights
-exact, so float32 it is. Pass dtype="bfloat16" to halve memory.
+dtype: "auto" by default: the engine times a float32 and a bfloat16 GEMM of the
+model's shape on this CPU and takes bfloat16 only where it is clearly faster (CPUs
+with AMX / AVX512-BF16: 4x per GEMM, 2x per decode step measured), else float32
+(CPUs without fast bf16 GEMMs, where bf16 ran 3x slower). See dtype_choice.py.
+Pass dtype="float32" / "bfloat16" (or set PARAREASON_DTYPE) to choose yourself.
+The choice is in `engine.dtype_choice`.
 
 Threads: `PARAREASON_THREADS` (or the `num_threads` option) sets torch's intra-op
 threads; otherwise torch's default (physical cores, or OMP_NUM_THREADS) is kept.
@@ -29,10 +29,6 @@ from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenize
 
 __all__ = ["EngineOptions", "EngineStats", "HFTokenizer", "TransformersEngine", "load_backend", "load_tokenizer"]
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16"}
-
-
 def _set_threads(num_threads: int | None) -> None:
     import torch
 
@@ -48,30 +44,33 @@ def load_tokenizer(model: str | None = None) -> HFTokenizer:
     return HFTokenizer(resolve_model(model), name=model if model in SHIPPED else None)
 
 
-def load_backend(model: str | None = None, *, dtype: str = "float32", num_threads: int | None = None,
+def load_backend(model: str | None = None, *, dtype: str | None = None, num_threads: int | None = None,
                  **opts) -> TransformersEngine:
     """Build the engine for `model` (alias, HF directory or .gguf; None = default alias).
 
+    dtype: auto | float32 | bfloat16 | float16; None reads PARAREASON_DTYPE (default
+    auto: measured on this CPU, see dtype_choice.py).
     Other keyword options are `EngineOptions` fields (max_batch_size, prefill_chunk,
     prefix_cache_tokens, kv_initial_capacity).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
     from parareason.models import SHIPPED, ModelError, resolve_model
-    from parareason.runtime.backends.transformers_engine.model import DecoderModel
+    from parareason.runtime.backends.transformers_engine.dtype_choice import resolve_dtype
+    from parareason.runtime.backends.transformers_engine.model import DecoderModel, ModelConfig
 
     known = {f.name for f in fields(EngineOptions)}
     unknown = set(opts) - known
     if unknown:
         raise TypeError(f"unknown engine options {sorted(unknown)}; known: {sorted(known)}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
     _set_threads(num_threads)
     try:
         model_dir = resolve_model(model)
-        weights = DecoderModel.from_dir(model_dir, getattr(torch, _DTYPES[dtype]))
+        config = ModelConfig.from_hf_dir(model_dir)
+        choice = resolve_dtype(dtype, config.hidden_size, config.intermediate_size)
+        weights = DecoderModel.from_dir(model_dir, choice.torch_dtype)
         tokenizer = HFTokenizer(model_dir, name=model if model in SHIPPED else None)
     except (ModelError, ValueError, OSError) as e:
         raise BackendError(f"cannot load model {model!r}: {e}") from e
-    return TransformersEngine(weights, tokenizer, EngineOptions(**opts))
+    engine = TransformersEngine(weights, tokenizer, EngineOptions(**opts))
+    engine.dtype_choice = choice
+    return engine
