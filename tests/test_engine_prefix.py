@@ -13,7 +13,8 @@ LOGPROB_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = load_backend(TEST_MODEL, prefix_cache_tokens=4096)
+    # float32: cached-prefix KV must equal a recompute exactly (see README "Compute dtype")
+    eng = load_backend(TEST_MODEL, dtype="float32", prefix_cache_tokens=4096)
     yield eng
     eng.close()
 

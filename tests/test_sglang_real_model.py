@@ -22,7 +22,7 @@ def engine():
     from parareason.runtime.backends.transformers_engine import load_backend
 
     try:
-        b = load_backend("smollm2-135m")
+        b = load_backend("smollm2-135m", dtype="float32")  # exact logprobs across a cached prefix
     except Exception as e:  # noqa: BLE001 - the shipped model wheel is a declared dependency
         pytest.fail(f"smollm2-135m must load for this test (make setup installs it): {e}")
     yield b

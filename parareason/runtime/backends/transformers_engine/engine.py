@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -32,7 +32,7 @@ from parareason.runtime.backends.base import (
 from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
 from parareason.runtime.backends.transformers_engine.model import DecoderModel
 from parareason.runtime.backends.transformers_engine.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
-from parareason.runtime.backends.transformers_engine.sampler import make_generator, sample
+from parareason.runtime.backends.transformers_engine.sampler import make_generator, sample_batch
 from parareason.runtime.backends.transformers_engine.sequence import Sequence, check_stop
 from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenizer
 
@@ -187,9 +187,13 @@ class TransformersEngine(Backend):
         """Sample one token per running sequence; returns those that continue."""
         t0 = time.perf_counter()
         keep: list[Sequence] = []
-        for seq in list(self.running.values()):
+        seqs = list(self.running.values())
+        sampled = sample_batch([seq.logits for seq in seqs], [seq.req.params for seq in seqs],
+                               [seq.generator for seq in seqs])
+        for seq, s in zip(seqs, sampled):
             try:
-                s = sample(seq.logits, seq.req.params, seq.generator)
+                if isinstance(s, Exception):  # this row's sampling failed: end it alone
+                    raise s
                 seq.tokens.append(s.token)
                 seq.generated.append(s.token)
                 stop = check_stop(seq, self.tokenizer.eos_token_ids, self.tokenizer.decode_raw,
