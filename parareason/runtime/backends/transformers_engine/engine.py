@@ -29,6 +29,7 @@ from parareason.runtime.backends.base import (
     GenerationRequest,
     SeqUpdate,
 )
+from parareason.runtime.backends.transformers_engine.dtype_choice import DtypeChoice
 from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
 from parareason.runtime.backends.transformers_engine.model import DecoderModel
 from parareason.runtime.backends.transformers_engine.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
@@ -63,6 +64,7 @@ class EngineStats:
 
 class TransformersEngine(Backend):
     name = "transformers"
+    dtype_choice: DtypeChoice | None = None  # set by load_backend: what was asked, what was measured
 
     def __init__(self, model: DecoderModel, tokenizer: HFTokenizer, options: EngineOptions | None = None):
         self.model = model
