@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import click
 
+from parareason.cli.options import DTYPE_CHOICES
+
 DEFAULT_PROMPT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
                   "in May. How many clips did Natalia sell altogether in April and May? "
                   "Answer briefly and end with the number.")
@@ -133,7 +135,7 @@ def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, ste
 @click.option("--ttft-reps", default=3, show_default=True, help="repetitions of the prefill timing")
 @click.option("--dtype-check/--no-dtype-check", default=True, show_default=True,
               help="also time one decode step in float32 and bfloat16")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
               help="engine dtype; generate runs in the same one")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int, prompt: str,

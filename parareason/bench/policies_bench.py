@@ -24,7 +24,7 @@ import click
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
                                           percent_of, result_counts, write_results)
 from parareason.bench.run_log import RunLog, resume_runs
-from parareason.cli.options import BackendType, engine_options
+from parareason.cli.options import DTYPE_CHOICES, BackendType, engine_options, open_engine
 
 BASELINE = "self_consistency"
 DEFAULT_POLICIES = ("self_consistency", "ffs", "deepconf", "bom", "multi_temp", "rpc", "scale")
@@ -77,7 +77,7 @@ def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
 @click.option("--backend", type=BackendType(), default="embedded", show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
               help="Embedded engine dtype (auto: measured on this CPU).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Markdown file whose 'Policies' section is replaced.")
@@ -89,7 +89,6 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
              urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
-    from parareason.api import Engine
     from parareason.bench.report import write_section
     from parareason.policies import ALIASES, EXTERNAL, POLICY_NAMES
 
@@ -122,7 +121,6 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
     runs: list[PolicyRun] = []
     results_file = results_path.open("a" if resume else "w", encoding="utf-8") if results_path else None
     engine = None
-    resolved_dtype = dtype  # what auto chose, once the engine loads
     try:
         for name in names:
             if name in kept:
@@ -130,11 +128,7 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
                 click.echo(f"{name:18s} kept from {log.path} (finished earlier with these settings)")
                 continue
             if engine is None:
-                engine = Engine(model, backend=backend, urls=urls, **engine_options(backend, dtype))
-                choice = getattr(engine.backend, "dtype_choice", None)
-                if choice is not None:
-                    click.echo(f"engine dtype: {choice.describe()}")
-                    resolved_dtype = choice.dtype
+                engine = open_engine(model, backend, tuple(urls), dtype)
                 # Untimed warm-up (first forward passes, allocator growth), so the baseline
                 # that runs first is not charged for it.
                 engine.run(rows[:1], policy=BASELINE, n=1, max_new_tokens=8, seed=seed, keep_trace=False)
@@ -152,6 +146,8 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
         if engine is not None:
             engine.close()
     table = render_table(runs, runs[0])
+    choice = getattr(engine.backend, "dtype_choice", None) if engine is not None else None
+    resolved_dtype = choice.dtype if choice is not None else dtype  # what auto chose, when the model loaded
     body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}"

@@ -107,6 +107,10 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="TOML or JSON file with option values (same names); flags override it.")(f)
 
 
+# --dtype values (runtime/backends/transformers_engine/dtype_choice.py resolves auto).
+DTYPE_CHOICES = ("auto", "float32", "bfloat16")
+
+
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--model", default=DEFAULT_MODEL, show_default=True,
@@ -115,7 +119,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="embedded: in-process CPU engine; sglang: HTTP client of SGLang server(s)."),
         click.option("--url", "urls", multiple=True,
                      help="SGLang server URL (repeat for several workers). Needs --backend sglang."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+        click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto",
                      show_default=True, envvar="PARAREASON_DTYPE",
                      help="Embedded engine weights/compute dtype. auto times both on this CPU and "
                           "takes bfloat16 only where it is clearly faster (AMX CPUs)."),

@@ -67,10 +67,8 @@ def load_backend(model: str | None = None, *, dtype: str | None = None, num_thre
         model_dir = resolve_model(model)
         config = ModelConfig.from_hf_dir(model_dir)
         choice = resolve_dtype(dtype, config.hidden_size, config.intermediate_size)
-        weights = DecoderModel.from_dir(model_dir, choice.torch_dtype)
+        weights = DecoderModel.from_dir(model_dir, choice.torch_dtype, config)
         tokenizer = HFTokenizer(model_dir, name=model if model in SHIPPED else None)
     except (ModelError, ValueError, OSError) as e:
         raise BackendError(f"cannot load model {model!r}: {e}") from e
-    engine = TransformersEngine(weights, tokenizer, EngineOptions(**opts))
-    engine.dtype_choice = choice
-    return engine
+    return TransformersEngine(weights, tokenizer, EngineOptions(**opts), dtype_choice=choice)

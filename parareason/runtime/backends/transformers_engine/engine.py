@@ -64,10 +64,11 @@ class EngineStats:
 
 class TransformersEngine(Backend):
     name = "transformers"
-    dtype_choice: DtypeChoice | None = None  # set by load_backend: what was asked, what was measured
 
-    def __init__(self, model: DecoderModel, tokenizer: HFTokenizer, options: EngineOptions | None = None):
+    def __init__(self, model: DecoderModel, tokenizer: HFTokenizer, options: EngineOptions | None = None,
+                 dtype_choice: DtypeChoice | None = None):
         self.model = model
+        self.dtype_choice = dtype_choice  # how the weights' dtype was chosen (load_backend)
         self.tokenizer = tokenizer
         self.options = options or EngineOptions()
         self.max_positions = model.config.max_position_embeddings

@@ -145,8 +145,9 @@ class DecoderModel:
         self.sin = emb.sin().to(dtype)
 
     @classmethod
-    def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32) -> "DecoderModel":
-        return cls(ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype)
+    def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32,
+                 config: ModelConfig | None = None) -> "DecoderModel":
+        return cls(config or ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype)
 
     def new_kv_pool(self, capacity: int) -> KVPool:
         c = self.config
