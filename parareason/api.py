@@ -16,20 +16,21 @@ instances; an instance is copied for every request (policies keep per-request st
 from __future__ import annotations
 
 import asyncio
-import copy
-import hashlib
-import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from parareason.backends.base import Backend, SamplingParams
+from parareason.backends.registry import load_backend
 from parareason.io.prompts import PromptRow, normalize_items
-from parareason.runtime.backends.base import Backend, SamplingParams
+from parareason.models import DEFAULT_MODEL
+from parareason.policies.build import policy_for_row
+from parareason.runtime.driver import drive_scheduler, request_seed
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
+from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
 
-DEFAULT_MODEL = "qwen2.5-0.5b-coder"
 PromptLike = str | Mapping[str, Any] | PromptRow
 
 
@@ -51,85 +52,6 @@ class RunOptions:
     keep_trace: bool = False  # attach the event trace to each Result
 
 
-def load_backend(backend: str = "embedded", model: str = DEFAULT_MODEL, urls: Sequence[str] = (),
-                 **opts: Any) -> Backend:
-    """Build a backend by kind: embedded (in-process engine) or sglang (HTTP client)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local packages only
-    if backend == "embedded":
-        from parareason.runtime.backends.transformers_engine import load_backend as load_embedded
-
-        return load_embedded(model, **opts)
-    if backend == "sglang":
-        if not urls:
-            raise ValueError("the sglang backend needs at least one server URL")
-        from parareason.runtime.backends.sglang import load_sglang_backend
-        from parareason.runtime.backends.transformers_engine import load_tokenizer
-
-        return load_sglang_backend(list(urls), load_tokenizer(model), **opts)
-    if backend == "scripted":  # deterministic TEST DOUBLE for CLI tests, never a default
-        return _scripted_test_double()
-    raise ValueError(f"unknown backend {backend!r}; use 'embedded' or 'sglang'")
-
-
-def _scripted_test_double() -> Backend:
-    """The hidden `--backend scripted`: no model; replies come from env variables
-    PARAREASON_SCRIPTED_TABLE (JSON {prompt substring: reply}), PARAREASON_SCRIPTED_DEFAULT,
-    PARAREASON_SCRIPTED_LATENCY_S (sleep per step) and PARAREASON_SCRIPTED_TOKENS_PER_STEP."""
-    import json
-
-    from parareason.runtime.backends.scripted import ScriptedBackend
-
-    env = os.environ
-    return ScriptedBackend.from_table(
-        json.loads(env.get("PARAREASON_SCRIPTED_TABLE", "{}")),
-        default=env.get("PARAREASON_SCRIPTED_DEFAULT", "I think the answer is \\boxed{0}."),
-        latency_s=float(env.get("PARAREASON_SCRIPTED_LATENCY_S", "0")),
-        tokens_per_step=int(env.get("PARAREASON_SCRIPTED_TOKENS_PER_STEP", "8")))
-
-
-def make_policy_instance(policy: str | Policy, args: Mapping[str, Any], n: int | None) -> Policy:
-    if isinstance(policy, Policy):
-        return copy.deepcopy(policy)  # fresh per-request state, the caller's instance untouched
-    from parareason.policies import ALIASES, EXTERNAL, make_policy, policy_params
-
-    params = dict(args)
-    key = ALIASES.get(policy, policy)
-    if n is not None and (key in EXTERNAL or (_has_param(policy_params, key, "n"))):
-        params.setdefault("n", n)  # the common sample count; policies without one ignore it
-    return make_policy(policy, **params)
-
-
-def policy_for_row(overrides: Mapping[str, Any], opts: RunOptions) -> Policy:
-    """The policy of one prompt: the run's, or the row's own `policy`. The run's
-    policy_args go to a row's own policy only where it takes them (so `--policy ffs
-    --policy-arg k=2` does not break a row that asks for "sc")."""
-    policy = overrides.get("policy", opts.policy)
-    args = opts.policy_args
-    if policy is not opts.policy and isinstance(policy, str):
-        from parareason.policies import ALIASES, policy_params
-
-        try:
-            accepted = set(policy_params(ALIASES.get(policy, policy)))
-            args = {k: v for k, v in args.items() if k in accepted}
-        except KeyError:
-            pass  # unknown or external policy: make_policy reports it
-    return make_policy_instance(policy, args, overrides.get("n", opts.n))
-
-
-def _has_param(policy_params: Callable[[str], list[str]], key: str, name: str) -> bool:
-    try:
-        return name in policy_params(key)
-    except KeyError:  # unknown policy: make_policy raises the clear error
-        return False
-
-
-def request_seed(seed: int, prompt_id: str) -> int:
-    """A request's seed depends on the run seed and the prompt id only, so results do not
-    depend on batch composition or order (and a resumed run repeats an uninterrupted one)."""
-    h = hashlib.sha256(f"{seed}\x00{prompt_id}".encode()).digest()
-    return int.from_bytes(h[:4], "little")
-
-
 class Engine:
     """A loaded backend, reused across `run` calls (load once, evaluate many times)."""
 
@@ -142,10 +64,7 @@ class Engine:
             self.backend = load_backend(backend, model, urls, **backend_opts)
         self._lock = threading.Lock()  # one scheduler loop at a time drives the backend
 
-    # --- building requests -------------------------------------------------------------
-    def build_request(self, row: PromptRow, opts: RunOptions) -> Any:
-        from parareason.runtime.request import RequestSpec
-
+    def build_request(self, row: PromptRow, opts: RunOptions) -> RequestSpec:
         o = row.overrides
         params = SamplingParams(
             temperature=float(o.get("temperature", opts.temperature)),
@@ -154,14 +73,13 @@ class Engine:
             seed=request_seed(int(o.get("seed", opts.seed)), row.id),
         )
         budget = o.get("budget", opts.budget)
-        limits = Limits(tokens_per_request=budget, deadline_s=opts.deadline,
-                        tokens_per_thread=max(Limits().tokens_per_thread or 0, params.max_new_tokens))
-        policy = policy_for_row(o, opts)
+        limits = Limits.for_request(max_new_tokens=params.max_new_tokens, budget=budget,
+                                    deadline_s=opts.deadline)
+        policy = policy_for_row(o.get("policy"), opts.policy, opts.policy_args, o.get("n", opts.n))
         return RequestSpec(id=row.id, prompt=row.prompt, policy=policy,
                            protocol=o.get("protocol", opts.protocol), reference=row.answer,
                            params=params, limits=limits, keep_trace=opts.keep_trace)
 
-    # --- running -----------------------------------------------------------------------
     def run(self, prompts: Iterable[PromptLike], *, on_result: Callable[[Result], None] | None = None,
             on_step: Callable[[dict[str, int]], None] | None = None,
             trace_sink: Callable[[dict[str, Any]], None] | None = None, **opts: Any) -> list[Result]:
@@ -193,64 +111,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _StepStats(Backend):
-    """Pass-through backend that counts live sequences and generated tokens per step,
-    so progress can be shown without reaching into the scheduler."""
-
-    def __init__(self, inner: Backend, on_step: Callable[[dict[str, int]], None]):
-        self.inner, self.on_step = inner, on_step
-        self.name, self.tokenizer = inner.name, inner.tokenizer
-        self._live: set[str] = set()
-        self.generated = 0
-
-    def submit(self, req: Any) -> None:
-        self._live.add(req.seq_id)
-        self.inner.submit(req)
-
-    def step(self, timeout_s: float = 0.05) -> list[Any]:
-        updates = self.inner.step(timeout_s)
-        for u in updates:
-            self.generated += len(u.token_ids)
-            if u.finished:
-                self._live.discard(u.seq_id)
-        self.on_step({"live_threads": len(self._live), "generated_tokens": self.generated})
-        return updates
-
-    def abort(self, seq_id: str) -> None:
-        self.inner.abort(seq_id)
-
-    def has_work(self) -> bool:
-        return self.inner.has_work()
-
-
-def policy_width(policy: Any) -> int:
-    """How many samples a policy runs side by side: its `n` (or DeepPrune's `width`), else 1."""
-    for holder in (getattr(policy, "params", None), policy):
-        for attr in ("width", "n"):
-            value = getattr(holder, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    return 1
-
-
-def drive_scheduler(backend: Backend, specs: Sequence[Any], *, max_concurrent: int,
-                    on_result: Callable[[Result], None] | None = None,
-                    on_step: Callable[[dict[str, int]], None] | None = None,
-                    trace_sink: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Result]:
-    """Run specs through one Scheduler so up to `max_concurrent` requests share a batch;
-    results arrive in completion order and go to `on_result` at once."""
-    from parareason.runtime.scheduler import Scheduler
-
-    backend.expect_concurrency(max_concurrent * max((policy_width(s.policy) for s in specs), default=1))
-    sched = Scheduler(_StepStats(backend, on_step) if on_step else backend, trace_sink=trace_sink)
-    results: dict[str, Result] = {}
-    for result in sched.run(list(specs), max_concurrent=max_concurrent):
-        results[result.id] = result
-        if on_result is not None:
-            on_result(result)
-    return results
 
 
 def run(prompts: Iterable[PromptLike] | PromptLike, *, model: str = DEFAULT_MODEL, backend: str = "embedded",

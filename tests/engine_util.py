@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parareason.runtime.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
+from parareason.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
 
 TEST_MODEL = "smollm2-135m"  # small shipped model: fast enough for the default suite
 

@@ -1,8 +1,8 @@
 """Shared helpers of the protocol tests (scripted backend, one-request runs)."""
 from __future__ import annotations
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler

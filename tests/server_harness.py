@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import openai
 
-from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
+from parareason.backends.scripted import ScriptContext, ScriptedBackend
 from parareason.server import ServeDefaults, create_app
 from parareason.server.background import free_port, serve_in_background as serve_in_thread  # noqa: F401 - free_port is re-exported to the server tests
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT,
     FINISH_EOS,
     FINISH_LENGTH,

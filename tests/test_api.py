@@ -12,9 +12,10 @@ import pytest
 
 import parareason
 from parareason import api
+from parareason.runtime.driver import policy_width
 from parareason.io.prompts import PromptInputError
 from parareason.policies import make_policy
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.result import Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,5 +142,5 @@ def test_drive_scheduler_tells_the_backend_how_wide_the_batch_will_be():
     with api.Engine(backend=backend) as engine:
         engine.run(["apples", "pencils", "cookies"], policy="sc", n=5, max_concurrent=2)
     assert hints == [10]  # 2 requests in flight x 5 samples each
-    assert api.policy_width(make_policy("deepprune", n=6)) == 6
-    assert api.policy_width(object()) == 1
+    assert policy_width(make_policy("deepprune", n=6)) == 6
+    assert policy_width(object()) == 1

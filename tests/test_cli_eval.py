@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from parareason import api
 from parareason.cli.main import main
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.scripted import ScriptedBackend
 
 ROWS = [{"id": f"r{k}", "question": f"Item {k}: what is {k} times 2?", "answer": str(2 * k)} for k in range(6)]
 

@@ -85,8 +85,8 @@ def test_config_file_sets_defaults_and_flags_override(tmp_path, fmt):
 def test_sglang_backend_with_two_workers_over_real_http(tmp_path, monkeypatch):
     """`--backend sglang --url A --url B` through the SGLang client and real HTTP, against
     two SGLang stand-in servers backed by the scripted test double (no CUDA here)."""
-    from parareason.runtime.backends import transformers_engine
-    from parareason.runtime.backends.scripted import CharTokenizer, ScriptedBackend
+    from parareason.backends import embedded as transformers_engine
+    from parareason.backends.scripted import CharTokenizer, ScriptedBackend
     from parareason.testing.sglang_standin import SGLangStandin
 
     # the local tokenizer must match the servers' (checked by the client at start-up)
@@ -113,8 +113,8 @@ def test_sglang_backend_with_two_workers_over_real_http(tmp_path, monkeypatch):
 
 
 def test_unreachable_server_is_a_clean_error(tmp_path, monkeypatch):
-    from parareason.runtime.backends import transformers_engine
-    from parareason.runtime.backends.scripted import CharTokenizer
+    from parareason.backends import embedded as transformers_engine
+    from parareason.backends.scripted import CharTokenizer
 
     monkeypatch.setattr(transformers_engine, "load_tokenizer", lambda model=None: CharTokenizer())
     p = tmp_path / "p.txt"

@@ -9,8 +9,8 @@ import re
 
 from parareason.policies import make_policy
 from parareason.pruning.deepprune import DeepPruneParams, DeepPrunePolicy
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptContext, ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Decision, Policy, PolicyContext
 from parareason.runtime.request import RequestSpec

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.transformers_engine import load_backend
+from parareason.backends.base import SamplingParams
+from parareason.backends.embedded import load_backend
 from tests.engine_util import PROMPTS, TEST_MODEL, collect, greedy, request, run_all
 
 
@@ -181,7 +181,7 @@ def test_bfloat16_option_runs_the_same_engine():
 
 
 def test_load_errors_are_clear():
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
 
     with pytest.raises(BackendError, match="smollm2-135m"):
         load_backend("no-such-model")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parareason.runtime.backends.transformers_engine import dtype_choice, load_backend
-from parareason.runtime.backends.transformers_engine.dtype_choice import DTYPE_ENV, resolve_dtype
+from parareason.backends.embedded import dtype_choice, load_backend
+from parareason.backends.embedded.dtype_choice import DTYPE_ENV, resolve_dtype
 from tests.engine_util import TEST_MODEL
 
 

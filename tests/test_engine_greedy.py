@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from parareason.models import resolve_model
-from parareason.runtime.backends.transformers_engine import load_backend
+from parareason.backends.embedded import load_backend
 from tests.engine_util import PROMPTS, TEST_MODEL, greedy, request, run_all
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

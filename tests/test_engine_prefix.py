@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from parareason.runtime.backends.transformers_engine import load_backend
+from parareason.backends.embedded import load_backend
 from tests.engine_util import PROMPTS, TEST_MODEL, greedy, request, run_all
 
 # Logprobs computed over reused KV vs from scratch: same float32 math, but KV written by

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.transformers_engine import sampler
-from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
-from parareason.runtime.backends.transformers_engine.prefix_cache import PrefixCache, longest_prefix
-from parareason.runtime.backends.transformers_engine.sampler import (
+from parareason.backends.base import SamplingParams
+from parareason.backends.embedded import sampler
+from parareason.backends.embedded.kv_pool import KVPool
+from parareason.backends.embedded.prefix_cache import PrefixCache, longest_prefix
+from parareason.backends.embedded.sampler import (
     Sampled,
     _argmax_rows,
     _sample_filtered,

@@ -2,9 +2,9 @@
 stitches continuations, and logs tokenizer calls for a model-free replay."""
 from __future__ import annotations
 
-from parareason.io.recording import RecordingBackend
-from parareason.runtime.backends.base import GenerationRequest, SamplingParams
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.replay.recording import RecordingBackend
+from parareason.backends.base import GenerationRequest, SamplingParams
+from parareason.backends.scripted import ScriptedBackend
 
 
 def drain(b):

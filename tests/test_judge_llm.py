@@ -13,7 +13,7 @@ import re
 import pytest
 
 from parareason.judge.llm import LLMJudge, LLMJudgeConfig
-from parareason.runtime.backends.base import Backend, GenerationRequest, SeqUpdate
+from parareason.backends.base import Backend, GenerationRequest, SeqUpdate
 
 
 class WordTokenizer:
@@ -106,7 +106,7 @@ def test_real_small_model_gives_p_yes_from_logprobs():
     """The shipped SmolLM2-135M through the embedded engine: the judge's prompt runs as
     a real sequence and P(yes) comes from the first token's top logprobs (a model's
     judgement, not checked for quality: 135M is far too weak for that)."""
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
 
     backend = load_backend("smollm2-135m")
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from parareason.io.tracefile import TRACE_FORMAT
+from parareason.backends.replay.tracefile import TRACE_FORMAT
 from parareason.judge.pairs import build_pairs, load_traces, parse_prefixes, split_by_question
 
 

@@ -1,8 +1,8 @@
 """Every limit ends the offending thread with status `limit` and reason `limit:<name>`."""
 import pytest
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler

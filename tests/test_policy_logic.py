@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parareason.policies import POLICY_NAMES, make_policy, policy_params
+from parareason.runtime.driver import policy_width
 from parareason.policies.confidence import vote_is_decided
 from parareason.policies.confidence_window import ConfidenceTracker, percentile, token_confidence
 from parareason.policies.ffs import estimate_tokens_saved
@@ -120,7 +121,7 @@ def test_estimate_difficulty():
 def test_registry_builds_every_policy_and_rejects_unknowns():
     for name in POLICY_NAMES:
         assert "n" in policy_params(name)
-        assert make_policy(name, n=3).params.n == 3
+        assert policy_width(make_policy(name, n=3)) == 3  # DeepPrune's n is its width
     assert make_policy("sc").name == "self_consistency"
     assert make_policy("multi_temp", temperatures=[0.5, 1]).params.temperatures == (0.5, 1.0)
     with pytest.raises(ValueError):

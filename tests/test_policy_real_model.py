@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parareason.policies import POLICY_NAMES, make_policy
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler
@@ -23,17 +23,18 @@ SETTINGS = {
     "multi_temp": {"n": 2, "temperatures": (0.5, 1.0)},
     "deepconf": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
     "scale": {"n": 2, "max_subproblems": 1, "decompose_tokens": 16, "probe_tokens": 12},
+    "deepprune": {"n": 2, "judge": "answer", "check_every": 8},
 }
 EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", "bom": "candidates",
                    "rpc": "distinct_paths", "multi_temp": "per_temperature", "deepconf": "threshold",
-                   "scale": "subproblems"}
+                   "scale": "subproblems", "deepprune": "clusters"}
 
 
 @pytest.fixture(scope="module")
 def results():
     """All policies as concurrent requests of one scheduler: their samples share the
     engine's batched decode steps, so the whole module costs about one policy's run."""
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
 
     backend = load_backend("smollm2-135m")
     specs = [RequestSpec(id=name, prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),

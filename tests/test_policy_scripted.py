@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from parareason.grading import answers_equal
 from parareason.policies import POLICY_NAMES, make_policy
-from parareason.runtime.backends.base import SamplingParams, SeqUpdate
-from parareason.runtime.backends.scripted import CharTokenizer, ScriptContext, ScriptedBackend
+from parareason.backends.base import SamplingParams, SeqUpdate
+from parareason.backends.scripted import CharTokenizer, ScriptContext, ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
@@ -352,7 +352,8 @@ def test_confidence_stop_inside_self_consistency():
     assert res.answer is not None
 
 
-POLICY_CASES = [(name, {}) for name in POLICY_NAMES] + [
+# DeepPrune with the answer judge: the embedding judge is tested in tests/test_deepprune_*.
+POLICY_CASES = [(name, {"judge": "answer"} if name == "deepprune" else {}) for name in POLICY_NAMES] + [
     ("scale", {"nested": "ffs"}), ("self_consistency", {"inner": "ffs", "groups": 2}),
     ("self_consistency", {"inner": "deepconf", "inner_params": {"warmup": 1, "window": 4}}),
     ("deepconf", {"mode": "offline"})]

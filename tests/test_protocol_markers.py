@@ -1,6 +1,6 @@
 """Protocols cope with backends whose last token runs past a stop marker, or drops it."""
-from parareason.runtime.backends.base import FINISH_STOP_STRING
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import FINISH_STOP_STRING
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.protocols import get_protocol
 from tests.protocol_helpers import contexts, run_protocol
 from tests.test_protocol_apr import apr_script

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
@@ -22,7 +22,7 @@ PROTOCOLS = [("plain", {}), ("apr", {}), ("threadweaver", {}), ("parathinker", {
 
 @pytest.fixture(scope="module")
 def engine():
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
     be = load_backend("smollm2-135m")
     yield be
     be.close()

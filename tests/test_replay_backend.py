@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from parareason.io.tracefile import (
+from parareason.backends.replay.tracefile import (
     TRACE_FORMAT, RecordedContext, RecordedQuestion, RecordedTrace, TraceFileError, load_trace_file,
 )
-from parareason.runtime.backends.base import GenerationRequest, SamplingParams
-from parareason.runtime.backends.replay import ReplayBackend
+from parareason.backends.base import GenerationRequest, SamplingParams
+from parareason.backends.replay.backend import ReplayBackend
 
 CTX = [1, 2, 3]
 PIECES = {10: "The", 11: " answer", 12: " is", 13: " 4", 14: " 5", 15: ".", 99: "<eos>"}

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from parareason import api
 from parareason.cli.main import main
-from parareason.io.tracefile import load_trace_file
-from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
+from parareason.backends.replay.tracefile import load_trace_file
+from parareason.backends.scripted import ScriptContext, ScriptedBackend
 
 QUESTIONS = [{"id": f"q{k}", "question": f"Problem {k}: add {k} and {k}.", "answer": str(2 * k)} for k in range(4)]
 

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from parareason.cli.main import main
-from parareason.io.tracefile import load_trace_file
+from parareason.backends.replay.tracefile import load_trace_file
 
 ROWS = [{"id": "add", "question": "What is 2 + 3?", "answer": "5"},
         {"id": "mul", "question": "What is 4 times 6?", "answer": "24"}]

@@ -11,8 +11,8 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler

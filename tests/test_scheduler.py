@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import SampleOverrides
 from parareason.runtime.request import RequestSpec

@@ -143,7 +143,7 @@ def test_health_and_nothing_leaks_after_errors(server):
 
 
 def test_backend_fault_fails_requests_in_flight_and_the_server_recovers():
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
     from tests.server_harness import RecordingBackend, wait_until
 
     class FlakyBackend(RecordingBackend):

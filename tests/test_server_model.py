@@ -11,7 +11,7 @@ MODEL = "smollm2-135m"
 
 @pytest.fixture(scope="module")
 def server():
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
 
     backend = load_backend(MODEL)
     app = create_app(backend, ServeDefaults(model_id=MODEL, n=2, max_new_tokens=12, seed=0), close_backend=True)

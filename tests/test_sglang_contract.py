@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from parareason.runtime.backends.base import BackendError, GenerationRequest, SamplingParams
-from parareason.runtime.backends.sglang import SGLangBackend, TokenizerMismatch, load_sglang_backend
+from parareason.backends.base import BackendError, GenerationRequest, SamplingParams
+from parareason.backends.sglang import SGLangBackend, TokenizerMismatch, load_sglang_backend
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.sglang_doubles import (
     EOS,
@@ -198,7 +198,7 @@ def test_empty_input_fails_the_sequence_not_the_backend(client):
 def test_is_a_backend_and_does_not_import_sglang():
     import sys
 
-    from parareason.runtime.backends.base import Backend
+    from parareason.backends.base import Backend
 
     assert issubclass(SGLangBackend, Backend)
     assert "sglang" not in sys.modules

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from parareason.runtime.backends.base import BackendError, GenerationRequest, SamplingParams
-from parareason.runtime.backends.sglang import load_sglang_backend
+from parareason.backends.base import BackendError, GenerationRequest, SamplingParams
+from parareason.backends.sglang import load_sglang_backend
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, collect, free_port, run_to_end
 

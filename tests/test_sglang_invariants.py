@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parareason.runtime.backends.base import GenerationRequest, SamplingParams
-from parareason.runtime.backends.sglang import load_sglang_backend
+from parareason.backends.base import GenerationRequest, SamplingParams
+from parareason.backends.sglang import load_sglang_backend
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, script_text
 

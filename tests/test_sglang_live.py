@@ -23,8 +23,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def backend():
     from parareason.models import DEFAULT_MODEL
-    from parareason.runtime.backends.sglang import load_sglang_backend
-    from parareason.runtime.backends.transformers_engine import load_tokenizer
+    from parareason.backends.sglang import load_sglang_backend
+    from parareason.backends.embedded import load_tokenizer
 
     tok = load_tokenizer(os.environ.get("PARAREASON_SGLANG_MODEL", DEFAULT_MODEL))
     b = load_sglang_backend(URL, tok, wait_ready_s=float(os.environ.get("PARAREASON_SGLANG_WAIT_S", "0")),
@@ -44,7 +44,7 @@ def _run(b, limit_s=300.0):
 
 
 def test_live_siblings_share_the_prefix_and_greedy_is_deterministic(backend):
-    from parareason.runtime.backends.base import GenerationRequest, SamplingParams
+    from parareason.backends.base import GenerationRequest, SamplingParams
 
     tok = backend.tokenizer
     prompt = tuple(tok.chat_ids([{"role": "user", "content": "What is 17 * 23? Answer briefly."}]))
@@ -67,7 +67,7 @@ def test_live_siblings_share_the_prefix_and_greedy_is_deterministic(backend):
 
 
 def test_live_abort(backend):
-    from parareason.runtime.backends.base import GenerationRequest, SamplingParams
+    from parareason.backends.base import GenerationRequest, SamplingParams
 
     tok = backend.tokenizer
     ids = tuple(tok.chat_ids([{"role": "user", "content": "Count from 1 to 1000, one number per line."}]))

@@ -1,9 +1,9 @@
 """Scale-out: several SGLang workers (two stand-ins) with prefix-affinity routing."""
 from __future__ import annotations
 
-from parareason.runtime.backends.base import GenerationRequest, SamplingParams
-from parareason.runtime.backends.sglang import load_sglang_backend
-from parareason.runtime.backends.sglang.routing import WorkerPool
+from parareason.backends.base import GenerationRequest, SamplingParams
+from parareason.backends.sglang import load_sglang_backend
+from parareason.backends.sglang.routing import WorkerPool
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, collect, free_port, run_to_end
 

@@ -11,15 +11,15 @@ import math
 
 import pytest
 
-from parareason.runtime.backends.base import GenerationRequest, SamplingParams
-from parareason.runtime.backends.sglang import load_sglang_backend
+from parareason.backends.base import GenerationRequest, SamplingParams
+from parareason.backends.sglang import load_sglang_backend
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.sglang_doubles import run_to_end
 
 
 @pytest.fixture(scope="module")
 def engine():
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
 
     try:
         b = load_backend("smollm2-135m", dtype="float32")  # exact logprobs across a cached prefix

@@ -12,9 +12,9 @@ import re
 import pytest
 
 from parareason.policies import POLICY_NAMES, make_policy
-from parareason.runtime.backends.base import SamplingParams
-from parareason.runtime.backends.scripted import ScriptContext, ScriptedBackend
-from parareason.runtime.backends.sglang import load_sglang_backend
+from parareason.backends.base import SamplingParams
+from parareason.backends.scripted import ScriptContext, ScriptedBackend
+from parareason.backends.sglang import load_sglang_backend
 from parareason.runtime.limits import Limits
 from parareason.runtime.protocols import get_protocol, protocol_names
 from parareason.runtime.request import RequestSpec
@@ -49,8 +49,12 @@ def _loadable_protocols() -> list[str]:
     return names
 
 
+_FAST = {"deepprune": {"judge": "answer"}}  # no embedding model in a transport test
+
+
 def _spec(policy: str, protocol: str) -> RequestSpec:
-    return RequestSpec(id="q", prompt="What is 2+2?", policy=make_policy(policy), protocol=protocol,
+    return RequestSpec(id="q", prompt="What is 2+2?", policy=make_policy(policy, **_FAST.get(policy, {})),
+                       protocol=protocol,
                        params=SamplingParams(temperature=0.7, max_new_tokens=80, seed=0),
                        limits=Limits(deadline_s=60), reference="4")  # a runaway ends, never hangs
 

@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parareason.runtime.backends.sglang.routing import WorkerPool
-from parareason.runtime.backends.sglang.stream import ChunkDecoder, SSEParser, map_finish, parse_payload
+from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.sglang.stream import ChunkDecoder, SSEParser, map_finish, parse_payload
 
 
 def _events(chunks: list[dict]) -> str:

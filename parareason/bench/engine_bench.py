@@ -43,7 +43,7 @@ class Run:
 
 
 def _params(temperature: float, top_p: float, max_new_tokens: int, seed: int, ignore_eos: bool = False):
-    from parareason.runtime.backends.base import SamplingParams
+    from parareason.backends.base import SamplingParams
 
     return SamplingParams(temperature=temperature, top_p=top_p, top_k=0, seed=seed,
                           max_new_tokens=max_new_tokens, ignore_eos=ignore_eos)
@@ -51,7 +51,7 @@ def _params(temperature: float, top_p: float, max_new_tokens: int, seed: int, ig
 
 def _run_engine(engine, ids: list[int], n: int, temperature: float, top_p: float, max_new_tokens: int,
                 seed: int) -> Run:
-    from parareason.runtime.backends.base import GenerationRequest
+    from parareason.backends.base import GenerationRequest
 
     engine.prefix_cache.clear()
     rows: dict[str, int] = {}
@@ -68,7 +68,7 @@ def _run_engine(engine, ids: list[int], n: int, temperature: float, top_p: float
 
 def _time_to_first_token(engine, ids: list[int], n: int, reps: int) -> float:
     """Median seconds of the step that prefills n copies of `ids` and samples one token each."""
-    from parareason.runtime.backends.base import GenerationRequest
+    from parareason.backends.base import GenerationRequest
 
     times = []
     for r in range(reps):
@@ -107,8 +107,8 @@ def _run_generate(model_dir, ids: list[int], n: int, temperature: float, top_p: 
 
 
 def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, steps: int) -> float:
-    from parareason.runtime.backends.base import GenerationRequest
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.base import GenerationRequest
+    from parareason.backends.embedded import load_backend
 
     engine = load_backend(model_name, dtype=dtype)
     for i in range(batch):
@@ -142,7 +142,7 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
            ttft_reps: int, dtype_check: bool, dtype: str, out_path: str) -> None:
     """Useful tokens/s of the engine vs transformers generate; prefill n vs 1."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from parareason.runtime.backends.transformers_engine import load_backend  # first: sets OpenMP env before torch
+    from parareason.backends.embedded import load_backend  # first: sets OpenMP env before torch
 
     import torch
 

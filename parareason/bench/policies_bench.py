@@ -90,13 +90,13 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
              urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.bench.report import write_section
-    from parareason.policies import ALIASES, EXTERNAL, POLICY_NAMES
+    from parareason.policies.registry import ALIASES, POLICY_NAMES
 
     if not data_path.exists():
         raise click.BadParameter(f"{data_path} not found (GSM8K-train JSONL with id/question/answer)",
                                  param_hint="--data")
     names = [ALIASES.get(p.strip(), p.strip()) for p in policies.split(",") if p.strip()]
-    unknown = [p for p in names if p not in POLICY_NAMES and p not in EXTERNAL]
+    unknown = [p for p in names if p not in POLICY_NAMES]
     if unknown:
         raise click.BadParameter(f"unknown policies {unknown}; known: {', '.join(POLICY_NAMES)}",
                                  param_hint="--policies")

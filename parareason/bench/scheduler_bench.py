@@ -21,8 +21,8 @@ from typing import Sequence
 
 import click
 
-from parareason.runtime.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
-from parareason.runtime.backends.scripted import ScriptedBackend
+from parareason.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
+from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Decision, Policy, PolicyContext
 from parareason.runtime.request import RequestSpec
@@ -100,7 +100,7 @@ def scheduler_cost(threads: int, tokens: int, seed: int = 0, keep_trace: bool = 
 
 def engine_decode_ms(model: str, batches: Sequence[int], steps: int) -> dict[int, float]:
     """Median wall time of one batched decode step of the real engine, per batch size."""
-    from parareason.runtime.backends.transformers_engine import load_backend
+    from parareason.backends.embedded import load_backend
 
     engine = load_backend(model, max_batch_size=max(batches))
     ids = tuple(engine.tokenizer.chat_ids([{"role": "user", "content": PROMPT}]))

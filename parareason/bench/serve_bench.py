@@ -133,7 +133,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, po
     """K concurrent requests vs the same K one at a time, through the HTTP server."""
     check_backend_args(backend, urls)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from parareason.api import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.bench.report import write_section
     from parareason.server import ServeDefaults, create_app
     from parareason.server.background import serve_in_background

@@ -15,15 +15,13 @@ from typing import Any, Callable, Sequence
 import click
 
 from parareason.cli.options import (
-    PROTOCOLS, check_backend_args, config_option, engine_options, model_options, output_options, parse_policy_args,
-    sampling_options,
+    check_backend_args, config_option, engine_options, model_options, output_options,
+    parse_policy_args, protocol_option, sampling_options,
 )
 
 
 def split_policy_args(pargs: dict[str, Any], policies: Sequence[str]) -> dict[str, dict[str, Any]]:
     """`key=v` applies to every policy that takes `key`; `policy.key=v` to that policy only."""
-    from parareason.policies import ALIASES, EXTERNAL, policy_params
-
     out: dict[str, dict[str, Any]] = {p: {} for p in policies}
     for key, v in pargs.items():
         if "." in key:
@@ -33,8 +31,7 @@ def split_policy_args(pargs: dict[str, Any], policies: Sequence[str]) -> dict[st
                                          param_hint="--policy-arg")
             out[pol][k] = v
             continue
-        takers = [p for p in policies
-                  if ALIASES.get(p, p) in EXTERNAL or key in _params_of(policy_params, p)]
+        takers = [p for p in policies if key in _params_of(p)]
         if not takers:
             raise click.BadParameter(f"no policy in {list(policies)} takes {key!r}", param_hint="--policy-arg")
         for p in takers:
@@ -42,15 +39,17 @@ def split_policy_args(pargs: dict[str, Any], policies: Sequence[str]) -> dict[st
     return out
 
 
-def _params_of(policy_params: Callable[[str], list[str]], name: str) -> list[str]:
+def _params_of(name: str) -> list[str]:
+    from parareason.policies.registry import policy_params
+
     try:
         return policy_params(name)
-    except KeyError:
+    except ValueError:  # unknown policy: check_policies reports it
         return []
 
 
 def check_policies(policies: Sequence[str], per_policy_args: dict[str, dict[str, Any]], n: int | None) -> None:
-    from parareason.api import make_policy_instance
+    from parareason.policies.build import make_policy_instance
 
     for p in policies:
         try:
@@ -128,7 +127,7 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
 def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], reporter: Any, out: Path,
                options: dict[str, Any]) -> None:
     from parareason.cli.options import backend_failure
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
 
     try:
         engine.run(todo, on_result=finished,
@@ -147,7 +146,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
               help="Comma-separated policies; the first is the tokens baseline (e.g. sc,ffs,deepconf).")
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
               help="Policy parameter (repeatable); 'ffs.k=2' targets one policy, 'k=2' every policy taking k.")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="plain", show_default=True)
+@protocol_option()
 @sampling_options
 @click.option("--budget", type=click.IntRange(min=1), default=None, help="Max generated tokens per request.")
 @click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,

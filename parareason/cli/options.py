@@ -13,18 +13,30 @@ from typing import Any, Callable
 
 import click
 
-DEFAULT_MODEL = "qwen2.5-0.5b-coder"  # same alias as parareason.models.DEFAULT_MODEL (not imported: keeps --help light)
-PUBLIC_BACKENDS = ("embedded", "sglang")
-# Deterministic test double (runtime/backends/scripted.py). Accepted but never shown in help.
-TEST_BACKENDS = ("scripted",)
-PROTOCOLS = ("plain", "apr", "threadweaver", "parathinker")
+from parareason.backends.registry import BACKENDS, backend_names
+from parareason.models import DEFAULT_MODEL
+from parareason.policies.registry import POLICY_NAMES
+from parareason.runtime.protocols import protocol_names
+
+PUBLIC_BACKENDS = backend_names(public_only=True)
+# Command-line backends: the registry's, except replay (built by `parareason replay` itself).
+# The hidden ones (the scripted test double) are accepted but never shown in help.
+CLI_BACKENDS = tuple(n for n in backend_names() if n != "replay")
+
+
+def protocol_option(help: str = "How a sample's threads are created and joined.") -> Callable[..., Any]:
+    return click.option("--protocol", type=click.Choice(protocol_names()), default="plain", show_default=True,
+                        help=help)
+
+
+POLICY_HELP = "Policy name: " + ", ".join(POLICY_NAMES) + " (sc = self_consistency)."
 
 
 class BackendType(click.Choice):
-    """embedded | sglang; also accepts the hidden test double without advertising it."""
+    """The registry's public backends; also accepts hidden test doubles without advertising them."""
 
     def __init__(self) -> None:
-        super().__init__(PUBLIC_BACKENDS + TEST_BACKENDS)
+        super().__init__(CLI_BACKENDS)
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[" + "|".join(PUBLIC_BACKENDS) + "]"
@@ -107,7 +119,7 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="TOML or JSON file with option values (same names); flags override it.")(f)
 
 
-# --dtype values (runtime/backends/transformers_engine/dtype_choice.py resolves auto).
+# --dtype values (parareason/backends/embedded/dtype_choice.py resolves auto).
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 
 
@@ -116,9 +128,9 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", default=DEFAULT_MODEL, show_default=True,
                      help="Model alias (qwen2.5-0.5b-coder, smollm2-135m), HF directory or .gguf path."),
         click.option("--backend", type=BackendType(), default="embedded", show_default=True,
-                     help="embedded: in-process CPU engine; sglang: HTTP client of SGLang server(s)."),
+                     help="; ".join(f"{n}: {BACKENDS[n].help}" for n in PUBLIC_BACKENDS) + "."),
         click.option("--url", "urls", multiple=True,
-                     help="SGLang server URL (repeat for several workers). Needs --backend sglang."),
+                     help="Server URL of a remote backend (repeat for several workers)."),
         click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto",
                      show_default=True, envvar="PARAREASON_DTYPE",
                      help="Embedded engine weights/compute dtype. auto times both on this CPU and "
@@ -165,10 +177,12 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def check_backend_args(backend: str, urls: tuple[str, ...]) -> None:
-    if backend == "sglang" and not urls:
-        raise click.UsageError("--backend sglang needs at least one --url")
-    if backend != "sglang" and urls:
-        raise click.UsageError("--url is only used with --backend sglang")
+    needs_urls = BACKENDS[backend].needs_urls
+    if needs_urls and not urls:
+        raise click.UsageError(f"--backend {backend} needs at least one --url")
+    if urls and not needs_urls:
+        remote = ", ".join(n for n in PUBLIC_BACKENDS if BACKENDS[n].needs_urls)
+        raise click.UsageError(f"--url is only used with a remote backend ({remote})")
 
 
 def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "auto") -> Any:
@@ -177,7 +191,7 @@ def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "a
 
     from parareason.api import Engine
     from parareason.models import ModelError
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
 
     click.echo(f"loading {backend} backend ({model}) ...")
     t0 = time.monotonic()

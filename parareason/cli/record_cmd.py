@@ -1,6 +1,6 @@
 """`parareason record DATASET`: sample n plain traces per question into a trace file.
 
-The file (format in parareason/io/tracefile.py) feeds `parareason replay`, which runs
+The file (format in parareason/backends/replay/tracefile.py) feeds `parareason replay`, which runs
 any policy over the recorded samples without a model.
 """
 from __future__ import annotations
@@ -63,13 +63,13 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
     The samples of --questions-at-once questions share one batch; each question is
     written when its last sample ends (so the file is in completion order, and every
     line carries its dataset row)."""
-    from parareason.api import request_seed
+    from parareason.runtime.driver import drive_scheduler, request_seed
     from parareason.cli.options import backend_failure, open_engine, open_results
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
     from parareason.cli.eval_cmd import load_dataset
-    from parareason.io.recording import RecordingBackend
-    from parareason.io.tracefile import RecordedQuestion
-    from parareason.runtime.backends.base import SamplingParams
+    from parareason.backends.replay.recording import RecordingBackend
+    from parareason.backends.replay.tracefile import RecordedQuestion
+    from parareason.backends.base import SamplingParams
     from parareason.runtime.limits import Limits
     from parareason.runtime.request import RequestSpec
 
@@ -86,8 +86,6 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
             return
         engine = open_engine(model, backend, urls, dtype)
         recorder = RecordingBackend(engine.backend)
-        from parareason.api import drive_scheduler
-
         by_id = {r.id: (i, r) for i, r in todo}
         done = len(rows) - len(todo)
         specs = [RequestSpec(id=r.id, prompt=r.prompt, policy=RecordAll(n, top_logprobs), protocol="plain",

@@ -52,8 +52,8 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
     from parareason.api import Engine
     from parareason.cli.eval_cmd import check_policies, evaluate_policies, split_policy_args
     from parareason.io.prompts import PromptRow
-    from parareason.io.tracefile import TraceFileError, load_trace_file
-    from parareason.runtime.backends.replay import ReplayBackend
+    from parareason.backends.replay.tracefile import TraceFileError, load_trace_file
+    from parareason.backends.registry import load_backend
 
     try:
         questions = load_trace_file(traces)
@@ -81,7 +81,7 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
 
     def engine_for(_policy: str) -> Any:
         # a fresh backend per policy: every policy sees the recorded traces from the start
-        b = ReplayBackend(questions, seed=seed, chunk_size=chunk_size)
+        b = load_backend("replay", questions=questions, seed=seed, chunk_size=chunk_size)
         backends.append(b)
         return Engine(backend=b)
 

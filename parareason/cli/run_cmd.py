@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from parareason.cli.options import (
-    PROTOCOLS, check_backend_args, config_option, engine_options, model_options, output_options, parse_policy_args,
-    sampling_options,
+    POLICY_HELP, check_backend_args, config_option, engine_options, model_options, output_options,
+    parse_policy_args, protocol_option, sampling_options,
 )
 
 
@@ -21,10 +21,9 @@ from parareason.cli.options import (
 @click.argument("prompts", type=click.Path(dir_okay=True, path_type=Path))
 @config_option
 @model_options
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="plain", show_default=True,
-              help="How a sample's threads are created and joined.")
+@protocol_option()
 @click.option("--policy", default="sc", show_default=True,
-              help="Policy name: sc, ffs, deepconf, bom, multi_temp, rpc, scale, deepprune.")
+              help=POLICY_HELP)
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="KEY=VALUE",
               help="Policy parameter (repeatable), e.g. --policy-arg k=2; values parse as JSON.")
 @sampling_options
@@ -86,21 +85,21 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
 
 def validate_policies(rows: list[Any], policy: str, pargs: dict[str, Any], n: int) -> None:
     """Build each distinct policy once now, so a bad name or parameter fails before loading."""
-    from parareason.api import RunOptions, policy_for_row
+    from parareason.policies.build import policy_for_row
+    from parareason.runtime.protocols import protocol_names
 
-    opts = RunOptions(policy=policy, policy_args=pargs, n=n)
     seen: set[tuple[str, int]] = set()
     for r in rows:
         key = (r.overrides.get("policy", policy), r.overrides.get("n", n))
         proto = r.overrides.get("protocol")
-        if proto is not None and proto not in PROTOCOLS:
+        if proto is not None and proto not in protocol_names():
             raise click.BadParameter(f"line {r.line}: unknown protocol {proto!r}; choose one of "
-                                     f"{', '.join(PROTOCOLS)}", param_hint="PROMPTS")
+                                     f"{', '.join(protocol_names())}", param_hint="PROMPTS")
         if key in seen:
             continue
         seen.add(key)
         try:
-            policy_for_row(r.overrides, opts)
+            policy_for_row(r.overrides.get("policy"), policy, pargs, r.overrides.get("n", n))
         except (ValueError, TypeError) as e:
             where = "--policy/--policy-arg" if key[0] == policy else f"PROMPTS line {r.line}"
             raise click.BadParameter(str(e), param_hint=where) from None
@@ -127,7 +126,7 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
             dtype: str = "auto", quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
     from parareason.cli.options import backend_failure, open_engine
     from parareason.io.progress import make_reporter
-    from parareason.runtime.backends.base import BackendError
+    from parareason.backends.base import BackendError
 
     engine = open_engine(model, backend, urls, dtype)
     click.echo(f"running {len(todo)} prompt(s)")

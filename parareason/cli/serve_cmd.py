@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-from parareason.cli.options import PROTOCOLS, check_backend_args, engine_options, model_options, parse_policy_args
+from parareason.cli.options import (
+    check_backend_args, engine_options, model_options, parse_policy_args, protocol_option,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,8 +19,7 @@ from parareason.cli.options import PROTOCOLS, check_backend_args, engine_options
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="KEY=VALUE",
               help="Policy parameter (repeatable; values parse as JSON): KEY=VALUE for the default policy, "
                    "POLICY.KEY=VALUE for requests that pick POLICY (e.g. deepprune.judge=answer).")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="plain", show_default=True,
-              help="Default protocol.")
+@protocol_option("Default protocol.")
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=4, show_default=True,
               help="Default samples per request (the policy's n).")
 @click.option("--max-n", type=click.IntRange(min=1), default=64, show_default=True,
@@ -66,14 +67,13 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str
     try:  # a bad default policy fails now, before the model loads
         probe = Router(defaults).route(model=defaults.model_id, options=None, temperature=None, top_p=None,
                                        seed=0, max_new_tokens=None, stop=())
-        if policy != "deepprune":  # its judge loads lazily on the first request
-            Router(defaults).make_policy(probe)
+        Router(defaults).make_policy(probe)  # DeepPrune's judge loads later, with the first request
     except RoutingError as e:
         raise click.BadParameter(e.message, param_hint="--policy/--policy-arg") from None
 
     import uvicorn
 
-    from parareason.api import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.server.app import create_app
 
     click.echo(f"loading {backend} backend ({model}) ...")

@@ -1,6 +1,7 @@
 """Build a judge by name (CLI options, policy parameters)."""
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 from parareason.judge.base import Judge
@@ -35,9 +36,17 @@ def make_judge(kind: str, *, head: str | None = None, calibration: str | None = 
     raise ValueError(f"unknown judge {kind!r}; choose from {', '.join(KINDS)}")
 
 
-@lru_cache(maxsize=8)
+_SHARED_LOCK = threading.Lock()  # the server builds policies on several threads
+
+
 def shared_judge(kind: str, head: str | None = None, calibration: str | None = None) -> Judge:
     """`make_judge` for the file-based kinds, built once per process and then shared: a
     policy is built per request, and reloading MiniLM and the head for each question of
     a prompt file would cost seconds apiece. Judges keep no per-request state."""
+    with _SHARED_LOCK:  # lru_cache alone may build the same judge twice under a race
+        return _shared_judge(kind, head, calibration)
+
+
+@lru_cache(maxsize=8)
+def _shared_judge(kind: str, head: str | None, calibration: str | None) -> Judge:
     return make_judge(kind, head=head, calibration=calibration)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from parareason.judge.base import Judge, clamp_probability
-from parareason.runtime.backends.base import Backend, GenerationRequest, SamplingParams
+from parareason.backends.base import Backend, GenerationRequest, SamplingParams
 
 PROMPT = (
     "Two students are solving the same math problem. Below are the latest parts of their "

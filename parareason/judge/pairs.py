@@ -1,6 +1,6 @@
 """Labelled trace pairs for training and evaluating judges.
 
-Input: a trace file written by `parareason record` (`parareason/io/tracefile.py`,
+Input: a trace file written by `parareason record` (`parareason/backends/replay/tracefile.py`,
 format "parareason-trace/1": every trace of every context of a question is used), or
 the simple form, one JSON object per line and question:
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from parareason.grading import extract_answer, final_answer, group_answers
-from parareason.io.tracefile import TRACE_FORMAT, RecordedQuestion
+from parareason.backends.replay.tracefile import TRACE_FORMAT, RecordedQuestion
 
 
 @dataclass

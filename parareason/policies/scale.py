@@ -141,7 +141,7 @@ class Scale(Policy):
         self._open_system2(ctx, sub)
 
     def _open_system2(self, ctx: PolicyContext, sub: SubProblem) -> None:
-        from parareason.policies import make_policy  # local: the registry imports this module
+        from parareason.policies.build import make_policy  # lazy: build.py imports this module
 
         p = self.params
         budget = p.hard_budget

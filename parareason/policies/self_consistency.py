@@ -39,7 +39,7 @@ class SelfConsistency(Policy):
                                                           max_new_tokens=p.max_new_tokens))
             ctx.record("sc_launch", n=len(launched))
             return
-        from parareason.policies import make_policy  # local: the registry imports this module
+        from parareason.policies.build import make_policy  # lazy: build.py imports this module
 
         groups = max(1, min(p.groups, p.n))
         for g in range(groups):

@@ -35,3 +35,11 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be >= 0 or None, got {v}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ValueError("Limits.deadline_s must be > 0 or None")
+
+    @classmethod
+    def for_request(cls, *, max_new_tokens: int, budget: int | None = None,
+                    deadline_s: float | None = None) -> "Limits":
+        """The default limits of one request, widened so a thread may run its full
+        `max_new_tokens` (the per-thread default is only a floor)."""
+        return cls(tokens_per_request=budget, deadline_s=deadline_s,
+                   tokens_per_thread=max(cls().tokens_per_thread or 0, max_new_tokens))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT, FINISH_ERROR, FINISH_LENGTH, Backend, GenerationRequest, SamplingParams, SeqUpdate, Usage,
 )
 from parareason.runtime.limits import limit_reason

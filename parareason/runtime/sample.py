@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
 from parareason.runtime.thread import LIMIT, Thread
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator
 
-from parareason.runtime.backends.base import Backend
+from parareason.backends.base import Backend
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.request_run import RequestRun
 from parareason.runtime.result import Result

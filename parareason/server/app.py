@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from parareason.runtime.backends.base import Backend
+from parareason.backends.base import Backend
 from parareason.server.dispatch import ClientGone, Dispatcher, RequestFailed, Ticket
 from parareason.server.engine_loop import EngineLoop
 from parareason.server.responses import detail, error_body, finish_reason, usage_of

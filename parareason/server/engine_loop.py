@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from parareason.runtime.backends.base import Backend
+from parareason.backends.base import Backend
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
 from parareason.runtime.scheduler import Scheduler

@@ -11,13 +11,15 @@ Routing only validates and builds a `RequestSpec`; it never touches the schedule
 from __future__ import annotations
 
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
+from parareason.policies.build import make_policy_instance
+from parareason.policies.registry import ALIASES, all_policy_names as policy_names
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
+from parareason.runtime.protocols import get_protocol, protocol_names
 from parareason.runtime.request import RequestSpec
 from parareason.server.schemas import ChatMessage, ParareasonOptions
 
@@ -79,18 +81,6 @@ class Route:
                 "temperature": self.params.temperature, "seed": self.params.seed}
 
 
-def policy_names() -> list[str]:
-    from parareason.policies import ALIASES, EXTERNAL, POLICY_NAMES
-
-    return sorted({*POLICY_NAMES, *ALIASES, *EXTERNAL})
-
-
-def protocol_names() -> list[str]:
-    from parareason.runtime.protocols import protocol_names as names
-
-    return names()
-
-
 class Router:
     """Turns (model field, extension object, OpenAI sampling fields) into a RequestSpec.
 
@@ -101,8 +91,6 @@ class Router:
     def __init__(self, defaults: ServeDefaults, extra_policies: dict[str, PolicyFactory] | None = None) -> None:
         self.defaults = defaults
         self.extra_policies = dict(extra_policies or {})
-        self._judges: dict[tuple[Any, ...], Any] = {}  # DeepPrune judges are costly: one per kind
-        self._judge_lock = threading.Lock()
 
     # -- model names -----------------------------------------------------------------
     def model_ids(self) -> list[str]:
@@ -132,8 +120,6 @@ class Router:
     # -- resolving -------------------------------------------------------------------
     def server_policy_args(self, policy: str) -> dict[str, Any]:
         """The server's parameters for `policy` (see ServeDefaults.policy_args)."""
-        from parareason.policies import ALIASES
-
         canonical = ALIASES.get(policy, policy)
         out: dict[str, Any] = {}
         for key, value in self.defaults.policy_args.items():
@@ -184,8 +170,9 @@ class Router:
         """Build the request (and its policy). May be slow the first time a DeepPrune
         judge loads, so callers run it off the event loop."""
         policy = self.make_policy(route)
-        limits = Limits(tokens_per_request=route.budget, deadline_s=route.deadline_s,
-                        tokens_per_thread=max(Limits().tokens_per_thread or 0, route.params.max_new_tokens))
+        getattr(policy, "judge", None)  # DeepPrune: load its shared judge here, off the engine loop
+        limits = Limits.for_request(max_new_tokens=route.params.max_new_tokens, budget=route.budget,
+                                    deadline_s=route.deadline_s)
         return RequestSpec(id=request_id, prompt=prompt, policy=policy, protocol=route.protocol,
                            params=route.params, limits=limits,
                            system_prompt=self._system_prompt(route.protocol, system), keep_trace=False)
@@ -194,33 +181,11 @@ class Router:
         try:
             if route.policy in self.extra_policies:
                 return self.extra_policies[route.policy]({"n": route.n, **route.policy_args})
-            if route.policy == "deepprune":
-                return self._deepprune(route)
-            from parareason.api import make_policy_instance
-
             return make_policy_instance(route.policy, route.policy_args, route.n)
         except RoutingError:
             raise
         except Exception as e:  # noqa: BLE001 - any bad name/argument is the client's error
             raise RoutingError(f"cannot build policy {route.policy!r}: {e}", param="parareason.policy") from None
-
-    def _deepprune(self, route: Route) -> Policy:
-        # Built here (not through make_policy) so every request shares one judge per kind:
-        # loading the embedding model per request would stall the engine loop.
-        from parareason.pruning.deepprune import DeepPruneParams, DeepPrunePolicy
-
-        args = dict(route.policy_args)
-        args.setdefault("width", args.pop("n", route.n))
-        params = DeepPruneParams(**args)
-        key = (params.judge, params.head, params.calibration)
-        with self._judge_lock:
-            judge = self._judges.get(key)
-            if judge is None:
-                from parareason.judge.factory import make_judge
-
-                judge = make_judge(params.judge, head=params.head, calibration=params.calibration)
-                self._judges[key] = judge
-        return DeepPrunePolicy(params, judge=judge)
 
     @staticmethod
     def _system_prompt(protocol: str, client_system: str | None) -> str | None:
@@ -228,8 +193,6 @@ class Router:
         system message is added after them instead of replacing them."""
         if not client_system:
             return None
-        from parareason.runtime.protocols import get_protocol
-
         base = get_protocol(protocol).instructions
         return f"{base}\n\n{client_system}" if base else client_system
 

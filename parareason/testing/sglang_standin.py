@@ -43,7 +43,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT,
     FINISH_EOS,
     FINISH_ERROR,
@@ -501,7 +501,7 @@ def main() -> None:  # pragma: no cover - manual use
     ap.add_argument("--port", type=int, default=30000)
     ap.add_argument("--incremental-streaming-output", action="store_true")
     args = ap.parse_args()
-    from parareason.runtime.backends.transformers_engine import load_backend  # lazy: heavy import
+    from parareason.backends.embedded import load_backend  # lazy: heavy import
 
     srv = SGLangStandin(load_backend(args.model), host=args.host, port=args.port,
                         incremental_streaming_output=args.incremental_streaming_output).start()

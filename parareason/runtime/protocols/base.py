@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Sequence
 
-from parareason.runtime.backends.base import Tokenizer
+from parareason.backends.base import Tokenizer
 from parareason.runtime.thread import FINISHED, Thread
 
 

@@ -1,5 +1,5 @@
 """SGLang backend: an HTTP client of SGLang's native API (does not import sglang)."""
-from parareason.runtime.backends.sglang.client import SGLangBackend, SGLangConfig, load_sglang_backend
-from parareason.runtime.backends.sglang.errors import RequestFailure, TokenizerMismatch
+from parareason.backends.sglang.client import SGLangBackend, SGLangConfig, load_sglang_backend
+from parareason.backends.sglang.errors import RequestFailure, TokenizerMismatch
 
 __all__ = ["SGLangBackend", "SGLangConfig", "load_sglang_backend", "RequestFailure", "TokenizerMismatch"]

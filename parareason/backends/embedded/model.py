@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
+from parareason.backends.embedded.kv_pool import KVPool
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT, FINISH_EOS, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP_STRING, FINISH_STOP_TOKEN, Backend,
     GenerationRequest, SamplingParams, SeqUpdate,
 )
@@ -227,3 +227,19 @@ class ScriptedBackend(Backend):
         node = self._cache_root
         for tok in ids:
             node = node.setdefault(tok, {})
+
+
+def scripted_from_environment(**opts: object) -> ScriptedBackend:
+    """The hidden `--backend scripted` (CLI and server tests): replies come from env
+    variables PARAREASON_SCRIPTED_TABLE (JSON {prompt substring: reply}),
+    PARAREASON_SCRIPTED_DEFAULT, PARAREASON_SCRIPTED_LATENCY_S (sleep per step) and
+    PARAREASON_SCRIPTED_TOKENS_PER_STEP; load options are ignored (it has no model)."""
+    import json
+    import os
+
+    env = os.environ
+    return ScriptedBackend.from_table(
+        json.loads(env.get("PARAREASON_SCRIPTED_TABLE", "{}")),
+        default=env.get("PARAREASON_SCRIPTED_DEFAULT", "I think the answer is \\boxed{0}."),
+        latency_s=float(env.get("PARAREASON_SCRIPTED_LATENCY_S", "0")),
+        tokens_per_step=int(env.get("PARAREASON_SCRIPTED_TOKENS_PER_STEP", "8")))

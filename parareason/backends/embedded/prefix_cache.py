@@ -19,7 +19,7 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
-from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
+from parareason.backends.embedded.kv_pool import KVPool
 
 
 class PrefixSource(Protocol):

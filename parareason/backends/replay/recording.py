@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from parareason.grading import final_answer
-from parareason.io.tracefile import RecordedContext, RecordedTrace
-from parareason.runtime.backends.base import Backend, GenerationRequest, SeqUpdate, Tokenizer
+from parareason.backends.replay.tracefile import RecordedContext, RecordedTrace
+from parareason.backends.base import Backend, GenerationRequest, SeqUpdate, Tokenizer
 
 
 class RecordingTokenizer:

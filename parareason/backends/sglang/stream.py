@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT,
     FINISH_EOS,
     FINISH_ERROR,

@@ -22,20 +22,20 @@ from dataclasses import dataclass
 
 import torch
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT,
     FINISH_ERROR,
     Backend,
     GenerationRequest,
     SeqUpdate,
 )
-from parareason.runtime.backends.transformers_engine.dtype_choice import DtypeChoice
-from parareason.runtime.backends.transformers_engine.kv_pool import KVPool
-from parareason.runtime.backends.transformers_engine.model import DecoderModel
-from parareason.runtime.backends.transformers_engine.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
-from parareason.runtime.backends.transformers_engine.sampler import make_generator, sample_batch
-from parareason.runtime.backends.transformers_engine.sequence import Sequence, check_stop
-from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenizer
+from parareason.backends.embedded.dtype_choice import DtypeChoice
+from parareason.backends.embedded.kv_pool import KVPool
+from parareason.backends.embedded.model import DecoderModel
+from parareason.backends.embedded.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
+from parareason.backends.embedded.sampler import make_generator, sample_batch
+from parareason.backends.embedded.sequence import Sequence, check_stop
+from parareason.backends.embedded.tokenizer import HFTokenizer
 
 
 @dataclass

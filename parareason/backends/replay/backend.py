@@ -27,8 +27,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
-from parareason.io.tracefile import RecordedQuestion, RecordedTrace
-from parareason.runtime.backends.base import (
+from parareason.backends.replay.tracefile import RecordedQuestion, RecordedTrace
+from parareason.backends.base import (
     FINISH_ABORT, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP_STRING, FINISH_STOP_TOKEN,
     Backend, GenerationRequest, SeqUpdate,
 )

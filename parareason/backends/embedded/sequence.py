@@ -6,7 +6,7 @@ from typing import Callable, Sequence as Seq
 
 import torch
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_EOS,
     FINISH_LENGTH,
     FINISH_STOP_STRING,

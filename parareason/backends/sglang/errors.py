@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parareason.runtime.backends.base import BackendError
+from parareason.backends.base import BackendError
 
 # HTTP statuses worth retrying: the server (or router) is overloaded, restarting,
 # or hit an internal error before producing anything.

@@ -23,9 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dataclasses import fields  # noqa: E402
 
-from parareason.runtime.backends.base import BackendError  # noqa: E402
-from parareason.runtime.backends.transformers_engine.engine import EngineOptions, EngineStats, TransformersEngine  # noqa: E402,E501
-from parareason.runtime.backends.transformers_engine.tokenizer import HFTokenizer  # noqa: E402
+from parareason.backends.base import BackendError  # noqa: E402
+from parareason.backends.embedded.engine import EngineOptions, EngineStats, TransformersEngine  # noqa: E402,E501
+from parareason.backends.embedded.tokenizer import HFTokenizer  # noqa: E402
 
 __all__ = ["EngineOptions", "EngineStats", "HFTokenizer", "TransformersEngine", "load_backend", "load_tokenizer"]
 
@@ -55,8 +55,8 @@ def load_backend(model: str | None = None, *, dtype: str | None = None, num_thre
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.models import SHIPPED, ModelError, resolve_model
-    from parareason.runtime.backends.transformers_engine.dtype_choice import resolve_dtype
-    from parareason.runtime.backends.transformers_engine.model import DecoderModel, ModelConfig
+    from parareason.backends.embedded.dtype_choice import resolve_dtype
+    from parareason.backends.embedded.model import DecoderModel, ModelConfig
 
     known = {f.name for f in fields(EngineOptions)}
     unknown = set(opts) - known

@@ -21,7 +21,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-from parareason.runtime.backends.base import SamplingParams
+from parareason.backends.base import SamplingParams
 
 # Nucleus search first looks at this many top tokens; exact fallback to a full sort.
 _TOP_P_PROBE = 512

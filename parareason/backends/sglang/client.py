@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from parareason.runtime.backends.base import (
+from parareason.backends.base import (
     FINISH_ABORT,
     FINISH_ERROR,
     Backend,
@@ -35,9 +35,9 @@ from parareason.runtime.backends.base import (
     SeqUpdate,
     Tokenizer,
 )
-from parareason.runtime.backends.sglang.errors import RequestFailure, TokenizerMismatch
-from parareason.runtime.backends.sglang.routing import WorkerPool
-from parareason.runtime.backends.sglang.stream import ChunkDecoder, SSEParser, map_finish, parse_payload
+from parareason.backends.sglang.errors import RequestFailure, TokenizerMismatch
+from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.sglang.stream import ChunkDecoder, SSEParser, map_finish, parse_payload
 
 log = logging.getLogger(__name__)
 
