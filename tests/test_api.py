@@ -6,7 +6,6 @@ import json
 import os
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ from parareason.policies import make_policy
 from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.result import Result
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
 TABLE = {"apples": "3 + 5 = 8, so \\boxed{8}.", "pencils": "12 * 4 = 48, \\boxed{48}",
          "cookies": "30 - 12 = 18. \\boxed{18}"}
 

@@ -6,7 +6,6 @@ fast (no torch import) and lets each command own its file.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
@@ -27,24 +26,14 @@ class LazyGroup(click.Group):
     commands_table: dict[str, str] = COMMANDS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in self.commands_table if self._importable(self.commands_table[name]))
+        return sorted(self.commands_table)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = self.commands_table.get(name)
         if target is None:
             return None
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:
-                return None  # command not built yet
-            raise
-        return getattr(module, attr)
-
-    @staticmethod
-    def _importable(target: str) -> bool:
-        return importlib.util.find_spec(target.split(":")[0]) is not None
+        return getattr(importlib.import_module(module_name), attr)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders (doubles, harnesses, small fake policies)."""
