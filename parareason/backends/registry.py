@@ -44,6 +44,13 @@ def _sglang(model: str, urls: Sequence[str], **opts: Any) -> Backend:
     return load_sglang_backend(list(urls), load_tokenizer(model), **opts)
 
 
+def _vllm(model: str, urls: Sequence[str], **opts: Any) -> Backend:
+    from parareason.backends.embedded import load_tokenizer
+    from parareason.backends.vllm import load_vllm_backend
+
+    return load_vllm_backend(list(urls), load_tokenizer(model), **opts)
+
+
 def _replay(model: str, urls: Sequence[str], *, questions: Sequence[Any], **opts: Any) -> Backend:
     from parareason.backends.replay.backend import ReplayBackend
 
@@ -59,6 +66,7 @@ def _scripted(model: str, urls: Sequence[str], **opts: Any) -> Backend:
 BACKENDS: dict[str, BackendSpec] = {
     "embedded": BackendSpec("embedded", _embedded, "in-process CPU engine"),
     "sglang": BackendSpec("sglang", _sglang, "HTTP client of SGLang server(s)", needs_urls=True),
+    "vllm": BackendSpec("vllm", _vllm, "HTTP client of vLLM server(s) (token ids in and out)", needs_urls=True),
     "replay": BackendSpec("replay", _replay, "recorded traces, no model (parareason replay)", public=False),
     "scripted": BackendSpec("scripted", _scripted, "deterministic TEST DOUBLE, never a default", public=False),
 }
