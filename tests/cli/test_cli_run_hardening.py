@@ -145,3 +145,17 @@ def test_a_complete_last_line_without_newline_is_kept_on_resume(tmp_path):
     res = invoke(p, "--out", out, "-q", "-n", "2", "--resume")
     assert res.exit_code == 0 and "2 of 2 already done" in res.output and "newline added" in res.output
     assert out.read_bytes() == before
+
+
+def test_record_refuses_non_finite_floats_unknown_models_and_bad_out_creating_nothing(tmp_path, prompts):
+    def record(*args):
+        return CliRunner().invoke(main, ["record", str(prompts), *map(str, args)], catch_exceptions=False)
+
+    for option in ("--temperature", "--top-p"):
+        res = record(option, "nan", "--out", tmp_path / "t.jsonl", "--backend", "scripted")
+        assert res.exit_code == 2 and "not a finite number" in res.output
+    res = record("--model", "no-such-model", "--out", tmp_path / "t.jsonl")
+    assert res.exit_code == 2 and "unknown model 'no-such-model'" in res.output and "loading" not in res.output
+    res = record("--out", prompts / "t.jsonl", "--backend", "scripted")
+    assert res.exit_code == 2 and res.output.startswith("Error: --out:")
+    assert created(tmp_path) == ["p.jsonl"]
