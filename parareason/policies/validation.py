@@ -74,7 +74,7 @@ RANGES: dict[str, Range] = {
     "window": AT_LEAST_1,
     "top_logprobs": Range(lo=0, hi=20),  # what the backends return at most
     "keep_percent": Range(lo=0, hi=100, lo_open=True),
-    "warmup": AT_LEAST_0,
+    "warmup": AT_LEAST_1,  # online calibration traces (0 would silently mean 1)
     "consensus": Range(lo=0, hi=1, lo_open=True),
     "in_flight": AT_LEAST_0,  # 0 = all at once
     "give_up_after": AT_LEAST_0,  # 0 = off
