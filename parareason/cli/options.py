@@ -7,6 +7,7 @@ underscores); it fills in defaults, so flags given on the command line win.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,17 @@ CLI_BACKENDS = tuple(n for n in backend_names() if n != "replay")
 def protocol_option(help: str = "How a sample's threads are created and joined.") -> Callable[..., Any]:
     return click.option("--protocol", type=click.Choice(protocol_names()), default="plain", show_default=True,
                         help=help)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (Python's float() reads both, and
+    a NaN compares false with every bound, so it would pass any range)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(rv, param, ctx)
 
 
 POLICY_HELP = "Policy name: " + ", ".join(POLICY_NAMES) + " (sc = self_consistency)."
@@ -152,8 +164,8 @@ def sampling_options(f: Callable[..., Any], *, default_n: int = 8) -> Callable[.
                      help="Samples per prompt (the policy's n)."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
                      help="Max tokens per sample."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True),
-        click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
+        click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True),
+        click.option("--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=1.0,
                      show_default=True),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Base seed; each sample's seed derives from it, so reruns repeat."),

@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
-from parareason.cli.options import check_backend_args, config_option, engine_options, model_options, output_options
+from parareason.cli.options import (
+    FiniteFloatRange, check_backend_args, config_option, engine_options, model_options, output_options,
+)
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides
 
 
@@ -41,8 +43,8 @@ class RecordAll(Policy):
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=16, show_default=True,
               help="Traces sampled per question.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
+@click.option("--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--top-logprobs", type=click.IntRange(min=0, max=20), default=0, show_default=True,
               help="Also record the top-K alternatives' logprobs per token (for confidence policies).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -73,8 +75,12 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
     from parareason.runtime.limits import Limits
     from parareason.runtime.request import RequestSpec
 
+    from parareason.cli.preflight import check_model, check_output
+
     check_backend_args(backend, urls)
     rows = load_dataset(dataset, limit, need_answers=False)
+    check_output(out)  # before open_results creates the file...
+    check_model(model, backend)  # ...and its .config.json
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "top_logprobs": top_logprobs, "seed": seed, "n": n}
     config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": "plain", **sampling}

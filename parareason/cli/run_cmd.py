@@ -12,9 +12,12 @@ from typing import Any
 import click
 
 from parareason.cli.options import (
-    POLICY_HELP, check_backend_args, config_option, engine_options, model_options, output_options,
+    POLICY_HELP, FiniteFloatRange, check_backend_args, config_option, engine_options, model_options, output_options,
     parse_policy_args, protocol_option, sampling_options,
 )
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: the shell's convention for "ended by SIGTERM"
+SIGINT_EXIT = 128 + signal.SIGINT  # 130
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +32,7 @@ from parareason.cli.options import (
 @sampling_options
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Max generated tokens per request (all its threads together).")
-@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--deadline", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Wall-clock seconds per request.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Requests sharing the backend's batch at once.")
@@ -52,6 +55,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     Interrupted? Rerun the same command with --resume --out FILE: finished prompts are
     kept, a half-written last line is repaired, the rest run again.
     """
+    from parareason.cli.preflight import check_model, check_run_paths, note_width_cap, validate_policies
     from parareason.io.prompts import PromptInputError, load_prompts
 
     check_backend_args(backend, urls)
@@ -60,12 +64,15 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     except PromptInputError as e:
         raise click.BadParameter(str(e), param_hint="PROMPTS") from None
     pargs = parse_policy_args(policy_args)
-    validate_policies(rows, policy, pargs, n)
+    validate_policies(rows, prompts, policy, pargs, n)
+    out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}.jsonl"
+    check_run_paths(prompts, out, trace_path)  # before anything is created...
+    check_model(model, backend)  # ...or loaded
+    note_width_cap(rows, n)
     config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol, "policy": policy,
               "policy_args": pargs, "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline}
     t_start = time.monotonic()
-    out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}.jsonl"
     writer = open_writer(out, config, resume=resume, force=force, rows=rows)
     try:
         todo = [r for r in rows if r.id not in writer.done_ids]
@@ -83,28 +90,6 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
         writer.close()
 
 
-def validate_policies(rows: list[Any], policy: str, pargs: dict[str, Any], n: int) -> None:
-    """Build each distinct policy once now, so a bad name or parameter fails before loading."""
-    from parareason.policies.build import policy_for_row
-    from parareason.runtime.protocols import protocol_names
-
-    seen: set[tuple[str, int]] = set()
-    for r in rows:
-        key = (r.overrides.get("policy", policy), r.overrides.get("n", n))
-        proto = r.overrides.get("protocol")
-        if proto is not None and proto not in protocol_names():
-            raise click.BadParameter(f"line {r.line}: unknown protocol {proto!r}; choose one of "
-                                     f"{', '.join(protocol_names())}", param_hint="PROMPTS")
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            policy_for_row(r.overrides.get("policy"), policy, pargs, r.overrides.get("n", n))
-        except (ValueError, TypeError) as e:
-            where = "--policy/--policy-arg" if key[0] == policy else f"PROMPTS line {r.line}"
-            raise click.BadParameter(str(e), param_hint=where) from None
-
-
 def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool, rows: list[Any]) -> Any:
     from parareason.cli.options import open_results
 
@@ -119,6 +104,8 @@ def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool,
             "in the input now. Use another --out, or --force to keep them.")
     if writer.existing.repaired_bytes:
         click.echo(f"repaired {out}: dropped a half-written last line ({writer.existing.repaired_bytes} bytes)")
+    if writer.existing.added_newline:
+        click.echo(f"repaired {out}: its last result lacked the final newline (kept, newline added)")
     return writer
 
 
@@ -147,11 +134,12 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
                    on_step=lambda s: reporter.update(live_threads=s.get("live_threads", 0),
                                                      generated_tokens=s.get("generated_tokens", 0)),
                    trace_sink=sink, **options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         reporter.close()
-        click.echo(f"\ninterrupted: finished results are saved in {writer.path}; "
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"\n{what}: finished results are saved in {writer.path}; "
                    "rerun with --resume to finish the rest", err=True)
-        sys.exit(130)
+        sys.exit(SIGTERM_EXIT if isinstance(e, Terminated) else SIGINT_EXIT)
     except BackendError as e:
         raise backend_failure(e, writer.path) from None
     finally:
@@ -163,13 +151,21 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
         engine.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C (so every `finally` runs) but exiting 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def stop_on_sigterm() -> Any:
     """SIGTERM (a job scheduler, `timeout`) ends the run like Ctrl-C: the message says
-    how to resume. Results already written are safe either way. Returns the previous
-    handler (None off the main thread, where handlers cannot be set)."""
+    how to resume, the exit status is 143. Results already written are safe either way.
+    Returns the previous handler (None off the main thread, where handlers cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def print_summary(policy: str, rows: list[dict[str, Any]], *, wall_s: float, quiet: bool) -> None:

@@ -124,6 +124,9 @@ def normalize_items(items: Iterable[str | Mapping[str, Any] | PromptRow], source
         elif isinstance(item, str):
             if not item.strip():
                 raise PromptInputError(source, i, "empty prompt")
+            bad = _lone_surrogate(item, "'prompt'")
+            if bad is not None:
+                raise PromptInputError(source, i, bad)
             row = PromptRow(id=f"prompt-{i}", prompt=item, line=i)
         else:
             row = validate_item(item, source=source, line=i, default_id=f"prompt-{i}")
@@ -140,6 +143,9 @@ def validate_item(obj: Any, *, source: str, line: int, default_id: str) -> Promp
 
     if not isinstance(obj, Mapping):
         raise fail(f"expected a JSON object, got {_json_type(obj)}")
+    bad = _lone_surrogate(obj)
+    if bad is not None:
+        raise fail(bad)
     if "prompt" in obj and "question" in obj:
         raise fail("has both 'prompt' and 'question'; give one")
     key = "prompt" if "prompt" in obj else "question"
@@ -174,6 +180,32 @@ def validate_item(obj: Any, *, source: str, line: int, default_id: str) -> Promp
         overrides[k] = v
     meta = {k: v for k, v in obj.items() if k not in OVERRIDE_KEYS and k not in ("id", key, "answer")}
     return PromptRow(id=rid, prompt=prompt, answer=answer, overrides=overrides, meta=meta, line=line)
+
+
+def _lone_surrogate(v: Any, where: str = "") -> str | None:
+    """Where a string (any field, key or nested value) holds a lone surrogate such as the
+    JSON escape "\\ud800": Python accepts it, but no UTF-8 file can hold it, so the
+    result line could never be written. None when every string is valid Unicode."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return (f"{where} holds a lone surrogate (U+{ord(v[e.start]):04X} at character {e.start + 1}), "
+                    "which is not valid Unicode and could not be written to a results file")
+        return None
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            path = f"{where[1:-1]}.{k}" if where else str(k)
+            found = (_lone_surrogate(k, f"a key of {where or 'the row'}") if isinstance(k, str) else None) \
+                or _lone_surrogate(x, f"'{path}'")
+            if found:
+                return found
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            found = _lone_surrogate(x, f"'{where[1:-1]}[{i}]'")
+            if found:
+                return found
+    return None
 
 
 def _check_unique(row: PromptRow, seen: dict[str, int], source: str) -> None:

@@ -4,7 +4,15 @@ Crash safety: each result is written as one line ending in a newline and fsync'd
 before the next is started, so after a kill at any moment the file holds complete
 lines plus at most one partial last line (a write is always a prefix of the line).
 `--resume` truncates that partial tail and reports which ids are already done, so
-rerunning yields the same set of results: none lost, none duplicated.
+rerunning yields the same set of results: none lost, none duplicated. A last line that
+is a complete result missing only its newline (a file edited by hand, another tool) is
+kept and its newline added, not redone.
+
+One result that cannot be serialised (a lone surrogate, an object JSON cannot hold)
+never takes the others down: it is written as an error row (same id, prompt, policy,
+protocol; `error` says why; ASCII-escaped so it always encodes), so the run goes on
+and `--resume` sees it as done. Non-finite floats are written as null, so every line
+is standard JSON; the sidecar is written with allow_nan=False.
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
 so resuming with different settings is detected and refused unless forced. A sidecar
@@ -15,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +48,7 @@ def config_fingerprint(config: Mapping[str, Any]) -> str:
 class ExistingResults:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> row, first occurrence
     repaired_bytes: int = 0  # size of the partial last line that was cut off
+    added_newline: bool = False  # the last line was complete but for its newline (kept)
     mismatched: list[str] = field(default_factory=list)  # ids written under another fingerprint
     other_fingerprints: set[str] = field(default_factory=set)
 
@@ -47,8 +57,17 @@ def scan_results(path: Path, fingerprint: str | None = None, *, repair: bool = F
     """Read complete lines of a results file; optionally truncate a partial last line."""
     data = path.read_bytes()
     found = ExistingResults()
-    end = data.rfind(b"\n") + 1  # bytes after the last newline are a partial write
-    if end < len(data):
+    end = data.rfind(b"\n") + 1  # bytes after the last newline are a partial write...
+    if end < len(data) and _is_complete_row(data[end:]):
+        found.added_newline = True  # ...unless they are a whole result: keep it
+        if repair:
+            with open(path, "ab") as f:
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        data += b"\n"
+        end = len(data)
+    elif end < len(data):
         found.repaired_bytes = len(data) - end
         if repair:
             with open(path, "r+b") as f:
@@ -76,6 +95,64 @@ def scan_results(path: Path, fingerprint: str | None = None, *, repair: bool = F
     return found
 
 
+def check_writable(path: str | Path) -> None:
+    """ResultFileError unless `path` (and its `.config.json` beside it) can be written;
+    creates nothing, so a refused run leaves no empty file or folder behind."""
+    p = Path(path)
+    if p.is_dir():
+        raise ResultFileError(f"{p}: is a directory, expected a file path")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ResultFileError(f"{p}: cannot write (permission denied)")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:  # the folders mkdir would create
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ResultFileError(f"{p}: cannot create it, {folder} is a file, not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ResultFileError(f"{p}: cannot create files in {folder} (permission denied)")
+
+
+def _is_complete_row(tail: bytes) -> bool:
+    """A prefix of a written line that parses as an object with an id is the whole line
+    (json.dumps of an object ends with its closing brace), so it is safe to keep."""
+    try:
+        row = json.loads(tail)
+    except ValueError:  # also UnicodeDecodeError: a write cut inside a character
+        return False
+    return isinstance(row, dict) and "id" in row
+
+
+def _finite(v: Any) -> Any:
+    """`v` with NaN / infinities replaced by None (JSON has no such numbers)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
+    """One result line as UTF-8; ValueError/TypeError (UnicodeEncodeError included) when
+    the row cannot be written as valid JSON text."""
+    try:
+        text = json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:  # a NaN or infinity somewhere: null is what JSON can say
+        text = json.dumps(_finite(dict(row)), ensure_ascii=False, allow_nan=False, default=str)
+    return (text + "\n").encode("utf-8")
+
+
+def unwritable_row(row: Mapping[str, Any], error: Exception) -> dict[str, Any]:
+    """The error row recorded instead of a result that cannot be written."""
+    keep = ("id", "prompt", "policy", "protocol", "reference", FINGERPRINT_KEY)
+    out: dict[str, Any] = {k: row.get(k) for k in keep if k in row}
+    out.update(answer=None, correct=None, threads=[], usage={}, details={},
+               latency_s=_finite(row.get("latency_s", 0.0)) or 0.0,
+               error=f"result could not be written: {type(error).__name__}: {error}")
+    return out
+
+
 class ResultWriter:
     """Append results to a JSONL file; see the module docstring for the guarantees."""
 
@@ -95,12 +172,16 @@ class ResultWriter:
 
     def open(self) -> "ResultWriter":
         """Check the file, repair a partial tail when resuming, take an exclusive lock."""
+        check_writable(self.path)
         has_data = self.path.exists() and self.path.stat().st_size > 0
         if has_data and not self.resume:
             raise ResultFileError(f"{self.path} already exists; pass --resume to continue it "
                                   "or choose another --out")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        except OSError as e:
+            raise ResultFileError(f"{self.path}: cannot write ({e.strerror or e})") from None
         try:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
@@ -150,7 +231,11 @@ class ResultWriter:
             known = {}
         known[self.fingerprint] = self.config
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
-        tmp.write_text(json.dumps(known, indent=1, sort_keys=True, default=str))
+        try:
+            text = json.dumps(known, indent=1, sort_keys=True, default=str, allow_nan=False)
+        except ValueError as e:
+            raise ResultFileError(f"{self.config_path}: settings hold a NaN or infinite number ({e})") from None
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.config_path)
 
     @property
@@ -162,8 +247,13 @@ class ResultWriter:
             raise RuntimeError("ResultWriter.append before open()")
         row = result.to_dict() if isinstance(result, Result) else dict(result)
         row[FINGERPRINT_KEY] = self.fingerprint
-        line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
-        self._file.write(line.encode("utf-8"))
+        try:
+            data = encode_row(row)
+        except (ValueError, TypeError) as e:  # one bad result must not end the run
+            row = unwritable_row(row, e)
+            # ASCII escapes keep the id exactly as it was (resume matches it), whatever it holds
+            data = (json.dumps(row, ensure_ascii=True, allow_nan=False, default=str) + "\n").encode("ascii")
+        self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())
         self.existing.rows[str(row["id"])] = row

@@ -9,11 +9,13 @@ import copy
 from typing import Any, Mapping
 
 from parareason.policies.registry import canonical_name, policy_params, policy_spec
+from parareason.policies.validation import check_params
 from parareason.runtime.policy import Policy
 
 
 def make_policy(name: str, **params: Any) -> Policy:
-    """Build policy `name`; unknown names or parameters raise ValueError/TypeError."""
+    """Build policy `name`; unknown names or parameters raise ValueError/TypeError, a value
+    of the wrong type or out of range ValueError (see validation.py)."""
     spec = policy_spec(name)
     params = {k: v for k, v in params.items() if k not in spec.ignored}
     if spec.width_param != "n" and "n" in params:
@@ -22,8 +24,7 @@ def make_policy(name: str, **params: Any) -> Policy:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise TypeError(f"policy {spec.name!r} has no parameter(s) {unknown}; it takes {sorted(allowed)}")
-    if params.get("temperatures") is not None:
-        params["temperatures"] = tuple(float(t) for t in params["temperatures"])
+    params = check_params(spec.name, params)  # types and ranges: ValueError naming the parameter
     return spec.policy_class()(spec.params_class()(**params))
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from parareason.cli.main import main
@@ -106,16 +107,17 @@ def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, monkeypat
     assert res.exit_code == 1 and "different prompt text" in res.output
 
 
-def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGTERM, 143, "terminated:"), (signal.SIGINT, 130, "interrupted:")])
+def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path, sig, status, word):
     prompts, table = make_inputs(tmp_path)
     out = tmp_path / "out.jsonl"
     proc = cli([prompts, "--out", out], table, latency_s=0.02)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 2):
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     log = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 130, log
-    assert "rerun with --resume" in log and "Traceback" not in log
+    assert proc.returncode == status, log  # 128 + the signal, the shell's convention
+    assert word in log and "rerun with --resume" in log and "Traceback" not in log
     ids, _ = comparable(out)  # every line written is complete
     assert 2 <= len(ids) < N_PROMPTS and len(set(ids)) == len(ids)

@@ -1,10 +1,14 @@
 """Protocol registry: `get_protocol(name, **config)`.
 
 Each protocol decides how a sample's threads are created and joined (see base.py).
+Config values are checked here against the type of the protocol's own default for
+the key (a marker must be a non-empty string, a count an integer in range), so a bad
+value fails when the protocol is built, naming the key, not inside a thread.
 """
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 from parareason.runtime.protocols.base import Protocol, ThreadOps
@@ -18,6 +22,31 @@ PROTOCOLS: dict[str, str] = {
 }
 
 
+# integer config key -> smallest accepted value (APR's `[-0:]` tail would keep all the text)
+CONFIG_MIN: dict[str, int] = {"n_paths": 1, "result_max_chars": 1}
+
+
+def check_config(name: str, defaults: dict[str, Any], config: dict[str, Any]) -> None:
+    """ValueError naming the first config value whose type or range is wrong; unknown keys
+    are left to the Protocol constructor (it lists them)."""
+    for key, value in config.items():
+        default = "" if key == "instructions" else defaults.get(key)
+        where = f"protocol {name}: config {key!r}"
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+        if isinstance(default, str) and key != "instructions" and not value:
+            raise ValueError(f"{where} must not be empty (an empty marker matches everywhere)")
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < CONFIG_MIN.get(key, 0):
+                raise ValueError(f"{where} must be an integer >= {CONFIG_MIN.get(key, 0)}, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{where} must be a finite number, got {value!r}")
+
+
 def protocol_names() -> list[str]:
     return sorted(PROTOCOLS)
 
@@ -27,7 +56,9 @@ def get_protocol(name: str, **config: Any) -> Protocol:
     if target is None:
         raise ValueError(f"unknown protocol {name!r}; known: {', '.join(protocol_names())}")
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(**config)
+    protocol_class = getattr(importlib.import_module(module), cls)
+    check_config(name.lower(), protocol_class.defaults, config)
+    return protocol_class(**config)
 
 
 __all__ = ["PROTOCOLS", "Protocol", "ThreadOps", "get_protocol", "protocol_names"]
