@@ -76,8 +76,3 @@ def leading_cells(run: PolicyRun, baseline_tokens: int) -> list[str]:
     settings = run.settings if isinstance(run.settings, str) else ", ".join(f"{k}={v}" for k, v in run.settings.items())
     return [run.policy, settings, f"{run.accuracy:.1%} ({run.correct}/{run.total})", f"{run.answered}/{run.total}",
             str(run.generated_tokens), percent_of(run.generated_tokens, baseline_tokens)]
-
-
-def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    head = "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
-    return head + "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"

@@ -61,16 +61,22 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def markdown_table(summaries: Sequence[PolicySummary]) -> str:
-    head = ("| policy | accuracy | correct/graded | generated tokens | tokens/prompt | "
-            "tokens vs baseline | sequential tokens/prompt | errors | wall time (s) |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
-    for s in summaries:
-        ratio = "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x"
-        lines.append(f"| {s.policy} | {_pct(s.accuracy)} | {s.correct}/{s.graded} | {s.generated_tokens} | "
-                     f"{s.tokens_per_prompt:.1f} | {ratio} | {s.sequential_tokens_per_prompt:.1f} | {s.errors} | "
-                     f"{s.wall_s:.1f} |")
-    return "\n".join(lines) + "\n"
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A markdown table; every summary and benchmark table in the project is drawn by it."""
+    head = "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
+    return head + "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
+
+
+SUMMARY_COLUMNS = ("policy", "accuracy", "correct/graded", "generated tokens", "tokens/prompt", "tokens vs baseline",
+                   "sequential tokens/prompt", "errors", "wall time (s)")
+
+
+def summary_markdown(summaries: Sequence[PolicySummary]) -> str:
+    """The per-policy table of summary.md."""
+    rows = [[s.policy, _pct(s.accuracy), f"{s.correct}/{s.graded}", str(s.generated_tokens),
+             f"{s.tokens_per_prompt:.1f}", "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x",
+             f"{s.sequential_tokens_per_prompt:.1f}", str(s.errors), f"{s.wall_s:.1f}"] for s in summaries]
+    return markdown_table(SUMMARY_COLUMNS, rows)
 
 
 def plot_accuracy_vs_tokens(summaries: Sequence[PolicySummary], path: Path, title: str = "") -> Path:
@@ -108,6 +114,6 @@ def write_summary(out_dir: Path, summaries: Sequence[PolicySummary], meta: Mappi
     paths["json"].write_text(json.dumps({"meta": dict(meta), "policies": [s.to_dict() for s in summaries]},
                                         indent=2, default=str) + "\n")
     settings = ", ".join(f"{k}={v}" for k, v in meta.items())
-    paths["md"].write_text(f"# Evaluation summary\n\n{settings}\n\n{markdown_table(summaries)}")
+    paths["md"].write_text(f"# Evaluation summary\n\n{settings}\n\n{summary_markdown(summaries)}")
     plot_accuracy_vs_tokens(summaries, paths["png"], title=str(meta.get("dataset", "")))
     return paths

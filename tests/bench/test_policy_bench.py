@@ -6,7 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from parareason.bench.policies_bench import PolicyRun, policies, policy_settings, render_table
+from parareason.bench.policies_bench import PolicyRun, policy_settings, render_table
+from parareason.cli.bench.policies import policies
 from tests.support.paths import FIXTURES
 
 FIXTURE = FIXTURES / "gsm8k_train_rows.jsonl"
