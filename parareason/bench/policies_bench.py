@@ -3,9 +3,12 @@
 All policies run on one loaded model, the same questions, the same sampling settings
 and the same seed (a request's seed depends only on the run seed and the question id,
 so sample i of a question starts from the same seed under every policy). For each
-policy: accuracy (math-verify against the reference), generated tokens (absolute and
-as % of self-consistency's), and wall time of the whole run. The markdown table goes
-into BENCHMARKS.md with the exact command; `--results` also writes every Result.
+policy: accuracy (math-verify against the reference) with its 95% bootstrap CI, the
+paired CI of its accuracy difference to self-consistency on the same questions,
+generated tokens (absolute and as % of self-consistency's), and wall time of the whole
+run; below the table, the SC@k curve from self-consistency's own samples (all from
+io/statistics.py, as `parareason eval`). The markdown goes into BENCHMARKS.md with the
+exact command; `--results` also writes every Result, `--summary-dir` eval's summary files.
 
 Policy settings derived from --n (shown in the table):
   self_consistency, ffs, bom, multi_temp, rpc: n samples;
@@ -23,7 +26,9 @@ from typing import Any, Callable, Sequence
 from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions,
                                           percent_of, result_counts, write_results)
 from parareason.bench.run_log import RunLog, resume_runs
-from parareason.io.summary import markdown_table
+from parareason.io.statistics import sc_at_k_curve
+from parareason.io.summary import (PolicySummary, ci_cell, difference_cell, markdown_table, sc_curve_markdown, summarize,
+                                   with_baseline, write_summary)
 from parareason.models import DEFAULT_MODEL
 
 BASELINE = "self_consistency"
@@ -46,16 +51,25 @@ def run_policy(engine: Any, rows: list[dict[str, Any]], name: str, settings: dic
                          temperature=temperature, seed=seed, max_concurrent=max_concurrent, keep_trace=False)
     wall = time.perf_counter() - t0
     write_results(results_file, results)
-    return PolicyRun(policy=name, settings=settings, wall_s=wall, **result_counts(results))
+    return PolicyRun(policy=name, settings=settings, wall_s=wall, results=list(results), **result_counts(results))
+
+
+def comparisons(runs: list[PolicyRun]) -> list[PolicySummary]:
+    """Each run's summary against the first (self-consistency): accuracy CI, paired CI of
+    the accuracy difference, token and wall ratios (io/summary.py, as `parareason eval`)."""
+    return with_baseline([summarize(r.policy, r.results, r.wall_s) for r in runs])
 
 
 def render_table(runs: list[PolicyRun], baseline: PolicyRun | None) -> str:
     base_tokens = baseline.generated_tokens if baseline else 0
     base_wall = baseline.wall_s if baseline else 0.0
+    stats = comparisons(runs)
     rows = [leading_cells(r, base_tokens) + [f"{r.sequential_per_question:.0f}", f"{r.wall_s:.1f}",
-                                             percent_of(r.wall_s, base_wall), str(r.errors)]
-            for r in runs]
-    return markdown_table([*LEADING_COLUMNS, "sequential tokens / question", "wall s", "wall vs SC", "errors"], rows)
+                                             percent_of(r.wall_s, base_wall), str(r.errors),
+                                             ci_cell(s.accuracy_ci), difference_cell(s, stats[0])]
+            for r, s in zip(runs, stats)]
+    return markdown_table([*LEADING_COLUMNS, "sequential tokens / question", "wall s", "wall vs SC", "errors",
+                           "accuracy 95% CI", "vs SC: accuracy [95% paired CI]"], rows)
 
 
 def policy_order(names: Sequence[str]) -> list[str]:
@@ -84,6 +98,7 @@ class PoliciesBenchConfig:
     out: Path = Path("BENCHMARKS.md")  # markdown file whose 'Policies' section is replaced
     results_path: Path | None = None  # every Result (JSONL), and each finished policy's summary next to it
     resume: bool = False  # keep the policies already finished in results_path under the same settings
+    summary_dir: Path | None = None  # also write summary.json, summary.md, accuracy_vs_tokens.png here
 
 
 def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any]) -> Path:
@@ -135,6 +150,8 @@ def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any])
         if engine is not None:
             engine.close()
     table = render_table(runs, runs[0])
+    curve = sc_at_k_curve(runs[0].results)
+    curve_md = sc_curve_markdown(curve, BASELINE)
     choice = getattr(engine.backend, "dtype_choice", None) if engine is not None else None
     resolved_dtype = choice.dtype if choice is not None else dtype  # what auto chose, when the model loaded
     body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
@@ -144,7 +161,9 @@ def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any])
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
             f"sequential tokens are a request's latency in decode steps (samples run side by side count once); "
             f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
-            f"(on a shared machine wall time is noisy; tokens are the stable cost figure).\n\n{table}")
+            f"(on a shared machine wall time is noisy; tokens are the stable cost figure). "
+            f"Accuracy CIs are 95% BCa bootstrap intervals over questions; the paired CI resamples question "
+            f"indices and takes both policies' outcomes on them (io/statistics.py, seed 0).\n\n{table}\n{curve_md}")
     # The full command with every resolved option (defaults included), so a rerun is exact.
     command = " ".join(["parareason bench policies", f"--data {shlex.quote(str(data_path))}", f"--limit {limit}", f"--offset {offset}",
                         f"--n {n}", f"--seed {seed}", f"--model {shlex.quote(model)}",
@@ -153,8 +172,13 @@ def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any])
                         *[f"--policy-arg {shlex.quote(a)}" for a in policy_args], f"--max-concurrent {max_concurrent}",
                         f"--backend {backend}", *[f"--url {u}" for u in urls],
                         *([f"--dtype {dtype}"] if backend == "embedded" else []),
-                        *([f"--results {shlex.quote(str(results_path))}"] if results_path else [])])
+                        *([f"--results {shlex.quote(str(results_path))}"] if results_path else []),
+                        *([f"--summary-dir {shlex.quote(str(cfg.summary_dir))}"] if cfg.summary_dir else [])])
+    if cfg.summary_dir is not None:  # the same files as `parareason eval` writes
+        paths = write_summary(cfg.summary_dir, comparisons(runs), {"command": command, **config}, curve=curve,
+                              curve_policy=BASELINE)
+        print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
     path = write_section("Policies vs self-consistency", body, path=out, command=command)
-    print(table)
+    print(table + (f"\n{curve_md}" if curve_md else ""))
     print(f"wrote {path}")
     return path

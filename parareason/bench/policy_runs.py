@@ -7,7 +7,7 @@ same way and their tables stay comparable.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
@@ -34,6 +34,8 @@ class PolicyRun:
     wall_s: float
     errors: int
     sequential_tokens: int = 0  # summed over questions: each request's latency in decode steps
+    # the run's Results (what the confidence intervals and the SC@k curve are computed from)
+    results: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def sequential_per_question(self) -> float:

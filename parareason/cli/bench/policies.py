@@ -37,9 +37,12 @@ from parareason.models import DEFAULT_MODEL
               help="Also write every Result (JSONL) here, and each finished policy's summary to RESULTS.runs.jsonl.")
 @click.option("--resume", is_flag=True,
               help="With --results: keep the policies already finished there under the same settings, run the rest.")
+@click.option("--summary-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write summary.json, summary.md and accuracy_vs_tokens.png here (as `parareason eval`).")
 def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, max_new_tokens: int,
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
-             urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool) -> None:
+             urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool,
+             summary_dir: Path | None) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.cli.eval_cmd import split_policy_args
     from parareason.policies.registry import ALIASES, POLICY_NAMES
@@ -61,5 +64,6 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
         data_path=data_path, names=names, overrides=overrides, policy_args=tuple(policy_args), limit=limit,
         offset=offset, n=n, seed=seed, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
         max_concurrent=max_concurrent, backend=backend, urls=tuple(urls), dtype=dtype,
-        load_options=engine_options(backend, dtype), out=out, results_path=results_path, resume=resume)
+        load_options=engine_options(backend, dtype), out=out, results_path=results_path, resume=resume,
+        summary_dir=summary_dir)
     run_policies_bench(cfg, open_engine=lambda: open_engine(model, backend, tuple(urls), dtype))
