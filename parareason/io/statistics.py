@@ -135,41 +135,65 @@ def sc_k_values(samples: int) -> list[int]:
     return ks + [samples] if ks and ks[-1] != samples else ks
 
 
-def vote_credit(answers: Sequence[str | None], reference: str) -> float:
-    """1 if the majority vote over `answers` is right, 0 if wrong; a tie between classes
-    scores the share of tied classes that are right (a uniformly random tie-break's
-    expected outcome: Results keep no logprobs for self-consistency's own tie-break).
-    Answers are grouped as self-consistency groups them (grading.vote, math-equivalence)."""
+def answer_classes(answers: Sequence[str | None], reference: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's answer class (-1: does not vote) and whether each class is right.
+    Classes are self-consistency's: grading.vote's grouping of math-equivalent answers,
+    made once over all of a question's samples so every k-subset votes on the same ones."""
     from parareason.grading import answers_equal, is_correct
     from parareason.grading.vote import group_answers
 
     groups = group_answers(answers, same=answers_equal)
-    if not groups:
-        return 0.0
-    top = max(g.count for g in groups)
-    tied = [g for g in groups if g.count == top]
-    return sum(bool(is_correct(g.answer, reference)) for g in tied) / len(tied)
+    labels = np.full(len(answers), -1)
+    for c, g in enumerate(groups):
+        labels[g.members] = c
+    return labels, np.array([bool(is_correct(g.answer, reference)) for g in groups], dtype=float)
+
+
+def vote_credits(labels: np.ndarray, right: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The majority vote of each draw (a row of sample indices): 1 if right, 0 if wrong or
+    nobody voted; a tie between classes scores the share of tied classes that are right
+    (a uniformly random tie-break's expected outcome: Results keep no logprobs for
+    self-consistency's own tie-break)."""
+    if right.size == 0:
+        return np.zeros(len(draws))
+    counts = (labels[draws][..., None] == np.arange(right.size)).sum(axis=1)  # (draws, classes)
+    top = counts.max(axis=1, keepdims=True)
+    tied = (counts == top) & (top > 0)
+    n_tied = tied.sum(axis=1)
+    return np.where(n_tied > 0, (tied * right).sum(axis=1) / np.maximum(n_tied, 1), 0.0)
+
+
+def vote_credit(answers: Sequence[str | None], reference: str) -> float:
+    """`vote_credits` of one vote over all of `answers`."""
+    labels, right = answer_classes(answers, reference)
+    return float(vote_credits(labels, right, np.arange(len(answers))[None, :])[0])
+
+
+def _subsets(m: int, k: int, subsets: int, rng: np.random.Generator) -> np.ndarray:
+    """All k-subsets of range(m) when there are at most `subsets`, else `subsets` uniform random ones."""
+    if math.comb(m, k) <= subsets:
+        return np.array(list(itertools.combinations(range(m), k)), dtype=int).reshape(-1, k)
+    return np.argsort(rng.random((subsets, m)), axis=1)[:, :k]
 
 
 def sc_at_k_curve(results: Sequence[Any], *, subsets: int = SC_SUBSETS, seed: int = SEED) -> list[ScPoint]:
     """The SC@k curve from one policy's Results (self-consistency's samples): for each k,
-    the mean `vote_credit` over k-subsets of each question's samples (all of them where
+    the mean `vote_credits` over k-subsets of each question's samples (all of them where
     there are at most `subsets`, else `subsets` drawn at random with a fixed seed),
     against the mean generated tokens of those k samples. k runs up to the fewest
     samples any graded question has."""
     questions = [q for q in (question_samples(r) for r in results) if q is not None]
     if not questions:
         return []
+    classes = [answer_classes(q.answers, q.reference) for q in questions]
     rng = np.random.default_rng(seed)
     points = []
     for k in sc_k_values(min(len(q.answers) for q in questions)):
         accuracy, tokens = [], []
-        for q in questions:
-            m = len(q.answers)
-            draws = (list(itertools.combinations(range(m), k)) if math.comb(m, k) <= subsets
-                     else [rng.choice(m, size=k, replace=False) for _ in range(subsets)])
-            accuracy.append(float(np.mean([vote_credit([q.answers[i] for i in idx], q.reference) for idx in draws])))
-            tokens.append(float(np.mean([sum(q.tokens[i] for i in idx) for idx in draws])))
+        for q, (labels, right) in zip(questions, classes):
+            draws = _subsets(len(q.answers), k, subsets, rng)
+            accuracy.append(float(vote_credits(labels, right, draws).mean()))
+            tokens.append(float(np.asarray(q.tokens)[draws].sum(axis=1).mean()))
         points.append(ScPoint(k=k, accuracy=round(float(np.mean(accuracy)), 4),
                               tokens_per_prompt=round(float(np.mean(tokens)), 1), questions=len(questions)))
     return points
