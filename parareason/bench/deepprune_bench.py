@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
-from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions, markdown_table,
+from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_cells, load_questions,
                                           result_counts, write_results)
-from parareason.cli.options import BackendType
+from parareason.io.summary import markdown_table
+from parareason.models import DEFAULT_MODEL
 
 
 @dataclass
@@ -48,46 +47,43 @@ def render_table(runs: list[BenchRun]) -> str:
     return markdown_table(columns, rows)
 
 
-@click.command()
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
-              help="JSONL with id, question, answer (GSM8K-train format).")
-@click.option("--limit", type=int, default=32, show_default=True, help="Questions (N rows from --offset).")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Skip this many rows first (e.g. 32 for a held-out half).")
-@click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n and DeepPrune width).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
-@click.option("--judge", "judge_kind", type=click.Choice(["embedding", "trained"]), default="embedding", show_default=True)
-@click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained judge head (with --judge trained).")
-@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
-@click.option("--threshold", type=float, default=None, help="Prune above this judge score (default: the head's, else 0.5).")
-@click.option("--check-every", type=int, default=128, show_default=True, help="Generated tokens between judge checkpoints.")
-@click.option("--reps-per-cluster", type=int, default=1, show_default=True)
-@click.option("--max-new-tokens", type=int, default=384, show_default=True)
-@click.option("--temperature", type=float, default=0.7, show_default=True)
-@click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
-@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
-@click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
-              show_default=True, help="Markdown file whose 'DeepPrune vs self-consistency' section is replaced.")
-@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write every Result (JSONL) here.")
-def deepprune(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, judge_kind: str, head: str | None,
-              calibration: str | None, threshold: float | None, check_every: int, reps_per_cluster: int,
-              max_new_tokens: int, temperature: float, max_concurrent: int, backend: str,
-              urls: tuple[str, ...], out: Path, results_path: Path | None) -> None:
+@dataclass
+class DeepPruneBenchConfig:
+    data_path: Path  # JSONL with id, question, answer (GSM8K-train format)
+    limit: int = 32  # questions (N rows from offset)
+    offset: int = 0
+    n: int = 16  # samples per question (SC@n and DeepPrune width)
+    seed: int = 0
+    model: str = DEFAULT_MODEL
+    judge_kind: str = "embedding"  # embedding | trained
+    head: str | None = None  # trained judge head (judge "trained")
+    calibration: str | None = None  # embedding judge calibration JSON
+    threshold: float | None = None  # prune above this judge score (default: the head's, else 0.5)
+    check_every: int = 128  # generated tokens between judge checkpoints
+    reps_per_cluster: int = 1
+    max_new_tokens: int = 384
+    temperature: float = 0.7
+    max_concurrent: int = 2  # questions sharing a batch
+    backend: str = "embedded"
+    urls: tuple[str, ...] = ()
+    out: Path = Path("BENCHMARKS.md")  # markdown file whose 'DeepPrune vs self-consistency' section is replaced
+    results_path: Path | None = None  # also write every Result (JSONL) here
+
+
+def run_deepprune_bench(cfg: DeepPruneBenchConfig) -> Path:
     """DeepPrune vs self-consistency@n: accuracy, tokens, tokens saved, wall time."""
     from parareason.api import Engine
     from parareason.bench.report import write_section
     from parareason.judge.factory import make_judge
     from parareason.pruning.deepprune import DeepPruneParams, DeepPrunePolicy
 
-    if not data_path.exists():
-        raise click.BadParameter(f"{data_path} not found (GSM8K-train JSONL with id/question/answer)",
-                                 param_hint="--data")
+    data_path, limit, offset, n, seed, model = cfg.data_path, cfg.limit, cfg.offset, cfg.n, cfg.seed, cfg.model
+    judge_kind, head, calibration, threshold = cfg.judge_kind, cfg.head, cfg.calibration, cfg.threshold
+    check_every, reps_per_cluster, max_new_tokens = cfg.check_every, cfg.reps_per_cluster, cfg.max_new_tokens
+    temperature, max_concurrent, backend, urls = cfg.temperature, cfg.max_concurrent, cfg.backend, cfg.urls
+    out, results_path = cfg.out, cfg.results_path
     if judge_kind == "trained" and not head:
-        raise click.BadParameter("--judge trained needs --head PATH (see `parareason judge train`)", param_hint="--head")
+        raise ValueError("judge 'trained' needs a head (see `parareason judge train`)")
     rows = load_questions(data_path, limit, offset)
     judge = make_judge(judge_kind, head=head, calibration=calibration)  # loaded once, shared by all requests
     params = DeepPruneParams(width=n, check_every=check_every, threshold=threshold,
@@ -96,7 +92,7 @@ def deepprune(data_path: Path, limit: int, offset: int, n: int, seed: int, model
     thr = policy.threshold
     dp_settings = (f"width={n}, judge={judge_kind}, threshold={thr:.3f}, check_every={check_every}, "
                    f"reps={reps_per_cluster}")
-    click.echo(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}, judge={judge_kind}")
+    print(f"{len(rows)} questions from {data_path}, n={n}, model={model}, seed={seed}, judge={judge_kind}")
     runs: list[BenchRun] = []
     results_file = results_path.open("w", encoding="utf-8") if results_path else None
     common = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
@@ -110,8 +106,8 @@ def deepprune(data_path: Path, limit: int, offset: int, n: int, seed: int, model
                 r = summarize(name, settings, results, time.perf_counter() - t0)
                 runs.append(r)
                 write_results(results_file, results)
-                click.echo(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  pruned {r.pruned:4d}  "
-                           f"wall {r.wall_s:7.1f}s  errors {r.errors}")
+                print(f"{name:18s} acc {r.accuracy:6.1%}  tokens {r.generated_tokens:8d}  pruned {r.pruned:4d}  "
+                      f"wall {r.wall_s:7.1f}s  errors {r.errors}")
     finally:
         if results_file is not None:
             results_file.close()
@@ -127,5 +123,6 @@ def deepprune(data_path: Path, limit: int, offset: int, n: int, seed: int, model
             f"charges each pruned sample its cluster's finished length minus what it had generated; wall is the "
             f"policy's whole run on one loaded model, judge included.\n\n{table}")
     path = write_section("DeepPrune vs self-consistency", body, path=out)
-    click.echo(table)
-    click.echo(f"wrote {path}")
+    print(table)
+    print(f"wrote {path}")
+    return path

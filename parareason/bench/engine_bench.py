@@ -20,10 +20,9 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import click
-
-from parareason.cli.options import DTYPE_CHOICES
+from parareason.models import DEFAULT_MODEL
 
 DEFAULT_PROMPT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
                   "in May. How many clips did Natalia sell altogether in April and May? "
@@ -124,23 +123,26 @@ def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, ste
     return ms
 
 
-@click.command("engine")
-@click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
-@click.option("--n", "n", default=16, show_default=True, help="samples of the prompt")
-@click.option("--max-new-tokens", default=128, show_default=True)
-@click.option("--temperature", default=0.7, show_default=True)
-@click.option("--top-p", default=0.95, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--prompt", default=DEFAULT_PROMPT, show_default=False, help="user message (GSM8K train #1 by default)")
-@click.option("--ttft-reps", default=3, show_default=True, help="repetitions of the prefill timing")
-@click.option("--dtype-check/--no-dtype-check", default=True, show_default=True,
-              help="also time one decode step in float32 and bfloat16")
-@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
-              help="engine dtype; generate runs in the same one")
-@click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
-def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int, prompt: str,
-           ttft_reps: int, dtype_check: bool, dtype: str, out_path: str) -> None:
+@dataclass
+class EngineBenchConfig:
+    model: str = DEFAULT_MODEL
+    n: int = 16  # samples of the prompt
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    prompt: str = DEFAULT_PROMPT
+    ttft_reps: int = 3  # repetitions of the prefill timing
+    dtype_check: bool = True  # also time one decode step in float32 and bfloat16
+    dtype: str = "auto"  # engine dtype; generate runs in the same one
+    out_path: str | Path = "BENCHMARKS.md"
+
+
+def run_engine_bench(cfg: EngineBenchConfig) -> Path:
     """Useful tokens/s of the engine vs transformers generate; prefill n vs 1."""
+    model, n, max_new_tokens, temperature, top_p, seed = (cfg.model, cfg.n, cfg.max_new_tokens, cfg.temperature,
+                                                           cfg.top_p, cfg.seed)
+    prompt, ttft_reps, dtype_check, dtype, out_path = cfg.prompt, cfg.ttft_reps, cfg.dtype_check, cfg.dtype, cfg.out_path
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.backends.embedded import load_backend  # first: sets OpenMP env before torch
 
@@ -155,27 +157,27 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
     chosen = eng.dtype_choice
     ids = eng.tokenizer.chat_ids([{"role": "user", "content": prompt}])
     eos_ids = eng.tokenizer.eos_token_ids
-    click.echo(f"model {model}, prompt {len(ids)} tokens, n={n}, max_new_tokens={max_new_tokens}, "
-               f"T={temperature}, top_p={top_p}, seed={seed}, torch threads {torch.get_num_threads()}")
+    print(f"model {model}, prompt {len(ids)} tokens, n={n}, max_new_tokens={max_new_tokens}, "
+          f"T={temperature}, top_p={top_p}, seed={seed}, torch threads {torch.get_num_threads()}")
 
     ttft1 = _time_to_first_token(eng, ids, 1, ttft_reps)
     ttftn = _time_to_first_token(eng, ids, n, ttft_reps)
-    click.echo(f"time to first token: n=1 {ttft1:.3f}s, n={n} {ttftn:.3f}s (ratio {ttftn / ttft1:.2f})")
+    print(f"time to first token: n=1 {ttft1:.3f}s, n={n} {ttftn:.3f}s (ratio {ttftn / ttft1:.2f})")
 
     before = eng.stats.decode_rows, eng.stats.decode_forwards
     e_run = _run_engine(eng, ids, n, temperature, top_p, max_new_tokens, seed)
     rows, fwd = eng.stats.decode_rows - before[0], eng.stats.decode_forwards - before[1]
-    click.echo(f"engine:   {e_run.useful_tokens} useful tokens in {e_run.seconds:.1f}s = "
-               f"{e_run.tokens_per_s:.1f} tok/s (mean batch {rows / max(fwd, 1):.1f} rows over {fwd} forwards)")
+    print(f"engine:   {e_run.useful_tokens} useful tokens in {e_run.seconds:.1f}s = "
+          f"{e_run.tokens_per_s:.1f} tok/s (mean batch {rows / max(fwd, 1):.1f} rows over {fwd} forwards)")
     eng.close()
     del eng
     gc.collect()
 
     g_run = _run_generate(model_dir, ids, n, temperature, top_p, max_new_tokens, seed, eos_ids, chosen.dtype)
-    click.echo(f"generate: {g_run.useful_tokens} useful tokens in {g_run.seconds:.1f}s = "
-               f"{g_run.tokens_per_s:.1f} tok/s")
+    print(f"generate: {g_run.useful_tokens} useful tokens in {g_run.seconds:.1f}s = "
+          f"{g_run.tokens_per_s:.1f} tok/s")
     ratio = e_run.tokens_per_s / g_run.tokens_per_s if g_run.tokens_per_s else float("nan")
-    click.echo(f"useful-token throughput ratio engine/generate: {ratio:.2f} (target >= 1.5)")
+    print(f"useful-token throughput ratio engine/generate: {ratio:.2f} (target >= 1.5)")
 
     dtype_rows = ""
     if dtype_check:
@@ -183,7 +185,7 @@ def engine(model: str, n: int, max_new_tokens: int, temperature: float, top_p: f
         for batch in (1, n):
             f32 = _decode_step_ms(model, "float32", ids, batch, 4)
             bf16 = _decode_step_ms(model, "bfloat16", ids, batch, 4)
-            click.echo(f"decode step, batch {batch}: float32 {f32:.0f} ms, bfloat16 {bf16:.0f} ms")
+            print(f"decode step, batch {batch}: float32 {f32:.0f} ms, bfloat16 {bf16:.0f} ms")
             lines.append(f"| {batch} | {f32:.0f} | {bf16:.0f} |")
         dtype_rows = ("\nOne decode step (mean of 4, after warm-up), engine:\n\n"
                       "| batch | float32 ms | bfloat16 ms |\n|---|---|---|\n" + "\n".join(lines) + "\n")
@@ -208,5 +210,6 @@ Useful tokens = each row's tokens up to and including its EOS.
 Machine load average (1 min): {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (on a shared
 machine other jobs slow both sides; the two runs are sequential, so the ratio is noisy).
 """
-    write_section("Embedded engine vs transformers generate", body, path=out_path)
-    click.echo(f"wrote {out_path}")
+    path = write_section("Embedded engine vs transformers generate", body, path=out_path)
+    print(f"wrote {path}")
+    return path

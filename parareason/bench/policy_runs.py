@@ -7,7 +7,7 @@ same way and their tables stay comparable.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
@@ -34,6 +34,8 @@ class PolicyRun:
     wall_s: float
     errors: int
     sequential_tokens: int = 0  # summed over questions: each request's latency in decode steps
+    # the run's Results (what the confidence intervals and the SC@k curve are computed from)
+    results: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def sequential_per_question(self) -> float:
@@ -76,8 +78,3 @@ def leading_cells(run: PolicyRun, baseline_tokens: int) -> list[str]:
     settings = run.settings if isinstance(run.settings, str) else ", ".join(f"{k}={v}" for k, v in run.settings.items())
     return [run.policy, settings, f"{run.accuracy:.1%} ({run.correct}/{run.total})", f"{run.answered}/{run.total}",
             str(run.generated_tokens), percent_of(run.generated_tokens, baseline_tokens)]
-
-
-def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    head = "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
-    return head + "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"

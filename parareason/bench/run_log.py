@@ -72,10 +72,12 @@ def resume_runs(log: RunLog, results_path: Path, settings_of: dict[str, Any], qu
     by_policy: dict[str, list[dict[str, Any]]] = {}
     for d in lines:
         by_policy.setdefault(d.get("policy", ""), []).append(d)
-    kept = {name: PolicyRun(policy=name, settings=run.settings, wall_s=run.wall_s,
-                            **result_counts([Result.from_dict(d) for d in by_policy[name]]))
-            for name, run in log.finished().items()
-            if run.settings == settings_of.get(name) and len(by_policy.get(name, ())) == questions}
+    kept = {}
+    for name, run in log.finished().items():
+        if run.settings == settings_of.get(name) and len(by_policy.get(name, ())) == questions:
+            results = [Result.from_dict(d) for d in by_policy[name]]
+            kept[name] = PolicyRun(policy=name, settings=run.settings, wall_s=run.wall_s, results=results,
+                                   **result_counts(results))
     if results_path.exists():
         tmp = results_path.with_name(results_path.name + ".tmp")
         tmp.write_text("".join(json.dumps(d) + "\n" for d in lines if d.get("policy") in kept), encoding="utf-8")

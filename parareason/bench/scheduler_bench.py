@@ -17,12 +17,12 @@ import os
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Sequence
-
-import click
 
 from parareason.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
 from parareason.backends.scripted import ScriptedBackend
+from parareason.bench.report import write_section
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Decision, Policy, PolicyContext
 from parareason.runtime.request import RequestSpec
@@ -81,7 +81,7 @@ class TimedBackend(Backend):
 
 def scheduler_cost(threads: int, tokens: int, seed: int = 0, keep_trace: bool = True) -> dict[str, float]:
     """Scheduler time for `threads` samples of `tokens` tokens each, one token per step."""
-    reply = "x" * (tokens - 10) + " \\boxed{72}"
+    reply = "x" * (tokens - 12) + " \\boxed{72}"  # ends (EOS included) within the tokens, so its answer counts
     backend = TimedBackend(ScriptedBackend(lambda ctx: reply, tokens_per_step=1, prefix_cache=False))
     sched = Scheduler(backend)
     spec = RequestSpec(id="bench", prompt=PROMPT, policy=BenchVotePolicy(threads),
@@ -126,28 +126,18 @@ def engine_decode_ms(model: str, batches: Sequence[int], steps: int) -> dict[int
     return out
 
 
-@click.command("scheduler")
-@click.option("--threads", "thread_counts", default="16,64,256", show_default=True, help="comma-separated")
-@click.option("--tokens", default=128, show_default=True, help="tokens per thread (one per step)")
-@click.option("--engine/--no-engine", "with_engine", default=True, show_default=True,
-              help="also time the real engine's decode step at the same batch sizes")
-@click.option("--model", default="qwen2.5-0.5b-coder", show_default=True)
-@click.option("--engine-steps", default=3, show_default=True, help="decode steps timed per batch size")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
-def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, engine_steps: int, seed: int,
-              out_path: str) -> None:
+def run_scheduler_bench(counts: Sequence[int], tokens: int, with_engine: bool, model: str, engine_steps: int,
+                        seed: int, out_path: str | Path) -> Path:
     """Scheduler overhead: thread-steps/s on a zero-cost backend, and share of a real decode step."""
-    counts = [int(x) for x in thread_counts.split(",") if x.strip()]
     load_before = os.getloadavg()[0]
     scheduler_cost(4, 16, seed)  # warm-up: one-time imports (grading) stay out of the figures
     rows = []
     for n in counts:
         r = scheduler_cost(n, tokens, seed)
         rows.append(r)
-        click.echo(f"{n:4d} threads: {r['thread_steps_per_s']:,.0f} thread-steps/s, "
-                   f"{r['scheduler_ms_per_step']:.3f} ms scheduler time per step "
-                   f"({r['steps']} steps, backend double {r['backend_s']:.2f}s excluded)")
+        print(f"{n:4d} threads: {r['thread_steps_per_s']:,.0f} thread-steps/s, "
+              f"{r['scheduler_ms_per_step']:.3f} ms scheduler time per step "
+              f"({r['steps']} steps, backend double {r['backend_s']:.2f}s excluded)")
     decode = engine_decode_ms(model, counts, engine_steps) if with_engine else {}
     load_after = os.getloadavg()[0]
     lines = ["Scheduler + `BenchVotePolicy` (n plain samples, majority vote, `on_tokens` every step) on the "
@@ -163,8 +153,8 @@ def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, en
             d = decode[r["threads"]]
             share = r["scheduler_ms_per_step"] / d
             line += f" {d:.0f} | {100 * share:.2f}% |"
-            click.echo(f"{r['threads']:4d} threads: engine decode step {d:.0f} ms -> scheduler overhead "
-                       f"{100 * share:.2f}% (target < 5%)")
+            print(f"{r['threads']:4d} threads: engine decode step {d:.0f} ms -> scheduler overhead "
+                  f"{100 * share:.2f}% (target < 5%)")
         lines.append(line)
     if decode:
         lines += ["", f"Engine decode step: median of {engine_steps} float32 decode steps after warm-up, "
@@ -175,10 +165,6 @@ def scheduler(thread_counts: str, tokens: int, with_engine: bool, model: str, en
     lines += ["", f"Machine load average (1 min) during the run: {load_before:.1f} -> {load_after:.1f} on "
               f"{os.cpu_count()} cores; on a shared, loaded machine both the scheduler and the engine "
               "figures are slower than on an idle one, and the ratio is the meaningful number."]
-    path = _write(out_path, "\n".join(lines))
-    click.echo(f"wrote {path}")
-
-
-def _write(out_path: str, body: str):
-    from parareason.bench.report import write_section
-    return write_section("Scheduler overhead", body, path=out_path)
+    path = write_section("Scheduler overhead", "\n".join(lines), path=out_path)
+    print(f"wrote {path}")
+    return path

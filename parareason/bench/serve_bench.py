@@ -11,14 +11,14 @@ time ratio (sequential / concurrent).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import click
-
-from parareason.cli.options import DEFAULT_MODEL, BackendType, check_backend_args
+from parareason.models import DEFAULT_MODEL
 
 # GSM8K train rows 0-7 (github.com/openai/grade-school-math, MIT): question, answer.
 QUESTIONS: list[tuple[str, str]] = [
@@ -116,22 +116,26 @@ def _run_phase(label: str, url: str, backend: Any, bodies: list[dict[str, Any]],
     return phase
 
 
-@click.command("serve")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
-@click.option("--url", "urls", multiple=True, help="SGLang server URL(s) with --backend sglang.")
-@click.option("--requests", "num_requests", type=click.IntRange(1, len(QUESTIONS)), default=8, show_default=True,
-              help="requests per phase (GSM8K train rows 0..K-1)")
-@click.option("--policy", default="sc", show_default=True)
-@click.option("--n", "n", type=click.IntRange(min=1), default=2, show_default=True, help="samples per request")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
-def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, policy: str, n: int,
-          max_new_tokens: int, temperature: float, seed: int, out_path: str) -> None:
+@dataclass
+class ServeBenchConfig:
+    model: str = DEFAULT_MODEL
+    backend: str = "embedded"
+    urls: tuple[str, ...] = ()  # SGLang server URL(s) with backend "sglang"
+    num_requests: int = 8  # requests per phase (GSM8K train rows 0..K-1)
+    policy: str = "sc"
+    n: int = 2  # samples per request
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    seed: int = 0
+    out_path: str | Path = "BENCHMARKS.md"
+
+
+def run_serve_bench(cfg: ServeBenchConfig) -> Path:
     """K concurrent requests vs the same K one at a time, through the HTTP server."""
-    check_backend_args(backend, urls)
+    model, backend, urls, num_requests, policy = cfg.model, cfg.backend, cfg.urls, cfg.num_requests, cfg.policy
+    n, max_new_tokens, temperature, seed, out_path = cfg.n, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.out_path
+    if not 1 <= num_requests <= len(QUESTIONS):
+        raise ValueError(f"num_requests must be 1..{len(QUESTIONS)}, got {num_requests}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.backends.registry import load_backend
     from parareason.bench.report import write_section
@@ -141,7 +145,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, po
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     be = load_backend(backend, model, urls)
-    click.echo(f"loaded {backend} backend ({model}) in {time.perf_counter() - t0:.1f}s")
+    print(f"loaded {backend} backend ({model}) in {time.perf_counter() - t0:.1f}s")
     defaults = ServeDefaults(model_id=model, policy=policy, n=n, max_n=max(64, n), max_new_tokens=max_new_tokens,
                              temperature=temperature, deadline_s=3600.0)
     app = create_app(be, defaults, max_in_flight=num_requests + 2, close_backend=True)
@@ -153,16 +157,16 @@ def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, po
         warm = {"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}
         _run_phase("warm-up", url, be, [warm], ["-"], concurrent=False)
         seq = _run_phase("one at a time", url, be, bodies, answers, concurrent=False)
-        click.echo(f"one at a time: {seq.wall_s:.1f}s, {seq.completion_tokens} tokens, errors {len(seq.errors)}")
+        print(f"one at a time: {seq.wall_s:.1f}s, {seq.completion_tokens} tokens, errors {len(seq.errors)}")
         con = _run_phase(f"{num_requests} concurrent", url, be, bodies, answers, concurrent=True)
-        click.echo(f"{num_requests} concurrent: {con.wall_s:.1f}s, {con.completion_tokens} tokens, "
-                   f"errors {len(con.errors)}")
+        print(f"{num_requests} concurrent: {con.wall_s:.1f}s, {con.completion_tokens} tokens, "
+              f"errors {len(con.errors)}")
     ratio = seq.wall_s / con.wall_s if con.wall_s > 0 else float("nan")
     load_after = os.getloadavg()
-    click.echo(f"speed-up (sequential wall / concurrent wall): {ratio:.2f}x (target >= 2)")
+    print(f"speed-up (sequential wall / concurrent wall): {ratio:.2f}x (target >= 2)")
     for p in (seq, con):
         for e in p.errors:
-            click.echo(f"  {p.label} error: {e}", err=True)
+            print(f"  {p.label} error: {e}", file=sys.stderr)
 
     rows = "\n".join(
         f"| {p.label} | {p.wall_s:.1f} | {p.completion_tokens} | {p.completion_tokens / p.wall_s:.1f} | "
@@ -183,5 +187,6 @@ Prefix cache cleared before each phase; one warm-up request first. Completion to
 - machine load average (1/5/15 min) before: {" / ".join(f"{x:.1f}" for x in load_before)}, after:
   {" / ".join(f"{x:.1f}" for x in load_after)} (other processes share the CPU; compare runs at similar load).
 """
-    write_section("Server: concurrent requests vs one at a time", body, path=out_path)
-    click.echo(f"wrote {out_path}")
+    path = write_section("Server: concurrent requests vs one at a time", body, path=out_path)
+    print(f"wrote {path}")
+    return path

@@ -1,4 +1,5 @@
-"""`parareason bench …`: each benchmark owns a module under parareason/bench/."""
+"""`parareason bench …`: each benchmark's options live in parareason/cli/bench/, its
+measurement in parareason/bench/ (plain functions, no click options)."""
 from __future__ import annotations
 
 import click
@@ -6,19 +7,16 @@ import click
 from parareason.cli.main import LazyGroup
 
 BENCHMARKS: dict[str, str] = {
-    "engine": "parareason.bench.engine_bench:engine",
-    "scheduler": "parareason.bench.scheduler_bench:scheduler",
-    "policies": "parareason.bench.policies_bench:policies",
-    "deepprune": "parareason.bench.deepprune_bench:deepprune",
-    "serve": "parareason.bench.serve_bench:serve",
+    "engine": "parareason.cli.bench.engine:engine",
+    "scheduler": "parareason.cli.bench.scheduler:scheduler",
+    "policies": "parareason.cli.bench.policies:policies",
+    "deepprune": "parareason.cli.bench.deepprune:deepprune",
+    "serve": "parareason.cli.bench.serve:serve",
 }
 
 
 class BenchGroup(LazyGroup):
     commands_table = BENCHMARKS
-
-
-
 
 
 @click.group(cls=BenchGroup)

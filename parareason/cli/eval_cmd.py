@@ -1,7 +1,9 @@
 """`parareason eval DATASET`: several policies over one dataset, graded, summarised.
 
 Writes into --out-dir: results-<policy>.jsonl (resumable, one per policy),
-summary.json, summary.md (accuracy, tokens, tokens vs the first policy, wall time) and
+summary.json, summary.md (accuracy with its 95% bootstrap CI, the paired CI of its
+difference to the first policy, tokens and wall time against the first policy, and the
+SC@k curve from self-consistency's own samples; see io/statistics.py) and
 accuracy_vs_tokens.png. `parareason replay` reuses `evaluate_policies` with a
 ReplayBackend, so its outputs have the same shape.
 """
@@ -83,12 +85,14 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
 
     from parareason.io.progress import make_reporter, summary_table
     from parareason.cli.options import open_results
+    from parareason.io.statistics import sc_at_k_curve
     from parareason.io.summary import summarize, with_baseline, write_summary
 
     out_dir.mkdir(parents=True, exist_ok=True)
     walls_path = out_dir / "wall_times.json"  # wall seconds per policy, summed over resumed invocations
     walls: dict[str, float] = json.loads(walls_path.read_text()) if resume and walls_path.exists() else {}
     summaries = []
+    results_of: dict[str, list[Any]] = {}
     for policy in policies:
         pargs = per_policy_args.get(policy, {})
         config = {**base_config, "policy": policy, "policy_args": pargs}
@@ -116,12 +120,26 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
             done = [writer.existing.rows[r.id] for r in rows if r.id in writer.existing.rows]
         finally:
             writer.close()
+        results_of[policy] = done
         summaries.append(summarize(policy, done, wall_s=walls.get(policy, 0.0)))
     summaries = with_baseline(summaries)
-    paths = write_summary(out_dir, summaries, meta)
-    Console(highlight=False, width=140).print(summary_table(summaries, title=f"{meta.get('dataset', '')}"))
+    source = sc_curve_source(policies)
+    curve = sc_at_k_curve(results_of[source]) if source is not None else []
+    paths = write_summary(out_dir, summaries, meta, curve=curve, curve_policy=source)
+    Console(highlight=False, width=200).print(summary_table(summaries, title=f"{meta.get('dataset', '')}"))
+    if curve:
+        click.echo(f"SC@k from {source}'s samples: " + ", ".join(
+            f"k={p.k} {100 * p.accuracy:.1f}% at {p.tokens_per_prompt:.0f} tokens" for p in curve))
     click.echo(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
     return summaries
+
+
+def sc_curve_source(policies: Sequence[str]) -> str | None:
+    """Whose samples the SC@k curve is drawn from: the baseline (first policy) when it is
+    self-consistency, else the first self-consistency policy listed, else none."""
+    from parareason.policies.registry import ALIASES
+
+    return next((p for p in policies if ALIASES.get(p, p) == "self_consistency"), None)
 
 
 def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], reporter: Any, out: Path,
@@ -143,7 +161,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @config_option
 @model_options
 @click.option("--policies", default="sc", show_default=True,
-              help="Comma-separated policies; the first is the tokens baseline (e.g. sc,ffs,deepconf).")
+              help="Comma-separated policies; the first is the baseline of every comparison (e.g. sc,ffs,deepconf).")
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
               help="Policy parameter (repeatable); 'ffs.k=2' targets one policy, 'k=2' every policy taking k.")
 @protocol_option()

@@ -13,7 +13,7 @@ from parareason.cli.options import config_option, parse_policy_args, rows_option
 @click.argument("traces", type=click.Path(dir_okay=False, path_type=Path))
 @config_option
 @click.option("--policy", "--policies", "policies", default="sc", show_default=True,
-              help="Policy, or comma-separated policies (the first is the tokens baseline).")
+              help="Policy, or comma-separated policies (the first is the baseline of every comparison).")
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
               help="Policy parameter (repeatable); 'ffs.k=2' targets one policy.")
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=None,

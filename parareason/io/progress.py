@@ -13,7 +13,7 @@ from typing import IO, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from parareason.io.summary import PolicySummary
+from parareason.io.summary import PolicySummary, comparison_cells
 from parareason.runtime.result import Result
 
 
@@ -113,14 +113,18 @@ def summary_table(summaries: Sequence[PolicySummary], title: str = "Summary") ->
     compare = len(summaries) > 1  # "vs baseline" only means something with several policies
     cols = ["policy", "prompts", "accuracy", "correct/graded", "gen tokens", "tokens/prompt"]
     cols += ["vs baseline"] if compare else []
-    cols += ["seq tokens/prompt", "errors", "wall s"]
+    cols += ["seq tokens/prompt", "errors", "wall s", "acc 95% CI"]
+    cols += ["acc vs baseline [95% paired CI]", "wall vs baseline"] if compare else []
     for col in cols:
         t.add_column(col, justify="left" if col == "policy" else "right")
     for s in summaries:
         acc = "n/a" if s.accuracy is None else f"{100 * s.accuracy:.1f}%"
         ratio = "n/a" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.2f}x"
+        # accuracy CI, paired difference to the baseline and wall ratio, as in summary.md
+        ci, diff, wall = comparison_cells(s, summaries[0])
         cells = [s.policy, str(s.prompts), acc, f"{s.correct}/{s.graded}", str(s.generated_tokens),
                  f"{s.tokens_per_prompt:.1f}"] + ([ratio] if compare else []) + [
-                 f"{s.sequential_tokens_per_prompt:.1f}", str(s.errors), f"{s.wall_s:.1f}"]
+                 f"{s.sequential_tokens_per_prompt:.1f}", str(s.errors), f"{s.wall_s:.1f}", ci] + (
+                 [diff, wall] if compare else [])
         t.add_row(*cells)
     return t

@@ -6,7 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from parareason.bench.policies_bench import PolicyRun, policies, policy_settings, render_table
+from parareason.bench.policies_bench import PolicyRun, policy_settings, render_table
+from parareason.cli.bench.policies import policies
 from tests.support.paths import FIXTURES
 
 FIXTURE = FIXTURES / "gsm8k_train_rows.jsonl"
@@ -20,17 +21,30 @@ def test_bench_policies_on_the_scripted_backend(tmp_path, monkeypatch):
     out, results = tmp_path / "BENCH.md", tmp_path / "results.jsonl"
     res = CliRunner().invoke(policies, ["--data", str(FIXTURE), "--limit", "2", "--n", "4", "--backend", "scripted",
                                         "--model", "none", "--policies", "ffs,rpc", "--out", str(out),
-                                        "--results", str(results), "--policy-arg", "ffs.k=2"])
+                                        "--results", str(results), "--policy-arg", "ffs.k=2",
+                                        "--summary-dir", str(tmp_path / "summary")])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "## Policies vs self-consistency" in text and "--limit" in text
-    body_rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| policy")]
+    policy_table = text.split("\n| policy |", 1)[1].split("\n\n", 1)[0]  # the SC@k table follows it
+    body_rows = [line for line in policy_table.splitlines() if line.startswith("| ")]
     assert [r.split("|")[1].strip() for r in body_rows] == ["self_consistency", "ffs", "rpc"]
     assert all("50.0% (1/2)" in r for r in body_rows)
     assert body_rows[0].split("|")[6].strip() == "100%"  # SC's tokens relative to itself
     assert "n=4, k=2" in body_rows[1] and "--policy-arg ffs.k=2" in text  # the override, shown and replayable
     written = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(written) == 6 and {r["policy"] for r in written} == {"self_consistency", "ffs", "rpc"}
+    # the statistics: accuracy CI, paired difference to SC (the same answers: exactly 0), SC@k curve
+    assert "accuracy 95% CI" in text and "vs SC: accuracy [95% paired CI]" in text
+    assert body_rows[0].rstrip().endswith("| [0.0, 100.0]% | baseline |")
+    assert all(r.rstrip().endswith("| +0.0 pts [+0.0, +0.0] |") for r in body_rows[1:])
+    assert "SC@k from self_consistency's own samples" in text
+    assert "| 1 | 50.0% |" in text and "| 4 | 50.0% |" in text
+    summary = json.loads((tmp_path / "summary" / "summary.json").read_text())
+    assert [p["policy"] for p in summary["policies"]] == ["self_consistency", "ffs", "rpc"]
+    assert summary["policies"][1]["accuracy_vs_baseline_ci"] == [0.0, 0.0]
+    assert [p["k"] for p in summary["sc_at_k"]["points"]] == [1, 2, 4]
+    assert (tmp_path / "summary" / "accuracy_vs_tokens.png").exists() and "--summary-dir" in text
 
 
 def test_bench_rejects_unknown_policies(tmp_path):
@@ -88,3 +102,20 @@ def test_resume_needs_results(tmp_path):
     res = CliRunner().invoke(policies, ["--data", str(FIXTURE), "--backend", "scripted", "--resume",
                                         "--out", str(tmp_path / "b.md")])
     assert res.exit_code != 0 and "--resume needs --results" in res.output
+
+
+def test_render_table_carries_the_paired_difference_to_sc():
+    from parareason.runtime.result import Result
+
+    def results(correct):
+        return [Result(id=f"q{i}", prompt="p", answer="1", correct=c, policy="x", protocol="plain",
+                       usage={"generated_tokens": 10}) for i, c in enumerate(correct)]
+
+    sc = PolicyRun("self_consistency", {"n": 4}, 3, 4, 4, 40, 10.0, 0, results=results([True, True, True, False]))
+    ffs = PolicyRun("ffs", {"n": 4}, 2, 4, 4, 40, 5.0, 0, results=results([True, False, True, False]))
+    md = render_table([sc, ffs], sc)
+    ffs_row = md.splitlines()[-1]
+    assert "| -25.0 pts [" in ffs_row  # 2/4 vs 3/4 on the same questions
+    lo, hi = (float(x) for x in ffs_row.split("| -25.0 pts [")[1].split("]")[0].split(","))
+    assert -100.0 <= lo < -25.0 and hi == 0.0  # one question differs, always against ffs
+    assert "| n/a | n/a |" in render_table([sc, PolicyRun("rpc", {"n": 4}, 0, 0, 0, 0, 1.0, 0)], sc)  # no Results

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from parareason import api
@@ -45,6 +46,22 @@ def test_eval_two_policies_writes_results_and_summaries(tmp_path, monkeypatch):
     assert summary["meta"]["dataset"] == str(data) and summary["meta"]["n"] == 3
     md = (out / "summary.md").read_text()
     assert "| sc | 50.0% | 2/4 |" in md and "| ffs | 50.0% |" in md
+    # statistics of every comparison: accuracy CI, paired difference to the baseline, ratios
+    assert sc["accuracy_ci"][0] <= 0.5 <= sc["accuracy_ci"][1] and sc["paired_prompts"] == 4
+    assert ffs["accuracy_vs_baseline"] == 0.0 and ffs["accuracy_vs_baseline_ci"] == [0.0, 0.0]  # same answers
+    assert sc["wall_vs_baseline"] == 1.0 and ffs["wall_vs_baseline"] > 0
+    assert summary["statistics"]["confidence"] == 0.95 and summary["statistics"]["seed"] == 0
+    assert "| accuracy 95% CI | vs baseline: accuracy [95% paired CI] | wall vs baseline |" in md
+    assert "| baseline | 1.00x |" in md and "| +0.0 pts [+0.0, +0.0] |" in md
+    # SC@k from sc's own 3 samples: every sample of a question answers alike, so 50% at each k
+    curve = summary["sc_at_k"]
+    assert curve["policy"] == "sc" and [p["k"] for p in curve["points"]] == [1, 2, 3]
+    assert [p["accuracy"] for p in curve["points"]] == [0.5, 0.5, 0.5]
+    per_sample = curve["points"][0]["tokens_per_prompt"]
+    assert curve["points"][2]["tokens_per_prompt"] == pytest.approx(3 * per_sample)
+    assert curve["points"][2]["tokens_per_prompt"] == pytest.approx(sc["tokens_per_prompt"])
+    assert "SC@k from sc's own samples" in md and "| 3 | 50.0% |" in md
+    assert "acc 95% CI" in res.output and "SC@k from sc's samples: k=1 50.0%" in res.output
     assert (out / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
     # resume with everything done: no model load, same summary
     res = CliRunner().invoke(main, args + ["--resume"], catch_exceptions=False)

@@ -133,6 +133,15 @@ def test_replay_is_deterministic_under_a_seed_and_needs_no_model(scripted, datas
     assert summary["policies"][0]["tokens_vs_baseline"] == 1.0
     assert (tmp_path / "a" / "accuracy_vs_tokens.png").stat().st_size > 1000
     assert "| sc |" in (tmp_path / "a" / "summary.md").read_text()
+    ffs = summary["policies"][1]
+    assert ffs["paired_prompts"] == 4 and ffs["accuracy_vs_baseline_ci"] is not None
+    lo, hi = ffs["accuracy_vs_baseline_ci"]
+    assert lo <= ffs["accuracy_vs_baseline"] <= hi
+    assert all(p["accuracy_ci"] is not None and p["wall_vs_baseline"] is not None for p in summary["policies"])
+    # the SC@k curve from sc's 3 replayed samples, ending where sc itself is
+    points = summary["sc_at_k"]["points"]
+    assert [p["k"] for p in points] == [1, 2, 3]
+    assert points[-1]["tokens_per_prompt"] == pytest.approx(summary["policies"][0]["tokens_per_prompt"], abs=0.05)
     # sc uses all 3 samples it asked for, every one a recorded trace
     for answer, correct, threads, tokens in first[0].values():
         assert len(threads) == 3 and all(status == "finished" for status, _, _ in threads)

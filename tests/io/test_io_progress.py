@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 
 from parareason.io.progress import ProgressReporter, RichProgressReporter, make_reporter, summary_table
-from parareason.io.summary import markdown_table, summarize, with_baseline
+from parareason.io.summary import summarize, summary_markdown, with_baseline
 from parareason.runtime.result import Result
 
 
@@ -48,7 +48,7 @@ def test_summary_table_and_markdown_agree():
                        summarize("ffs", [result(1, True), result(2, None)], 1.0)])
     assert s[0].accuracy == 0.5 and s[1].accuracy == 1.0 and s[1].graded == 1
     assert s[1].tokens_vs_baseline == 1.0 and s[0].generated_tokens == 30
-    md = markdown_table(s)
+    md = summary_markdown(s)
     assert "| sc | 50.0% | 1/2 | 30 | 15.0 | 1.00x | 6.0 | 0 | 2.0 |" in md
     out = io.StringIO()
     from rich.console import Console
