@@ -128,9 +128,9 @@ def test_sc_ffs_and_deepconf_end_to_end_over_vllm(server):
 
     with parareason.Engine(MODEL, backend="vllm", urls=[server["url"]]) as engine:
         rows = [{"id": "q", "prompt": QUESTION, "answer": "72"}]
-        [sc] = engine.run(rows, policy="sc", n=4, max_new_tokens=200, seed=3)
-        [ffs] = engine.run(rows, policy="ffs", n=4, max_new_tokens=200, seed=3, policy_args={"k": 1})
-        [dc] = engine.run(rows, policy="deepconf", n=4, max_new_tokens=200, seed=3,
+        [sc] = engine.run(rows, policy="sc", n=4, max_new_tokens=120, seed=3)
+        [ffs] = engine.run(rows, policy="ffs", n=4, max_new_tokens=120, seed=3, policy_args={"k": 1})
+        [dc] = engine.run(rows, policy="deepconf", n=4, max_new_tokens=120, seed=3,
                           policy_args={"mode": "online", "warmup": 2, "window": 16, "top_logprobs": 5})
         for r in (sc, ffs, dc):
             assert r.error is None and r.usage["generated_tokens"] > 0
