@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "policies": "parareason.cli.bench.policies:policies",
     "deepprune": "parareason.cli.bench.deepprune:deepprune",
     "serve": "parareason.cli.bench.serve:serve",
+    "engines": "parareason.cli.bench.engines:engines",
 }
 
 

@@ -142,6 +142,17 @@ def test_sc_ffs_and_deepconf_end_to_end_over_vllm(server):
         assert engine.backend.server_metric("vllm:num_requests_running") == 0  # FFS's aborts took
 
 
+def test_bench_engines_writes_one_table_with_ratios(server, tmp_path):
+    from parareason.bench.engines_bench import EnginesBenchConfig, run_engines_bench
+
+    out = tmp_path / "B.md"
+    rows = run_engines_bench(EnginesBenchConfig(url=server["url"], model=MODEL, n=2, max_new_tokens=8, out_path=out))
+    assert [r.label.split()[0] for r in rows] == ["embedded", "vLLM", "parareason", "parareason", "parareason"]
+    assert all(r.tokens > 0 and r.seconds > 0 for r in rows)
+    text = out.read_text()
+    assert "tokens/s vs vLLM n" in text and "| vLLM n=2 (one request) |" in text and "1.00x" in text
+
+
 @pytest.mark.skipif(not OWN, reason="needs a server this test may kill (PARAREASON_VLLM_START=1)")
 def test_a_killed_server_fails_rows_with_a_recorded_error_and_resume_finishes(server, tmp_path):
     """Last in the module: it kills the server and starts a new one."""
