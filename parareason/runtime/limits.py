@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUS_LIMIT = "limit"
-
-
 def limit_reason(name: str) -> str:
     """The reason string of a thread ended by limit `name` (a field of `Limits`)."""
     return f"limit:{name}"

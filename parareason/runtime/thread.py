@@ -11,22 +11,18 @@ descendant (see `Scheduler`), so a child always ends before its parent.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from parareason.runtime.status import END_STATES, LIVE_STATES, Status
 from parareason.runtime.trie import TrieNode
 
-if TYPE_CHECKING:
-    from parareason.runtime.sample import Sample
+__all__ = ["END_STATES", "LIVE_STATES", "IllegalTransition", "Status", "Thread"]
 
-PENDING, RUNNING, WAITING = "pending", "running", "waiting"
-FINISHED, PRUNED, CANCELLED, FAILED, LIMIT = "finished", "pruned", "cancelled", "failed", "limit"
-LIVE_STATES = frozenset({PENDING, RUNNING, WAITING})
-END_STATES = frozenset({FINISHED, PRUNED, CANCELLED, FAILED, LIMIT})
-
-_ALLOWED: dict[str, frozenset[str]] = {
-    PENDING: frozenset({RUNNING}) | END_STATES,
-    RUNNING: frozenset({WAITING, PENDING}) | END_STATES,  # -> pending: re-submit after an in-place extend
-    WAITING: frozenset({PENDING}) | END_STATES,  # -> pending: resumed after join
+_ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.RUNNING}) | END_STATES,
+    # -> pending: re-submit after an in-place extend
+    Status.RUNNING: frozenset({Status.WAITING, Status.PENDING}) | END_STATES,
+    Status.WAITING: frozenset({Status.PENDING}) | END_STATES,  # -> pending: resumed after join
 }
 
 
@@ -37,7 +33,9 @@ class IllegalTransition(RuntimeError):
 class Thread:
     """Runtime state of one thread. Protocols keep their own notes in `meta`."""
 
-    def __init__(self, thread_id: str, sample: "Sample", parent: "Thread | None", *,
+    # `sample` is the owning runtime.sample.Sample; typed Any as protocols see it
+    # (sample.py builds on this module, so importing it here would be a cycle).
+    def __init__(self, thread_id: str, sample: Any, parent: "Thread | None", *,
                  node: TrieNode | None, depth: int, role: str, stop_strings: tuple[str, ...] = ()) -> None:
         self.id = thread_id
         self.sample = sample
@@ -47,7 +45,7 @@ class Thread:
         self.depth = depth  # spawn depth: root threads 0
         self.role = role  # protocol's label: root, child, path, summary, ...
         self.stop_strings = stop_strings
-        self.status = PENDING
+        self.status = Status.PENDING
         self.reason: str | None = None
         self.own_ids: list[int] = []  # this thread's part of its context: generated + runtime-inserted
         self.gen_ids: list[int] = []  # model-generated tokens only (aligned with logprobs)
@@ -71,10 +69,10 @@ class Thread:
     def generated(self) -> int:
         return len(self.gen_ids)
 
-    def set_status(self, status: str, reason: str | None = None) -> None:
+    def set_status(self, status: Status | str, reason: str | None = None) -> None:
         if status not in _ALLOWED.get(self.status, frozenset()):
             raise IllegalTransition(f"thread {self.id}: {self.status} -> {status} ({reason})")
-        self.status = status
+        self.status = Status(status)
         if reason is not None or status in END_STATES:
             self.reason = reason
 
