@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from parareason.backends.base import Backend, SamplingParams
 from parareason.runtime.backend_feed import BackendFeed
 from parareason.runtime.limits import limit_reason
-from parareason.runtime.policy import Decision, SampleOverrides
+from parareason.runtime.policy import Decision, SampleOverrides, policy_width
 from parareason.runtime.protocols import Protocol, get_protocol
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.request_result import build_result
@@ -39,11 +39,12 @@ class RequestRun(ScopeHost):
         self.spec = spec
         self.limits = limits = spec.limits
         self.tokenizer = backend.tokenizer
-        self.trace = Trace(spec.id, keep=spec.keep_trace, sink=trace_sink)
+        self.trace = Trace(spec.id, keep=spec.keep_trace, sink=trace_sink, max_events=limits.max_trace_events)
         self.t0 = time.monotonic()
         self.deadline = self.t0 + limits.deadline_s if limits.deadline_s is not None else None
-        self.root = Scope(self, None, prompt=spec.prompt, budget=limits.tokens_per_request, tag="",
-                          policy=spec.policy, scope_id="root", budget_name="tokens_per_request")
+        budget, budget_name = limits.request_tokens(spec.params.max_new_tokens, policy_width(spec.policy))
+        self.root = Scope(self, None, prompt=spec.prompt, budget=budget, tag="", policy=spec.policy,
+                          scope_id="root", budget_name=budget_name)
         self.table = ThreadTable(limits, trie, backend, self.tokenizer, self.trace)
         self.feed = BackendFeed(spec.id, self.table, backend, trie, self.trace)
         self.samples: list[Sample] = []
@@ -120,11 +121,16 @@ class RequestRun(ScopeHost):
         self.finish_request(error=None, call_hooks=False)
 
     def after_step(self) -> None:
-        """Budgets, policy hooks, scope completion, request completion."""
+        """Budgets, the trace bound, policy hooks, scope completion, request completion."""
         if self.done:
             return
         self.feed.end_step()
         self._enforce_budgets()
+        if self.trace.full:
+            self.trace.emit("trace_full", events=self.trace.recorded)
+            self.end_all(Status.LIMIT, limit_reason("max_trace_events"))
+            self.finish_request(error=None, call_hooks=False)
+            return
         ok, _ = self._guard(self._settle)
         if not ok or self.done:
             return
@@ -210,6 +216,10 @@ class RequestRun(ScopeHost):
                 self.error = self.error or f"policy finalize failed: {type(e).__name__}: {e}"
             self.root.closed = True
             self.root.decision = decision
+        if self.error is None and self.samples and all(s.status == Status.FAILED for s in self.samples):
+            # e.g. the backend refused the prompt (longer than the model's context): the
+            # row failed, and says why (the backend's message has the counts)
+            self.error = f"every sample failed: {self.samples[0].end_reason}"
         self.result = build_result(self.spec, self.root.decision or Decision(answer=None), threads=self.table.threads,
                                    usage=self.feed.usage_dict(), error=self.error, started_at=self.t0,
                                    trace=self.trace)

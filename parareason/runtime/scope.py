@@ -84,7 +84,8 @@ class Scope(PolicyContext):
         return left
 
     def bounding_budget_name(self) -> str:
-        """Which budget is tightest now: the root's (`tokens_per_request`) or a nested `scope_budget`."""
+        """Which budget is tightest now: the root's (`tokens_per_request` or the derived
+        `request_tokens_per_sample`) or a nested `scope_budget`."""
         best, name = None, "tokens_per_request"
         scope: Scope | None = self
         while scope is not None:

@@ -53,6 +53,8 @@ class Thread:
         self.top_logprobs: list[list[tuple[int, float]]] | None = None
         self.run_start = 0  # index into own_ids where the current backend run began
         self.runs = 0  # backend sequences submitted so far
+        self.spawns = 0  # times it waited on children (spawn / parallel block)
+        self.spawn_refused: str | None = None  # a total limit refused its children: it ends at the join
         self.seq_id: str | None = None  # current backend sequence
         self.cap_name: str | None = None  # which budget bounded the current run's max_new_tokens
         self.cap_at = 0  # generated count at which that budget is reached

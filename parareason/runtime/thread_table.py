@@ -79,9 +79,15 @@ class ThreadTable(ThreadOps):
 
     def wait(self, thread: Thread) -> None:
         thread.set_status(Status.WAITING)
+        thread.spawns += 1
         self.trace.emit("wait", thread=thread.id, children=sum(1 for c in thread.children if c.live))
 
     def resume(self, thread: Thread) -> None:
+        if thread.spawn_refused is not None:
+            # it spawned past a total limit (those children never ran): it ends here, or it
+            # would go on spawning children that are refused again
+            self.end_thread(thread, Status.LIMIT, limit_reason(thread.spawn_refused))
+            return
         thread.set_status(Status.PENDING)
         self.pending.append(thread)
         self.trace.emit("resume", thread=thread.id)
@@ -98,6 +104,8 @@ class ThreadTable(ThreadOps):
         lim = self.limits
         if lim.max_live_threads is not None and self.live >= lim.max_live_threads:
             return "max_live_threads"
+        if lim.max_threads is not None and self.admitted >= lim.max_threads:
+            return "max_threads"
         return None
 
     def _make_thread(self, sample: Sample, parent: Thread | None, role: str, stop_strings: tuple[str, ...]) -> Thread:
@@ -110,6 +118,10 @@ class ThreadTable(ThreadOps):
     def _creation_limit(self, t: Thread, child_index: int) -> str | None:
         lim, parent = self.limits, t.parent
         if parent is not None:
+            total = self._total_limit(parent)
+            if total is not None:
+                parent.spawn_refused = total
+                return total
             if lim.max_spawn_depth is not None and t.depth > lim.max_spawn_depth:
                 return "max_spawn_depth"
             if lim.max_children_per_spawn is not None and child_index >= lim.max_children_per_spawn:
@@ -121,6 +133,15 @@ class ThreadTable(ThreadOps):
             return t.sample.scope.bounding_budget_name()
         if self.closed:
             return "request_done"
+        return None
+
+    def _total_limit(self, parent: Thread) -> str | None:
+        """The total limit (not a momentary one) that forbids `parent` another child."""
+        lim = self.limits
+        if lim.max_spawns_per_thread is not None and parent.spawns > lim.max_spawns_per_thread:
+            return "max_spawns_per_thread"
+        if lim.max_threads is not None and self.admitted >= lim.max_threads:
+            return "max_threads"
         return None
 
     def _refuse(self, t: Thread, name: str) -> Thread:
