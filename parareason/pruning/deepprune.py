@@ -15,7 +15,7 @@ answers are the only ones that count. Every placement (sample, action, cluster,
 judge score) is recorded in the trace with `ctx.record("deepprune", ...)`.
 
 Nesting: the policy only uses its `PolicyContext`, so a parent policy can run it in a
-nested scope (e.g. SCALE's hard sub-problems): `DeepPrunePolicy(p).start(ctx.scope(...))`.
+nested scope (e.g. SCALE's hard sub-problems): `child.start(ctx.scope(policy=child, ...))`.
 """
 from __future__ import annotations
 

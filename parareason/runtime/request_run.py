@@ -37,7 +37,7 @@ class PolicyFailure(RuntimeError):
 class RequestRun(ScopeHost):
     def __init__(self, spec: RequestSpec, backend: Backend, trie: TokenTrie, trace_sink: TraceSink | None) -> None:
         self.spec = spec
-        self.limits = limits = spec.limits
+        limits = spec.limits
         self.tokenizer = backend.tokenizer
         self.trace = Trace(spec.id, keep=spec.keep_trace, sink=trace_sink, max_events=limits.max_trace_events)
         self.t0 = time.monotonic()

@@ -7,7 +7,7 @@ Lifecycle (every transition is checked; an illegal one raises):
 `pending` = created, not yet on the backend; `running` = a backend sequence extends
 it; `waiting` = its children run (spawn / parallel block) and it resumes after the
 join. Every end carries a reason string. Ending a thread first cancels every live
-descendant (see `Scheduler`), so a child always ends before its parent.
+descendant (see `ThreadTable.end_thread`), so a child always ends before its parent.
 """
 from __future__ import annotations
 

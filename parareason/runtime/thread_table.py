@@ -4,7 +4,9 @@ It implements `ThreadOps` for protocols, so every thread is created, waits, resu
 ends here, and every limit on threads is applied here: live and total thread counts,
 spawn depth, children per spawn, spawns per thread, and each run's token cap
 (`run_cap`). A thread a limit forbids is still created, already ended with status
-`limit` and reason `limit:<name>`, so the protocol can report it. A sample ends when its
+`limit` and reason `limit:<name>`, so the protocol can report it. When a total limit
+(spawns per thread, threads per request) refuses a thread's children, that thread ends at
+its join (`resume`) with the same reason: it would only spawn again. A sample ends when its
 threads have (`close_sample_if_done`); ended samples queue in `ended_samples` for the
 policy hooks.
 """
