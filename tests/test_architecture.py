@@ -24,11 +24,8 @@ MAX_LINES = 300
 # Work in progress on issue 16: what is left to untie. Each entry is removed with its fix
 # (the tests below fail when an entry is fixed but still listed, or a new one appears).
 KNOWN_LAYER_BREAKS: set[str] = set()
-KNOWN_CYCLE_MEMBERS = {"parareason.runtime.request_run", "parareason.runtime.policy_hooks",
-                       "parareason.runtime.scope", "parareason.runtime.sample", "parareason.runtime.thread",
-                       "parareason.runtime.protocols.base", "parareason.runtime.request_result"}
-KNOWN_LONG_FILES = {"parareason.backends.sglang.client", "parareason.runtime.request_run",
-                    "parareason.testing.sglang_standin"}
+KNOWN_CYCLE_MEMBERS: set[str] = set()
+KNOWN_LONG_FILES = {"parareason.backends.sglang.client", "parareason.testing.sglang_standin"}
 
 
 def module_name(path: Path) -> str:

@@ -94,17 +94,13 @@ class Usage:
     prefill_computed_tokens: int = 0
     cached_tokens: int = 0
 
-    def add_update(self, u: SeqUpdate) -> None:
+    def add_update(self, u: SeqUpdate, *, accepted: int | None = None) -> None:
+        """Count one update; `accepted`: how many of its tokens the caller kept (default
+        all; a request drops tokens past a budget or after an abort)."""
         self.prompt_tokens += u.prompt_tokens
-        self.generated_tokens += len(u.token_ids)
+        self.generated_tokens += len(u.token_ids) if accepted is None else accepted
         self.prefill_computed_tokens += u.prefill_computed_tokens
         self.cached_tokens += u.cached_tokens
-
-    def add(self, other: "Usage") -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.generated_tokens += other.generated_tokens
-        self.prefill_computed_tokens += other.prefill_computed_tokens
-        self.cached_tokens += other.cached_tokens
 
     def to_dict(self) -> dict[str, int]:
         return {

@@ -83,11 +83,15 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
                     options=dict(policy=policy, policy_args=pargs, protocol=protocol, n=n,
                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                  seed=seed, budget=budget, deadline=deadline, max_concurrent=concurrency))
-        print_summary(policy, [writer.existing.rows[r.id] for r in rows if r.id in writer.existing.rows],
-                      wall_s=time.monotonic() - t_start, quiet=quiet)
+        results = [writer.existing.rows[r.id] for r in rows if r.id in writer.existing.rows]
+        print_summary(policy, results, wall_s=time.monotonic() - t_start, quiet=quiet)
         click.echo(f"results: {out}")
     finally:
         writer.close()
+    failed = [r for r in results if r.get("error")]
+    if failed:  # the other rows' results are kept; the exit status says some failed
+        raise click.ClickException(f"{len(failed)} of {len(rows)} prompt(s) failed, e.g. "
+                                   f"{failed[0].get('id')}: {failed[0]['error']}")
 
 
 def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool, rows: list[Any]) -> Any:

@@ -5,7 +5,7 @@ import math
 from typing import Any, Sequence
 
 from parareason.grading.vote import AnswerGroup, majority_vote
-from parareason.runtime.policy import PolicyContext, SampleOverrides, SampleView
+from parareason.runtime.policy import PolicyContext, SampleOverrides, SampleView, Status
 
 
 def mean_logprob(sample: SampleView) -> float | None:
@@ -18,7 +18,7 @@ def answered(samples: Sequence[SampleView]) -> list[SampleView]:
     """Samples that finished normally with an extracted answer, in launch order. Pruned,
     cancelled, failed or limit-cut samples never vote: their text is partial, and a
     fallback extraction would read a stray intermediate number as an answer."""
-    return [s for s in samples if s.status == "finished" and s.answer is not None]
+    return [s for s in samples if s.status == Status.FINISHED and s.answer is not None]
 
 
 def overrides(*, temperature: float | None = None, max_new_tokens: int | None = None,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from parareason.policies.common import answered, launch_many, overrides, vote, vote_table
 from parareason.policies.confidence_window import ConfidenceTracker, percentile
-from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 
 
 @dataclass
@@ -106,7 +106,7 @@ class DeepConf(Policy):
                                  "confidence": round(conf, 6)})
             ctx.record("deepconf_prune", sample=sample.id, confidence=conf,
                        threshold=self._threshold, tokens=sample.generated_tokens)
-            ctx.abort(sample, status="pruned", reason="deepconf: window confidence below threshold")
+            ctx.abort(sample, status=Status.PRUNED, reason="deepconf: window confidence below threshold")
 
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
         self._track(sample)
@@ -145,7 +145,7 @@ class DeepConf(Policy):
         if self._decided:
             return
         p = self.params
-        voters = [s for s in answered(ctx.samples) if s.status == "finished"]
+        voters = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
         _, groups = vote(ctx, voters)
         counts = [g.count for g in groups]
         remaining = sum(1 for s in ctx.samples if s.live) + (p.n - self._launched)
@@ -171,7 +171,7 @@ class DeepConf(Policy):
 
     def finalize(self, ctx: PolicyContext) -> Decision:
         p = self.params
-        voters = [s for s in answered(ctx.samples) if s.status == "finished"]
+        voters = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
         confs = {s.id: self._trackers[s.id].trace_confidence if s.id in self._trackers else None
                  for s in voters}
         details: dict = {"mode": p.mode, "threshold": self._threshold, "pruned": self._pruned,

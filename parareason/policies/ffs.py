@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parareason.policies.common import launch_many, overrides, vote, vote_table
-from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 
 
 @dataclass
@@ -48,7 +48,7 @@ class FirstFinishSearch(Policy):
         ctx.record("ffs_launch", n=len(launched), k=p.k)
 
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
-        if self._stopped or sample.status != "finished" or sample.answer is None:
+        if self._stopped or sample.status != Status.FINISHED or sample.answer is None:
             return
         self._first.append(sample)
         if len(self._first) >= self.params.k:

@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass
 
 from parareason.policies.common import answered, launch_many, mean_logprob, overrides, vote, vote_table
-from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 
 
 @dataclass
@@ -68,11 +68,11 @@ class RPC(Policy):
         mine = self._running_mean(sample)
         if not sample.live or mine is None or len(sample.logprobs) < p.prune_after:
             return
-        unpruned = sum(1 for s in ctx.samples if s.status not in ("pruned",))
+        unpruned = sum(1 for s in ctx.samples if s.status != Status.PRUNED)
         if unpruned <= p.keep_min:
             return
         peers = [self._running_mean(s) for s in ctx.samples
-                 if s.id != sample.id and s.status != "pruned" and len(s.logprobs) >= p.prune_after]
+                 if s.id != sample.id and s.status != Status.PRUNED and len(s.logprobs) >= p.prune_after]
         peers = [x for x in peers if x is not None]
         if not peers:
             return
@@ -81,10 +81,10 @@ class RPC(Policy):
             self._pruned.append({"sample": sample.id, "tokens": sample.generated_tokens,
                                  "mean_logprob": round(mine, 6), "peer_median": round(median, 6)})
             ctx.record("rpc_prune", sample=sample.id, mean_logprob=mine, peer_median=median)
-            ctx.abort(sample, status="pruned", reason="rpc: low path probability")
+            ctx.abort(sample, status=Status.PRUNED, reason="rpc: low path probability")
 
     def finalize(self, ctx: PolicyContext) -> Decision:
-        done = [s for s in answered(ctx.samples) if s.status == "finished"]
+        done = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
         seen: set[tuple[int, ...]] = set()
         paths: list[SampleView] = []
         for s in done:  # a path counts once however often it was sampled

@@ -155,10 +155,12 @@ class Scale(Policy):
         if p.hard_max_new_tokens is not None:
             nested_params.setdefault("max_new_tokens", p.hard_max_new_tokens)
         self._phase = "system2"
-        self._scope = ctx.scope(prompt=self._sub_prompt(ctx, sub), budget=budget, tag=f"sub-{sub.index}")
+        nested = make_policy(p.nested, **nested_params)
+        self._scope = ctx.scope(policy=nested, prompt=self._sub_prompt(ctx, sub), budget=budget,
+                                tag=f"sub-{sub.index}")
         ctx.record("scale_system2", sub=sub.index, difficulty=sub.difficulty, budget=budget,
                    nested=p.nested)
-        make_policy(p.nested, **nested_params).start(self._scope)
+        nested.start(self._scope)
 
     def on_scope_done(self, ctx: PolicyContext, scope: PolicyContext, decision: Decision) -> None:
         if self._phase != "system2" or scope is not self._scope:

@@ -47,8 +47,8 @@ class SelfConsistency(Policy):
             inner_params = {"n": share, **p.inner_params}
             if p.max_new_tokens is not None:
                 inner_params.setdefault("max_new_tokens", p.max_new_tokens)
-            child = ctx.scope(tag=f"group-{g}")
-            make_policy(p.inner, **inner_params).start(child)
+            inner = make_policy(p.inner, **inner_params)
+            inner.start(ctx.scope(policy=inner, tag=f"group-{g}"))
         ctx.record("sc_launch_groups", groups=groups, inner=p.inner)
 
     def on_scope_done(self, ctx: PolicyContext, scope: PolicyContext, decision: Decision) -> None:

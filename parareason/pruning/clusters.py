@@ -91,11 +91,6 @@ class OnlineClusters:
             return Placement(sample_id, "prune", target, matches[target], merged_from)
         return Placement(sample_id, "rep", target, matches[target], merged_from)
 
-    def uncovered_pruned(self, active: Callable[[str], bool]) -> list[str]:
-        """Pruned samples whose cluster has no live or finished representative left."""
-        return [p for c in self.clusters.values() if c.pruned and not any(active(r) for r in c.reps)
-                for p in c.pruned]
-
     def _new_cluster(self) -> int:
         cid = self._next_id
         self._next_id += 1

@@ -15,7 +15,7 @@ answers are the only ones that count. Every placement (sample, action, cluster,
 judge score) is recorded in the trace with `ctx.record("deepprune", ...)`.
 
 Nesting: the policy only uses its `PolicyContext`, so a parent policy can run it in a
-nested scope (e.g. SCALE's hard sub-problems): `DeepPrunePolicy(p).start(ctx.scope(...))`.
+nested scope (e.g. SCALE's hard sub-problems): `child.start(ctx.scope(policy=child, ...))`.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 from parareason.grading import majority_vote
 from parareason.judge.base import Judge
 from parareason.pruning.clusters import OnlineClusters, Placement
-from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides, SampleView
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides, SampleView, Status
 
-LOST_STATUSES = ("failed", "limit")  # a representative that ends like this delivers no answer
+LOST_STATUSES = (Status.FAILED, Status.LIMIT)  # a representative that ends like this delivers no answer
 
 
 @dataclass
@@ -118,7 +118,7 @@ class DeepPrunePolicy(Policy):
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
         if sample.id in self._pruned_by_us:
             return
-        if sample.status == "finished" and sample.id not in self.clusters.cluster_of:
+        if sample.status == Status.FINISHED and sample.id not in self.clusters.cluster_of:
             self._place(ctx, sample, can_prune=False)  # ended before its first checkpoint
         elif sample.status in LOST_STATUSES and self.params.replace_lost_reps:
             self._replace_if_uncovered(ctx, sample)
@@ -127,7 +127,7 @@ class DeepPrunePolicy(Policy):
         views = {s.id: s for s in ctx.samples}
         answers, weights, confidence, per_cluster = [], [], [], []
         for c in self.clusters.clusters.values():
-            done = [r for r in c.reps if views[r].status == "finished" and views[r].answer is not None]
+            done = [r for r in c.reps if views[r].status == Status.FINISHED and views[r].answer is not None]
             per_cluster.append({"cluster": c.id, "size": c.size, "reps": list(c.reps), "pruned": list(c.pruned),
                                 "answers": [views[r].answer for r in done]})
             for r in done:
@@ -160,7 +160,7 @@ class DeepPrunePolicy(Policy):
 
         def active(sid: str) -> bool:
             v = views.get(sid)
-            return v is not None and (v.live or v.status == "finished")
+            return v is not None and (v.live or v.status == Status.FINISHED)
 
         reps = self.clusters.comparable_reps(active, exclude=sample.id)
         scores: dict[int, float] = {}
@@ -175,7 +175,7 @@ class DeepPrunePolicy(Policy):
                    tokens=sample.generated_tokens, scores={str(k): round(v, 4) for k, v in scores.items()})
         if placement.action == "prune":
             self._pruned_by_us.add(sample.id)
-            ctx.abort(sample, status="pruned",
+            ctx.abort(sample, status=Status.PRUNED,
                       reason=f"deepprune: same answer as cluster {placement.cluster} (judge {placement.score:.3f})")
         return placement
 
@@ -184,7 +184,7 @@ class DeepPrunePolicy(Policy):
         if cid is None or cid not in self.clusters.clusters:
             return
         views = {s.id: s for s in ctx.samples}
-        active = lambda sid: views[sid].live or views[sid].status == "finished"  # noqa: E731
+        active = lambda sid: views[sid].live or views[sid].status == Status.FINISHED  # noqa: E731
         c = self.clusters.clusters[cid]
         if c.pruned and not any(active(r) for r in c.reps) and self.replacements < self.params.width:
             new = self._launch(ctx, tag="deepprune-replacement")
@@ -197,7 +197,7 @@ class DeepPrunePolicy(Policy):
         generated when pruned (an estimate: the pruned sample's own length is unknown)."""
         saved = 0
         for c in self.clusters.clusters.values():
-            lengths = [views[r].generated_tokens for r in c.reps if views[r].status == "finished"]
+            lengths = [views[r].generated_tokens for r in c.reps if views[r].status == Status.FINISHED]
             if not lengths:
                 continue
             mean = sum(lengths) / len(lengths)

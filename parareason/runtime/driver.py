@@ -11,10 +11,12 @@ import hashlib
 from typing import Any, Callable, Sequence
 
 from parareason.backends.base import Backend, GenerationRequest, SeqUpdate
+from parareason.runtime.policy import policy_width
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
 from parareason.runtime.scheduler import Scheduler
 
+__all__ = ["StepStats", "drive_scheduler", "policy_width", "request_seed"]
 StepCallback = Callable[[dict[str, int]], None]
 
 
@@ -23,16 +25,6 @@ def request_seed(seed: int, prompt_id: str) -> int:
     repeats an uninterrupted one)."""
     h = hashlib.sha256(f"{seed}\x00{prompt_id}".encode()).digest()
     return int.from_bytes(h[:4], "little")
-
-
-def policy_width(policy: Any) -> int:
-    """How many samples a policy runs side by side: its `n` (or DeepPrune's `width`), else 1."""
-    for holder in (getattr(policy, "params", None), policy):
-        for attr in ("width", "n"):
-            value = getattr(holder, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    return 1
 
 
 class StepStats(Backend):

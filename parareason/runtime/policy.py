@@ -10,19 +10,26 @@ abort, stop, open a nested scope). The scheduler implements `PolicyContext`, cal
 the hooks below after every backend step, and enforces all limits and budgets
 itself, so a buggy or greedy policy can never exceed the request's token budget.
 
-Nesting (composition): a policy may open a child scope with `ctx.scope(...)`, hand it
-to another policy instance and call `child_policy.start(child_ctx)`. The scheduler
-then routes the child scope's sample events to the child policy, and when
+Nesting (composition): a policy opens a child scope for another policy instance with
+`child_ctx = ctx.scope(policy=child_policy, ...)` and calls `child_policy.start(child_ctx)`.
+The scheduler then routes the child scope's sample events to the child policy, and when
 `child_policy.is_done(child_ctx)` becomes true it calls `child_policy.finalize`,
 closes the scope (aborting its leftovers) and calls the parent's
 `on_scope_done(ctx, child_ctx, decision)`. A scope's budget is carved out of its
 parent's remaining budget, so the request-level budget holds across any nesting.
+
+Statuses are `Status` members (runtime/status.py, re-exported here): compare a sample's
+`status` with `Status.FINISHED`, not with a string.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence
+
+from parareason.runtime.status import Status
+
+__all__ = ["Decision", "Policy", "PolicyContext", "SampleOverrides", "SampleView", "Status", "policy_width"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class SampleView(Protocol):
     def live(self) -> bool: ...
 
     @property
-    def status(self) -> str: ...  # running | finished | pruned | cancelled | failed | limit
+    def status(self) -> Status: ...  # running | finished | pruned | cancelled | failed | limit
 
     @property
     def generated_tokens(self) -> int: ...  # all tokens of all its threads so far
@@ -99,7 +106,7 @@ class PolicyContext(ABC):
         protocol (or `protocol`). Returns None when a limit forbids it (the reason is traced)."""
 
     @abstractmethod
-    def abort(self, sample: SampleView, *, status: str = "pruned", reason: str = "") -> None:
+    def abort(self, sample: SampleView, *, status: Status = Status.PRUNED, reason: str = "") -> None:
         """End a live sample now (its threads are aborted on the backend)."""
 
     @abstractmethod
@@ -107,8 +114,10 @@ class PolicyContext(ABC):
         """This scope is done: abort every live sample with status 'cancelled'."""
 
     @abstractmethod
-    def scope(self, *, prompt: str | None = None, budget: int | None = None, tag: str = "") -> "PolicyContext":
-        """Open a nested scope (see module docstring)."""
+    def scope(self, *, policy: "Policy", prompt: str | None = None, budget: int | None = None,
+              tag: str = "") -> "PolicyContext":
+        """Open a nested scope driven by `policy` (see module docstring); the caller then
+        calls `policy.start(child_ctx)`."""
 
     @abstractmethod
     def tokens_used(self) -> int: """Tokens generated in this scope (and its sub-scopes)."""
@@ -154,3 +163,13 @@ class Policy(ABC):
     @abstractmethod
     def finalize(self, ctx: PolicyContext) -> Decision:
         """Called once when done (or when limits end the scope): the answer."""
+
+
+def policy_width(policy: Any) -> int:
+    """How many samples a policy runs side by side: its `n` (or DeepPrune's `width`), else 1."""
+    for holder in (getattr(policy, "params", None), policy):
+        for attr in ("width", "n"):
+            value = getattr(holder, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return 1

@@ -1,33 +1,30 @@
-"""Assemble a request's `Result` (the output contract) from its finished run."""
+"""Assemble a request's `Result` (the output contract) from explicit values of its run."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Sequence
 
 from parareason.runtime.policy import Decision
+from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result, ThreadRecord
+from parareason.runtime.thread import Thread
+from parareason.runtime.trace import Trace
 
-if TYPE_CHECKING:
-    from parareason.runtime.request_run import RequestRun
 
-
-def build_result(run: "RequestRun", decision: Decision) -> Result:
-    spec = run.spec
+def build_result(spec: RequestSpec, decision: Decision, *, threads: Sequence[Thread], usage: dict[str, int],
+                 error: str | None, started_at: float, trace: Trace) -> Result:
+    """Grade the answer, trace `request_end` and build the Result (statuses as plain strings)."""
     correct = None
     if spec.reference is not None:
         from parareason.grading import is_correct
         correct = is_correct(decision.answer, spec.reference)
-    usage = run.usage.to_dict()
-    # tokens a backend produced past a budget or after an abort: generated, never accepted
-    usage["discarded_tokens"] = run.discarded_tokens
-    usage["sequential_tokens"] = run.sequential_tokens
-    run.trace.emit("request_end", answer=decision.answer, correct=correct, error=run.error,
-                   tokens=run.usage.generated_tokens, threads=len(run.threads))
+    trace.emit("request_end", answer=decision.answer, correct=correct, error=error,
+               tokens=usage["generated_tokens"], threads=len(threads))
     return Result(
         id=spec.id, prompt=spec.prompt, answer=decision.answer, correct=correct,
         policy=spec.policy.name, protocol=spec.protocol,
-        threads=[ThreadRecord(id=t.id, parent=t.parent.id if t.parent else None, status=t.status,
-                              reason=t.reason, tokens=t.generated, answer=t.answer) for t in run.threads],
-        usage=usage, latency_s=round(time.monotonic() - run.t0, 6), error=run.error, reference=spec.reference,
-        details=dict(decision.details), trace=list(run.trace.events) if spec.keep_trace else None,
+        threads=[ThreadRecord(id=t.id, parent=t.parent.id if t.parent else None, status=str(t.status),
+                              reason=t.reason, tokens=t.generated, answer=t.answer) for t in threads],
+        usage=usage, latency_s=round(time.monotonic() - started_at, 6), error=error, reference=spec.reference,
+        details=dict(decision.details), trace=list(trace.events) if spec.keep_trace else None,
     )

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from parareason.backends.base import SamplingParams
-from parareason.runtime.thread import LIMIT, Thread
+from parareason.runtime.status import Status
+from parareason.runtime.thread import Thread
 
 if TYPE_CHECKING:
     from parareason.runtime.protocols.base import Protocol
     from parareason.runtime.scope import Scope
 
-RUNNING = "running"
+# Sample answers are reported for samples that ran to an end of their own.
+ANSWERING = frozenset({Status.FINISHED, Status.LIMIT})
 
 
 class Sample:
@@ -30,7 +32,7 @@ class Sample:
         self.protocol = protocol
         self.threads: list[Thread] = []
         self.main: Thread | None = None  # the answer-bearing thread (set by the protocol)
-        self.end_status: str | None = None
+        self.end_status: Status | None = None
         self.end_reason: str | None = None
         self._generated = 0
         self._answer: str | None = None
@@ -43,8 +45,8 @@ class Sample:
         return self.end_status is None
 
     @property
-    def status(self) -> str:
-        return self.end_status or RUNNING
+    def status(self) -> Status:
+        return self.end_status or Status.RUNNING
 
     @property
     def generated_tokens(self) -> int:
@@ -82,12 +84,24 @@ class Sample:
     def all_threads_ended(self) -> bool:
         return all(not t.live for t in self.threads)
 
-    def close(self, status: str | None = None, reason: str | None = None, answer: str | None = None) -> None:
-        """Mark the sample ended; status defaults to the main thread's."""
-        if status is None:
-            status = self.main.status if self.main is not None else LIMIT
-            reason = self.main.reason if self.main is not None else "no main thread"
-        self.end_status, self.end_reason, self._answer = status, reason, answer
+    def end_by_threads(self) -> tuple[Status, str | None] | None:
+        """Once every thread has ended: the sample's end (its main thread's, else why
+        none answers); None while a thread is live."""
+        if not self.all_threads_ended():
+            return None
+        if self.main is not None:
+            return self.main.status, self.main.reason
+        if not self.threads:
+            return Status.FAILED, "protocol created no thread"
+        reasons = sorted({t.reason or t.status for t in self.threads})
+        status = Status.LIMIT if any(t.status == Status.LIMIT for t in self.threads) else Status.FAILED
+        return status, "no main thread: " + "; ".join(reasons)
+
+    def close(self, status: Status, reason: str | None) -> None:
+        """Mark the sample ended; its answer is its main thread's if it ended on its own."""
+        answering = status in ANSWERING and self.main is not None
+        self.end_status, self.end_reason = status, reason
+        self._answer = self.main.answer if answering else None
 
     def __repr__(self) -> str:
         return f"Sample({self.id}, {self.status}, gen={self._generated})"

@@ -79,12 +79,12 @@ class Scheduler:
                 if run.done:
                     continue
                 try:
-                    run.on_update(thread, u)
+                    run.feed.on_update(thread, u)
                 except Exception as e:  # noqa: BLE001 - a protocol fault ends only its request
                     self._fail(run, e)
         else:
             for run in self._runs.values():
-                run.lost_sequences()
+                run.feed.lost_sequences()
         self.steps += 1
         for run in list(self._runs.values()):
             run.after_step()
@@ -136,8 +136,7 @@ class Scheduler:
 
     @staticmethod
     def _fail(run: RequestRun, e: Exception) -> None:
-        run.trace.emit("error", error=f"{type(e).__name__}: {e}")
-        run.finish_request(error=f"{type(e).__name__}: {e}", call_hooks=False)
+        run.fail(e)
 
     def _collect(self, run: RequestRun, out: list[Result]) -> None:
         if run.done and run.result is not None and self._runs.get(run.spec.id) is run:

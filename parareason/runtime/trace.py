@@ -4,6 +4,8 @@ limit and policy event, with a timestamp and token counts.
 Events are plain dicts so they go straight to JSONL and into `Result.trace`. The
 key `t` (seconds since the request was added) is the only non-deterministic field:
 `without_times` drops it so two runs with the same seed and script compare equal.
+`max_events` bounds a request's trace (its memory and its file): once that many are
+recorded, `full` turns true and the request ends at the limit `max_trace_events`.
 """
 from __future__ import annotations
 
@@ -20,16 +22,24 @@ log = logging.getLogger(__name__)
 class Trace:
     """Collects one request's events and forwards each to an optional sink."""
 
-    def __init__(self, request_id: str, *, keep: bool = True, sink: TraceSink | None = None) -> None:
+    def __init__(self, request_id: str, *, keep: bool = True, sink: TraceSink | None = None,
+                 max_events: int | None = None) -> None:
         self.request_id = request_id
         self.keep = keep
         self.sink = sink
+        self.max_events = max_events
         self.events: list[dict[str, Any]] = []
+        self.recorded = 0  # events kept or sent to the sink
         self._t0 = time.monotonic()
+
+    @property
+    def full(self) -> bool:
+        return self.max_events is not None and self.recorded >= self.max_events
 
     def emit(self, ev: str, **data: Any) -> None:
         if not self.keep and self.sink is None:
             return
+        self.recorded += 1
         event = {"t": round(time.monotonic() - self._t0, 6), "req": self.request_id, "ev": ev, **data}
         if self.keep:
             self.events.append(event)

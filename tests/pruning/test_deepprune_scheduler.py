@@ -90,7 +90,7 @@ class SubScopes(Policy):
     def start(self, ctx: PolicyContext) -> None:
         for i in range(2):
             child = DeepPrunePolicy(DeepPruneParams(width=3, check_every=16), judge=LabelJudge())
-            child.start(ctx.scope(tag=f"hard-{i}", budget=2000))
+            child.start(ctx.scope(policy=child, tag=f"hard-{i}", budget=2000))
 
     def on_scope_done(self, ctx, scope, decision):
         self.decisions.append(decision)

@@ -22,7 +22,7 @@ def run(script, *, n=1, protocol="plain", tokens_per_step=1, max_new_tokens=10_0
     while sched.has_work():
         results += sched.step()
         for run_state in sched._runs.values():
-            live_peak[0] = max(live_peak[0], run_state.live_threads)
+            live_peak[0] = max(live_peak[0], run_state.table.live)
     sched.drain()
     assert sched.trie.live_nodes() == 0
     [r] = results

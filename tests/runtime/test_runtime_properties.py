@@ -16,6 +16,7 @@ from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler
+from parareason.runtime.status import Status
 from parareason.runtime.thread import END_STATES, LIVE_STATES
 from parareason.runtime.trace import without_times
 from tests.support.runtime_policies import LaunchN, PruneAfter
@@ -116,7 +117,7 @@ def run_scenario(sc, *, prompt="Compute the thing.", cancel_at: int | None = Non
         assert steps < 20_000, "request did not terminate"
         for run in sched._runs.values():
             live = sum(1 for t in run.threads if t.status in LIVE_STATES)
-            assert live == run.live_threads
+            assert live == run.table.live
             peak = max(peak, live)
             if cancel_at is not None and steps == cancel_at and cancel_check is None:
                 cancel_check = cancel_random_thread(run)
@@ -133,7 +134,7 @@ def cancel_random_thread(run):
     target = max(live, key=lambda t: sum(d.live for d in t.descendants()))
     before = {t.id: t.status for t in run.threads}
     subtree = {target.id} | {d.id for d in target.descendants() if d.live}
-    run.end_thread(target, "pruned", "property test")
+    run.table.end_thread(target, Status.PRUNED, "property test")
     ended_now = {t.id for t in run.threads if t.id in before and before[t.id] in LIVE_STATES and not t.live}
     statuses = {t.id: t.status for t in run.threads}
     return subtree, ended_now, statuses, target.id

@@ -268,7 +268,7 @@ def test_backend_batch_cap_changes_timing_not_results():
 
 
 def test_derived_seeds_are_stable_and_distinct():
-    from parareason.runtime.request_run import derive_seed
+    from parareason.runtime.backend_feed import derive_seed
     assert derive_seed(None, "s0.t0", 1) is None
     seeds = {derive_seed(7, f"s{i}.t0", 1) for i in range(100)}
     assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)

@@ -85,7 +85,7 @@ class FakeContext(PolicyContext):
             if s.live:
                 s.status = "cancelled"
 
-    def scope(self, *, prompt=None, budget=None, tag=""):
+    def scope(self, *, policy, prompt=None, budget=None, tag=""):
         raise NotImplementedError("the fake context has no nested scopes")
 
     def tokens_used(self) -> int:

@@ -70,7 +70,7 @@ class Nested(Policy):
         for i in range(self.k):
             child = LaunchN(self.n)
             self.children.append(child)
-            child.start(ctx.scope(tag=f"sub{i}", budget=self.budget))
+            child.start(ctx.scope(policy=child, tag=f"sub{i}", budget=self.budget))
 
     def on_scope_done(self, ctx, scope, decision):
         self.decisions.append(decision)

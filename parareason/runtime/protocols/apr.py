@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 from parareason.runtime.protocols.base import ThreadOps, block_body, closed_by, end_reason, unclosed
 from parareason.runtime.protocols.joining import JoiningProtocol
-from parareason.runtime.thread import FINISHED, Thread
+from parareason.runtime.status import Status
+from parareason.runtime.thread import Thread
 
 
 def parse_tasks(body: str) -> list[str]:
@@ -117,7 +118,7 @@ class APRProtocol(JoiningProtocol):
         parts = []
         for k, child in enumerate(children, start=1):
             text = ops.decode(child.own_ids).strip()[-c["result_max_chars"]:]
-            note = "" if child.status == FINISHED else f"({child.reason}) "
+            note = "" if child.status == Status.FINISHED else f"({child.reason}) "
             parts.append(f"[{k}] {note}{text}".rstrip())
         ops.append(parent, ops.encode(f"\n{c['join_open']}\n" + "\n".join(parts) + f"\n{c['join_close']}\n"))
         ops.record("join", thread=parent.id, children=len(parts))

@@ -15,7 +15,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Sequence
 
 from parareason.backends.base import Tokenizer
-from parareason.runtime.thread import FINISHED, Thread
+from parareason.runtime.status import Status
+from parareason.runtime.thread import Thread
 
 
 class ThreadOps(ABC):
@@ -46,7 +47,7 @@ class ThreadOps(ABC):
         """Back to the backend with the thread's current context (next step)."""
 
     @abstractmethod
-    def finish(self, thread: Thread, reason: str, status: str = FINISHED) -> None:
+    def finish(self, thread: Thread, reason: str, status: Status = Status.FINISHED) -> None:
         """End a thread (cancelling its live subtree first)."""
 
     @abstractmethod

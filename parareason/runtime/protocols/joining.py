@@ -10,7 +10,8 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 from parareason.runtime.protocols.base import Protocol, ThreadOps
-from parareason.runtime.thread import WAITING, Thread
+from parareason.runtime.status import Status
+from parareason.runtime.thread import Thread
 
 
 class JoiningProtocol(Protocol):
@@ -27,7 +28,7 @@ class JoiningProtocol(Protocol):
 
     def on_thread_end(self, ops: ThreadOps, thread: Thread) -> None:
         parent = thread.parent
-        if parent is None or parent.status != WAITING:
+        if parent is None or parent.status != Status.WAITING:
             return
         children = parent.meta.get(self.children_key, [])
         if thread in children and not any(ch.live for ch in children):
