@@ -106,6 +106,9 @@ def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool,
         raise click.ClickException(
             f"{out}: {len(changed)} finished result(s) have a different prompt text than {changed[0]!r} "
             "in the input now. Use another --out, or --force to keep them.")
+    if writer.existing.retried:
+        click.echo(f"running {len(writer.existing.retried)} prompt(s) again whose result was an error "
+                   f"(e.g. {writer.existing.retried[0]!r})")
     if writer.existing.repaired_bytes:
         click.echo(f"repaired {out}: dropped a half-written last line ({writer.existing.repaired_bytes} bytes)")
     if writer.existing.added_newline:

@@ -4,14 +4,16 @@ Crash safety: each result is written as one line ending in a newline and fsync'd
 before the next is started, so after a kill at any moment the file holds complete
 lines plus at most one partial last line (a write is always a prefix of the line).
 `--resume` truncates that partial tail and reports which ids are already done, so
-rerunning yields the same set of results: none lost, none duplicated. A last line that
+rerunning yields the same set of results: none lost, none duplicated. A row whose
+`error` is set (a dead server, a prompt too long) is not done: resume drops it from the
+file (rewritten atomically) and runs that prompt again. A last line that
 is a complete result missing only its newline (a file edited by hand, another tool) is
 kept and its newline added, not redone.
 
 One result that cannot be serialised (a lone surrogate, an object JSON cannot hold)
 never takes the others down: it is written as an error row (same id, prompt, policy,
 protocol; `error` says why; ASCII-escaped so it always encodes), so the run goes on
-and `--resume` sees it as done. Non-finite floats are written as null, so every line
+and the run goes on; resume keeps such a row (writing it again would fail again). Non-finite floats are written as null, so every line
 is standard JSON; the sidecar is written with allow_nan=False.
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
@@ -32,6 +34,7 @@ from typing import Any, Mapping
 from parareason.runtime.result import Result
 
 FINGERPRINT_KEY = "config_fingerprint"
+UNWRITABLE = "result could not be written"  # a deterministic failure: resume keeps such rows
 
 
 class ResultFileError(ValueError):
@@ -51,6 +54,7 @@ class ExistingResults:
     added_newline: bool = False  # the last line was complete but for its newline (kept)
     mismatched: list[str] = field(default_factory=list)  # ids written under another fingerprint
     other_fingerprints: set[str] = field(default_factory=set)
+    retried: list[str] = field(default_factory=list)  # error rows dropped on resume, to run again
 
 
 def scan_results(path: Path, fingerprint: str | None = None, *, repair: bool = False) -> ExistingResults:
@@ -149,7 +153,7 @@ def unwritable_row(row: Mapping[str, Any], error: Exception) -> dict[str, Any]:
     out: dict[str, Any] = {k: row.get(k) for k in keep if k in row}
     out.update(answer=None, correct=None, threads=[], usage={}, details={},
                latency_s=_finite(row.get("latency_s", 0.0)) or 0.0,
-               error=f"result could not be written: {type(error).__name__}: {error}")
+               error=f"{UNWRITABLE}: {type(error).__name__}: {error}")
     return out
 
 
@@ -195,8 +199,30 @@ class ResultWriter:
                 raise ResultFileError(self._mismatch_message())
             # Only now cut the partial line: a refused resume leaves the file untouched.
             self.existing = scan_results(self.path, self.fingerprint, repair=True)
+            failed = {rid for rid, row in self.existing.rows.items()
+                      if row.get("error") and not str(row["error"]).startswith(UNWRITABLE)}
+            if failed:
+                self._drop_rows(failed)
         self._write_config_sidecar()
         return self
+
+    def _drop_rows(self, ids: set[str]) -> None:
+        """Rewrite the file without the rows of `ids`. The kept lines go to a temp file,
+        locked before it replaces the original, so a kill leaves one whole file."""
+        kept = [line for line in self.path.read_bytes().split(b"\n")
+                if line.strip() and str(json.loads(line)["id"]) not in ids]
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        new = open(tmp, "wb")
+        new.write(b"".join(line + b"\n" for line in kept))
+        new.flush()
+        os.fsync(new.fileno())
+        fcntl.flock(new.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(tmp, self.path)
+        self._file.close()
+        self._file = new  # positioned at the end: appends follow the kept rows
+        for rid in ids:
+            del self.existing.rows[rid]
+        self.existing.retried = sorted(ids)
 
     def _mismatch_message(self) -> str:
         n = len(self.existing.mismatched)

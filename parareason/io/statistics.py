@@ -107,7 +107,7 @@ def question_samples(result: Any) -> Samples | None:
     """A Result's samples: its root threads, each with its whole subtree's tokens. A sample
     votes as self-consistency counts it (finished with an answer; policies/common.py
     `answered`). None for an ungraded question or one without samples."""
-    from parareason.runtime.thread import FINISHED
+    from parareason.runtime.status import Status
 
     reference = field_of(result, "reference")
     if reference is None or field_of(result, "correct") is None:
@@ -123,7 +123,7 @@ def question_samples(result: Any) -> Samples | None:
     roots = children.get(None, [])
     if not roots:
         return None
-    return Samples(answers=[t["answer"] if t["status"] == FINISHED else None for t in roots],
+    return Samples(answers=[t["answer"] if t["status"] == Status.FINISHED else None for t in roots],
                    tokens=[subtree_tokens(t) for t in roots], reference=str(reference))
 
 

@@ -73,3 +73,22 @@ def test_second_writer_on_same_file_is_refused(tmp_path):
     with ResultWriter(out, {}):
         with pytest.raises(ResultFileError, match="another process"):
             ResultWriter(out, {}, resume=True).open()
+
+
+def test_resume_runs_failed_prompts_again_and_keeps_one_row_per_id(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with ResultWriter(out, {"model": "m"}) as w:
+        w.append(result("a"))
+        failed = result("b")
+        failed.error = "every sample failed: vLLM request failed after 4 attempt(s): connect: refused"
+        w.append(failed)
+        w.append(result("c"))
+    with ResultWriter(out, {"model": "m"}, resume=True) as w:
+        assert w.done_ids == {"a", "c"} and w.existing.retried == ["b"]
+        assert [r["id"] for r in lines(out)] == ["a", "c"]  # the error row is gone before the rerun
+        w.append(result("b"))  # the server is back
+    rows = lines(out)
+    assert sorted(r["id"] for r in rows) == ["a", "b", "c"] and all(r["error"] is None for r in rows)
+    assert not list(tmp_path.glob(".r.jsonl.tmp-*"))
+    with ResultWriter(out, {"model": "m"}, resume=True) as w:
+        assert w.done_ids == {"a", "b", "c"} and not w.existing.retried
