@@ -103,6 +103,11 @@ def test_prompt_longer_than_the_context_is_400_with_the_numbers(server):
     r = httpx.post(f"{url}/v1/completions", timeout=120,
                    json={"model": MODEL, "prompt": [[1] * (limit + 1)], "echo": True, "max_tokens": 0})
     assert r.status_code == 400 and f"the prompt is {limit + 1} tokens" in r.json()["error"]["message"]
+    vocab = engine.model.config.vocab_size
+    r = httpx.post(f"{url}/v1/completions", timeout=120,
+                   json={"model": MODEL, "prompt": [[1, vocab]], "echo": True, "max_tokens": 0})
+    assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "prompt"
     assert not engine.has_work()
 
 
