@@ -14,6 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+# OpenAI allows 4; lm-eval's completions model sends a task's `until` list plus the EOS
+# string uncut (often more than 4), and checking a few more costs backends little.
+MAX_STOP_STRINGS = 16
+
+
 class ParareasonOptions(BaseModel):
     """The extension object `"parareason": {...}` (openai client: `extra_body=`)."""
 
@@ -77,8 +82,8 @@ class _SamplingFields(BaseModel):
     @classmethod
     def _stop_list(cls, v: str | list[str] | None) -> str | list[str] | None:
         items = [v] if isinstance(v, str) else (v or [])
-        if len(items) > 4 or any(not s for s in items):
-            raise ValueError("stop takes at most 4 non-empty strings")
+        if len(items) > MAX_STOP_STRINGS or any(not s for s in items):
+            raise ValueError(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings")
         return v
 
     def stop_strings(self) -> tuple[str, ...]:

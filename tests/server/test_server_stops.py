@@ -75,3 +75,12 @@ def test_raw_http_body_excludes_the_stop_string(server):
     assert events[-1] == "[DONE]"
     text = "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1] if json.loads(e).get("choices"))
     assert text == "Count: 1\n2"
+
+
+def test_more_stop_strings_than_openai_allows_as_lm_eval_sends_them(server):
+    url, _, _ = server
+    stops = ["Question:", "</s>", "<|im_end|>", "\n\n", "zz", "\n3"]  # a task's `until` + EOS: 6
+    r = client(url).completions.create(model=MODEL, prompt="count", stop=stops)
+    assert r.choices[0].text == "Count: 1\n2"
+    bad = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "count", "stop": ["x"] * 17})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "stop"
