@@ -86,3 +86,16 @@ def test_prompt_longer_than_the_context_is_refused_before_scheduling(server):
         assert int(err["message"].split()[3]) > 2500  # "the prompt is N tokens": the chat template included
     assert len(backend.submitted) == before  # nothing reached the backend
     assert c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x" * 500}]).choices
+
+
+def test_token_id_prompts_generate_like_their_text(server):
+    """lm-eval with the remote tokenizer sends generation prompts as token ids."""
+    url, backend, _ = server
+    c = client(url, api_key=KEY)
+    ids = backend.tokenizer.encode("What is 3+3?")
+    by_ids = c.completions.create(model=MODEL, prompt=ids, seed=5)
+    by_text = c.completions.create(model=MODEL, prompt="What is 3+3?", seed=5)
+    assert by_ids.choices[0].text == by_text.choices[0].text and "3+3" in by_ids.choices[0].text
+    batch = httpx.post(f"{url}/v1/completions", headers={"Authorization": f"Bearer {KEY}"},
+                       json={"model": MODEL, "prompt": [ids, ids]})
+    assert batch.status_code == 400 and "one prompt per generation request" in batch.json()["error"]["message"]
