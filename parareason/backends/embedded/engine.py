@@ -27,6 +27,7 @@ from parareason.backends.base import (
     FINISH_ERROR,
     Backend,
     GenerationRequest,
+    PromptScores,
     SeqUpdate,
 )
 from parareason.backends.embedded.dtype_choice import DtypeChoice
@@ -115,7 +116,7 @@ class TransformersEngine(Backend):
         self._decode(decoding, updates)
         return updates
 
-    def score_prompt(self, input_ids, top_logprobs: int = 0):  # type: ignore[no-untyped-def]
+    def score_prompt(self, input_ids: list[int] | tuple[int, ...], top_logprobs: int = 0) -> PromptScores:
         return score_prompt(self, input_ids, top_logprobs)  # prompt_scoring.py: own KV, one forward
 
     def close(self) -> None:
