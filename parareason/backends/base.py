@@ -124,6 +124,22 @@ class Tokenizer(Protocol):
     def chat_ids(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]: ...
 
 
+@dataclass
+class PromptScores:
+    """Log-probabilities of a prompt's own tokens (`Backend.score_prompt`).
+
+    `logprobs[i]` is log p(input_ids[i+1] | input_ids[:i+1]): the first token has no
+    entry (nothing precedes it). `top_logprobs[i]` holds the best alternatives at that
+    position, best first, when asked for. `next_top` is the distribution after the
+    whole prompt (best first, at least one entry): its head is the greedy next token.
+    """
+
+    input_ids: list[int]
+    logprobs: list[float]
+    top_logprobs: list[list[tuple[int, float]]] | None
+    next_top: list[tuple[int, float]]
+
+
 class Backend(ABC):
     """Abstract backend. See the module docstring for the contract."""
 
@@ -149,6 +165,13 @@ class Backend(ABC):
     def expect_concurrency(self, sequences: int) -> None:  # noqa: B027 - optional hook
         """Hint: about `sequences` will be submitted together (a local engine may widen its
         batch to run them in one forward). Remote servers schedule for themselves."""
+
+    def score_prompt(self, input_ids: Sequence[int], top_logprobs: int = 0) -> PromptScores:
+        """Optional: score a prompt's tokens with one forward pass (no sampling, no KV kept);
+        `/v1/completions` with `echo` uses it. Called between `step()`s, from the thread
+        that steps the backend. Backends that cannot score raise `BackendError`."""
+        raise BackendError(f"the {self.name} backend does not support prompt scoring "
+                           "(logprobs of prompt tokens); use the embedded backend")
 
     def __enter__(self) -> "Backend":
         return self

@@ -1,11 +1,25 @@
 """`parareason serve`: the OpenAI-compatible HTTP server (see docs/serve.md)."""
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from parareason.cli.options import (
     check_backend_args, engine_options, model_options, parse_policy_args, protocol_option,
 )
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """A start-up warning when the server listens beyond loopback without an API key."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or api_key:
+        return None
+    return (f"WARNING: listening on {host} without --api-key (or PARAREASON_API_KEY): anyone who can "
+            "reach this port can run requests. The default --host 127.0.0.1 serves this machine only.")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,12 +54,15 @@ from parareason.cli.options import (
               help="Largest deadline a request may ask for.")
 @click.option("--max-in-flight", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests running at once; more get HTTP 429.")
+@click.option("--api-key", envvar="PARAREASON_API_KEY", default=None, show_envvar=True,
+              help="Require `Authorization: Bearer KEY` on every path but /health (401 otherwise). "
+                   "Without it, anyone who can reach the port can use the server.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str, port: int, served_model_name: str | None,
           policy: str, policy_args: tuple[str, ...], protocol: str, n: int, max_n: int, max_new_tokens: int,
           max_tokens_limit: int, temperature: float, top_p: float, seed: int | None, budget: int | None,
-          deadline: float, max_deadline: float, max_in_flight: int, log_level: str) -> None:
+          deadline: float, max_deadline: float, max_in_flight: int, api_key: str | None, log_level: str) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models and /health.
 
     Each request runs the policy (default --policy, or `"parareason": {"policy": ...}`
@@ -53,6 +70,8 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str
     flight share one scheduler loop and one backend batch.
     """
     check_backend_args(backend, urls)
+    if api_key is not None and not api_key.strip():
+        raise click.BadParameter("must not be empty", param_hint="--api-key")
     if max_new_tokens > max_tokens_limit:
         raise click.BadParameter("must be <= --max-tokens-limit", param_hint="--max-new-tokens")
     if deadline > max_deadline:
@@ -78,8 +97,11 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str
 
     click.echo(f"loading {backend} backend ({model}) ...")
     be = load_backend(backend, model, urls, **engine_options(backend, dtype))
-    app = create_app(be, defaults, max_in_flight=max_in_flight, close_backend=True)
+    app = create_app(be, defaults, max_in_flight=max_in_flight, close_backend=True, api_key=api_key or None)
     click.echo(f"serving {defaults.model_id} on http://{host}:{port}/v1 (policy {policy}, n={n}, "
-               f"max {max_in_flight} in flight)")
+               f"max {max_in_flight} in flight, {'API key required' if api_key else 'no API key'})")
+    warning = exposure_warning(host, api_key)
+    if warning:
+        click.echo(warning, err=True)
     # On shutdown, open streams get a few seconds; then they are cancelled (their threads aborted).
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

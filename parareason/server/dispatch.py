@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from starlette.requests import Request
 
+from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
+from parareason.server.context_check import check_context
 from parareason.server.engine_loop import EngineLoop, Event, Job
 from parareason.server.observe import ObservedPolicy
 from parareason.server.routing import Route, Router, RoutingError
+
+
+T = TypeVar("T")
 
 
 class ClientGone(Exception):
@@ -90,15 +95,24 @@ class Dispatcher:
         self.poll_s = poll_s
         self.in_flight = 0  # only touched on the event loop thread: no lock needed
 
-    async def open(self, route: Route, request_id: str, prompt: str, system: str | None, *, live: bool) -> Ticket:
+    def _admit(self) -> None:
         if not self.engine.alive:
             raise RoutingError("the engine loop is not running", status=503, code="engine_down")
         if self.in_flight >= self.max_in_flight:
             raise RoutingError(f"too many requests in flight (this server runs at most {self.max_in_flight} "
                                "at once); retry shortly", status=429, code="too_many_requests_in_flight")
         self.in_flight += 1  # no await between the check and this: admission is race-free
+
+    def _spec(self, route: Route, request_id: str, prompt: str, system: str | None, param: str) -> RequestSpec:
+        spec = self.router.build_spec(route, request_id, prompt, system)
+        check_context(self.engine.backend, spec, param)  # before scheduling: a 400, not empty threads
+        return spec
+
+    async def open(self, route: Route, request_id: str, prompt: str, system: str | None, *, live: bool,
+                   param: str = "messages") -> Ticket:
+        self._admit()
         try:
-            spec = await asyncio.to_thread(self.router.build_spec, route, request_id, prompt, system)
+            spec = await asyncio.to_thread(self._spec, route, request_id, prompt, system, param)
         except BaseException:
             self.in_flight -= 1
             raise
@@ -111,11 +125,20 @@ class Dispatcher:
             except RuntimeError:  # the event loop is closed: the server is going down
                 pass
 
-        observer = ObservedPolicy(spec.policy, live=live, on_text=lambda delta: deliver(("text", delta)))
+        observer = ObservedPolicy(spec.policy, live=live, on_text=lambda delta: deliver(("text", delta)),
+                                  stops=route.params.stop_strings)
         spec.policy = observer
         ticket = Ticket(request_id, route, observer, events, self)
         self.engine.submit(Job(spec, deliver))
         return ticket
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn()` on the engine thread (prompt scoring), admitted like a request."""
+        self._admit()
+        try:
+            return await asyncio.wrap_future(self.engine.call(fn))
+        finally:
+            self.in_flight -= 1
 
     def health(self) -> dict[str, Any]:
         s = self.engine.stats

@@ -7,6 +7,9 @@ threads of different requests share one backend batch: continuous batching acros
 requests), and hands finished results back through each job's `deliver` callback,
 which the server binds to `loop.call_soon_threadsafe`.
 
+`call(fn)` runs `fn()` on the loop thread between two steps (prompt scoring: the
+backend is only ever touched from this thread) and returns a Future of its result.
+
 Fault isolation: a policy or protocol exception ends only its request (the
 scheduler guards each request); `Scheduler.add` failing fails that job only; a
 backend-wide fault (`step()` raising) fails the requests in flight and the loop
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from concurrent.futures import Future
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,6 +87,13 @@ class EngineLoop:
     def cancel(self, request_id: str, reason: str) -> None:
         self._commands.put(("cancel", (request_id, reason)))
 
+    def call(self, fn: Callable[[], Any]) -> "Future[Any]":
+        """Run `fn()` on the loop thread (between steps); its result or exception lands
+        in the returned Future."""
+        future: Future[Any] = Future()
+        self._commands.put(("call", (fn, future)))
+        return future
+
     def live_requests(self) -> int:
         return len(self._jobs)
 
@@ -131,6 +142,14 @@ class EngineLoop:
                 self._jobs.pop(job.spec.id, None)
                 self.stats.failed += 1
                 self._send(job, ("error", f"cannot start request: {type(e).__name__}: {e}"))
+        elif kind == "call":
+            fn, future = arg
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except Exception as e:  # noqa: BLE001 - the caller gets it; the loop goes on
+                future.set_exception(e)
         elif kind == "cancel":
             request_id, reason = arg
             if request_id in self._jobs:
@@ -175,6 +194,8 @@ class EngineLoop:
                 break
             if kind == "add":
                 self._send(arg, ("error", "server is shutting down"))
+            elif kind == "call" and arg[1].set_running_or_notify_cancel():
+                arg[1].set_exception(RuntimeError("server is shutting down"))
 
     @staticmethod
     def _send(job: Job, event: Event) -> None:

@@ -10,6 +10,9 @@ wrapper delegates every hook to the real policy unchanged and, on the side:
   cut by a limit, then fewest tokens: with lock-step batching that is the first to
   finish) and keeps its text as the message content.
 
+Both cut the text before the request's stop strings (stops.py): the client never
+sees one, and a stream holds back a tail that may still become one.
+
 It runs on the engine thread; `on_text` must be thread-safe (it only enqueues).
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView
+from parareason.server.stops import cut_at_stop, sendable
 
 TextSink = Callable[[str], None]
 
@@ -46,8 +50,10 @@ def stable_text(text: str) -> str:
 
 
 class ObservedPolicy(Policy):
-    def __init__(self, inner: Policy, *, live: bool = False, on_text: TextSink | None = None) -> None:
+    def __init__(self, inner: Policy, *, live: bool = False, on_text: TextSink | None = None,
+                 stops: Sequence[str] = ()) -> None:
         self.inner = inner
+        self.stops = tuple(stops)
         self.name = inner.name  # the Result reports the real policy's name
         self.live = live and on_text is not None
         self.on_text = on_text
@@ -66,7 +72,7 @@ class ObservedPolicy(Policy):
         if self.followed is None:
             self.followed = sample
         if sample is self.followed:
-            self._send(stable_text(sample.text))
+            self._send(sendable(stable_text(sample.text), self.stops))
 
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
         self.inner.on_sample_end(ctx, sample)
@@ -80,7 +86,7 @@ class ObservedPolicy(Policy):
     def finalize(self, ctx: PolicyContext) -> Decision:
         decision = self.inner.finalize(ctx)
         self.chosen = choose_sample(ctx, _all_samples(ctx), decision.answer)
-        self.chosen_text = self.chosen.text if self.chosen is not None else ""
+        self.chosen_text = cut_at_stop(self.chosen.text, self.stops) if self.chosen is not None else ""
         return decision
 
     def _send(self, text: str) -> None:

@@ -1,20 +1,22 @@
 """From a finished request (Result + the observed chosen sample) to OpenAI payloads.
 
-`usage` counts every thread of the request: prompt_tokens are the context tokens of
-every backend run (as the backend reported them; shared prefixes are counted per
-thread, `parareason.usage.cached_tokens` says how many were reused), completion_tokens
-all generated tokens. The `parareason` detail object carries the rest.
+`usage` counts every thread of every sample of the request: prompt_tokens are the
+context tokens of every backend run (as the backend reported them; shared prefixes
+are counted per thread, `prompt_tokens_details.cached_tokens` says how many were
+reused), completion_tokens all generated tokens. The `parareason` detail object
+carries the rest. `system_fingerprint` identifies the server's configuration.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from typing import Any
 
 from parareason.runtime.result import Result
 from parareason.server.observe import ObservedPolicy
-from parareason.server.routing import Route
-from parareason.server.schemas import UsageInfo
+from parareason.server.routing import Route, ServeDefaults
+from parareason.server.schemas import PromptTokensDetails, UsageInfo
 
 # Policies name their saved-token estimate differently; the detail object has one key.
 _SAVED_KEYS = ("tokens_saved_estimate", "tokens_saved_est", "tokens_saved")
@@ -29,7 +31,20 @@ def error_body(message: str, *, type_: str = "invalid_request_error", param: str
 def usage_of(result: Result) -> UsageInfo:
     prompt = int(result.usage.get("prompt_tokens", 0))
     completion = int(result.usage.get("generated_tokens", 0))
-    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    cached = PromptTokensDetails(cached_tokens=int(result.usage.get("cached_tokens", 0)))
+    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                     prompt_tokens_details=cached)
+
+
+def system_fingerprint(defaults: ServeDefaults, backend: object) -> str:
+    """`fp_` + a hash of what decides the answers: the server's defaults and limits, the
+    backend and its tokenizer. Same configuration, same fingerprint."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    config = {"defaults": asdict(defaults), "backend": getattr(backend, "name", type(backend).__name__),
+              "tokenizer": getattr(tokenizer, "name", None),
+              "dtype": str(getattr(getattr(backend, "model", None), "dtype", None))}
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return "fp_" + hashlib.sha256(blob).hexdigest()[:12]
 
 
 def finish_reason(observer: ObservedPolicy) -> str:

@@ -132,7 +132,7 @@ class Router:
 
     def route(self, *, model: str, options: ParareasonOptions | None, temperature: float | None,
               top_p: float | None, seed: int | None, max_new_tokens: int | None,
-              stop: tuple[str, ...]) -> Route:
+              stop: tuple[str, ...], top_logprobs: int = 0) -> Route:
         d = self.defaults
         o = options or ParareasonOptions()
         suffix_policy, suffix_protocol = self.split_model(model)
@@ -162,7 +162,7 @@ class Router:
             seed = d.seed if d.seed is not None else random.randrange(2**31)
         params = SamplingParams(temperature=d.temperature if temperature is None else temperature,
                                 top_p=d.top_p if top_p is None else top_p, seed=seed,
-                                max_new_tokens=max_new, stop_strings=stop)
+                                max_new_tokens=max_new, stop_strings=stop, top_logprobs=top_logprobs)
         return Route(policy=policy, protocol=protocol, n=n, policy_args=args,
                      budget=o.budget if o.budget is not None else d.budget, deadline_s=deadline, params=params)
 

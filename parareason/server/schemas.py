@@ -2,14 +2,21 @@
 
 Requests are validated here; anything outside the supported subset is rejected
 with a clear message instead of being silently ignored. Unknown top-level fields
-are accepted and ignored, as OpenAI clients send many optional ones (user,
-metadata, ...), but the `parareason` extension object is strict.
+are kept in `model_extra`: OpenAI clients send many harmless optional ones (user,
+metadata, ...), and `unsupported.py` refuses those that would change the answer
+(tools, response_format, penalties, logit_bias). The `parareason` extension object
+is strict.
 """
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+# OpenAI allows 4; lm-eval's completions model sends a task's `until` list plus the EOS
+# string uncut (often more than 4), and checking a few more costs backends little.
+MAX_STOP_STRINGS = 16
 
 
 class ParareasonOptions(BaseModel):
@@ -51,7 +58,7 @@ class StreamOptions(BaseModel):
 class _SamplingFields(BaseModel):
     """OpenAI sampling fields shared by both endpoints."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -61,7 +68,6 @@ class _SamplingFields(BaseModel):
     n: int | None = Field(default=None, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: bool | int | None = None
     parareason: ParareasonOptions | None = None
 
     @field_validator("n")
@@ -72,19 +78,12 @@ class _SamplingFields(BaseModel):
                              '"parareason": {"n": ...}')
         return v
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, v: bool | int | None) -> bool | int | None:
-        if v:
-            raise ValueError("logprobs are not returned by parareason serve")
-        return v
-
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, v: str | list[str] | None) -> str | list[str] | None:
         items = [v] if isinstance(v, str) else (v or [])
-        if len(items) > 4 or any(not s for s in items):
-            raise ValueError("stop takes at most 4 non-empty strings")
+        if len(items) > MAX_STOP_STRINGS or any(not s for s in items):
+            raise ValueError(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings")
         return v
 
     def stop_strings(self) -> tuple[str, ...]:
@@ -97,47 +96,77 @@ class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def max_new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self) -> "ChatCompletionRequest":
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs=true")
+        return self
+
+    def logprobs_k(self) -> int | None:
+        """None: no logprobs; else how many alternatives per token."""
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+
+Prompt = str | list[str] | list[int] | list[list[int]]
+
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str]
-    max_tokens: int | None = Field(default=None, ge=1)
+    prompt: Prompt = Field(union_mode="left_to_right")
+    max_tokens: int | None = Field(default=None, ge=0)  # 0 only with echo (prompt scoring)
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
     suffix: str | None = None
     best_of: int | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("exactly one prompt per request (send one request per prompt; they are batched)")
+    def _not_empty(cls, v: Prompt) -> Prompt:
+        if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
+            raise ValueError("prompt is empty")
         return v
 
-    @field_validator("echo", "suffix", "best_of")
+    @field_validator("suffix", "best_of")
     @classmethod
     def _unsupported(cls, v: Any, info: Any) -> Any:
-        harmless = v is None or v is False or (info.field_name == "best_of" and v == 1)
+        harmless = v is None or (info.field_name == "best_of" and v == 1)
         if not harmless:
             raise ValueError(f"{info.field_name} is not supported by parareason serve")
         return v
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt of the request: text, or token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [list(p)]  # type: ignore[arg-type]
+        return list(p)  # type: ignore[arg-type]
 
     def max_new_tokens(self) -> int | None:
         return self.max_tokens
 
+    def logprobs_k(self) -> int | None:
+        return self.logprobs
+
 
 # --- responses -----------------------------------------------------------------------
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0  # context tokens whose KV was reused (prefix sharing), all threads
+
+
 class UsageInfo(BaseModel):
-    """All tokens of all threads of the request."""
+    """All tokens of all threads (every sample) of the request."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
 
 
 class ChatMessageOut(BaseModel):
@@ -149,7 +178,7 @@ class ChatChoice(BaseModel):
     index: int = 0
     message: ChatMessageOut
     finish_reason: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -159,6 +188,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: UsageInfo
+    system_fingerprint: str
     parareason: dict[str, Any]
 
 
@@ -166,7 +196,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class Completion(BaseModel):
@@ -176,7 +206,8 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: UsageInfo
-    parareason: dict[str, Any]
+    system_fingerprint: str
+    parareason: dict[str, Any] | None = None
 
 
 class ModelCard(BaseModel):

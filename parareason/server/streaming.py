@@ -3,7 +3,9 @@
 Chat streams send `chat.completion.chunk` objects: a first chunk with the assistant
 role, content deltas, a last chunk with `finish_reason` and the `parareason` detail
 object, an optional usage chunk (`stream_options.include_usage`), then `[DONE]`.
-Completion streams send `text_completion` chunks the same way.
+Completion streams send `text_completion` chunks the same way. Text never includes a
+stop string (observe.py holds back a tail that may still become one); with
+`logprobs`, the chosen sample's token logprobs all come on the last chunk.
 
 What is streamed: a single-sample request (n=1) streams its sample as the model
 produces it; a multi-sample request cannot know its answer before the policy
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from starlette.requests import Request
 
@@ -39,13 +41,16 @@ def sse(obj: dict[str, Any]) -> str:
 class ChunkFormat:
     """Builds the chunks of one stream (chat or completion)."""
 
-    def __init__(self, kind: str, request_id: str, model: str) -> None:
-        self.kind, self.id, self.model = kind, request_id, model
+    def __init__(self, kind: str, request_id: str, model: str, fingerprint: str | None = None,
+                 final_logprobs: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        self.kind, self.id, self.model, self.fingerprint = kind, request_id, model, fingerprint
+        self.final_logprobs = final_logprobs or (lambda: None)
         self.created = int(time.time())
 
     def _base(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices}
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": self.fingerprint, "choices": choices}
 
     def start(self) -> dict[str, Any] | None:
         if self.kind != "chat":
@@ -98,6 +103,7 @@ async def event_stream(ticket: Ticket, request: Request, fmt: ChunkFormat,
                 if rest:
                     yield sse(fmt.text(rest))
                 final = fmt.text("", finish_reason(ticket.observer))
+                final["choices"][0]["logprobs"] = fmt.final_logprobs()  # all of them, on the last chunk
                 final["parareason"] = detail(result, ticket.observer, ticket.route)
                 yield sse(final)
                 if include_usage:

@@ -58,3 +58,4 @@ def test_serve_process_answers_openai_requests():
             proc.wait(5)
     out = proc.stdout.read() if proc.stdout else ""
     assert "serving toy" in out and "Traceback" not in out
+    assert "no API key" in out and "WARNING" not in out  # loopback: no exposure warning

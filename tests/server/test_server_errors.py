@@ -52,7 +52,8 @@ def test_invalid_fields_are_400_with_the_offending_param(server):
     assert "messages" in _bad(url, messages=[])["param"]
     assert _bad(url, temperature=5)["param"] == "temperature"
     assert "parareason" in _bad(url, n=2)["message"]  # samples go in the extension object
-    assert "logprobs" in _bad(url, logprobs=True)["message"]
+    assert "logprobs" in _bad(url, top_logprobs=2)["message"]  # top_logprobs needs logprobs=true
+    assert _bad(url, logprobs=True, top_logprobs=21)["param"] == "top_logprobs"
     assert _bad(url, messages=[{"role": "assistant", "content": "hi"}])["param"] == "messages"
     assert _bad(url, messages=[{"role": "user", "content": "  "}])["param"] == "messages"
     assert _bad(url, messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
@@ -97,8 +98,12 @@ def test_malformed_http_bodies(server):
         ("POST", "/v1/chat/completions", b"[1, 2]", 400),
         ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', 400),  # no model
         ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": ["a", "b"]}', 400),
-        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": [1, 2, 3]}', 400),
-        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": "x", "echo": true}', 400),
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": [[1, 2], [3]]}', 400),  # 2 prompts
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": [[]]}', 400),
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": "x", "max_tokens": 0}', 400),
+        # echo is prompt scoring, which the scripted backend cannot do
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": "x", "echo": true, "max_tokens": 0}', 400),
+        ("POST", "/v1/completions", b'{"model": "toy-model", "prompt": "x", "echo": true, "max_tokens": 9}', 400),
         ("GET", "/v1/nothing-here", b"", 404),
         ("GET", "/v1/chat/completions", b"", 405),
     ]

@@ -28,8 +28,10 @@ class RecordingBackend(ScriptedBackend):
     """The scripted test double, recording aborts and the widest step (threads of how
     many requests shared one backend step)."""
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
+    def __init__(self, *args: Any, max_positions: int | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        if max_positions is not None:  # a context limit, like the embedded engine's (context_check.py)
+            self.max_positions = max_positions
         self.aborted: list[str] = []
         self.max_requests_per_step = 0
         self.max_seqs_per_step = 0
@@ -47,22 +49,23 @@ class RecordingBackend(ScriptedBackend):
 
 @contextmanager
 def scripted_server(*, tokens_per_step: int = 4, latency_s: float = 0.0, script: Any = seeded_reply,
-                    max_in_flight: int = 16, extra_policies: dict | None = None,
-                    **defaults: Any) -> Iterator[tuple[str, RecordingBackend, Any]]:
-    backend = RecordingBackend(script, tokens_per_step=tokens_per_step, latency_s=latency_s)
+                    max_in_flight: int = 16, extra_policies: dict | None = None, api_key: str | None = None,
+                    max_positions: int | None = None, **defaults: Any) -> Iterator[tuple[str, RecordingBackend, Any]]:
+    backend = RecordingBackend(script, tokens_per_step=tokens_per_step, latency_s=latency_s,
+                               max_positions=max_positions)
     defaults.setdefault("n", 3)
     defaults.setdefault("seed", 1)
     # Server-side per-policy parameter: requests that pick deepprune (suffix included) use the
     # answer judge, not the MiniLM embedding judge (seconds to load; tested in test_judge_*).
     defaults.setdefault("policy_args", {"deepprune.judge": "answer"})
     app = create_app(backend, ServeDefaults(model_id=MODEL, **defaults), max_in_flight=max_in_flight,
-                     extra_policies=extra_policies)
+                     extra_policies=extra_policies, api_key=api_key)
     with serve_in_thread(app) as url:
         yield url, backend, app
 
 
-def client(url: str, **kw: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, **kw)
+def client(url: str, api_key: str = "unused", **kw: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, **kw)
 
 
 def async_client(url: str, **kw: Any) -> openai.AsyncOpenAI:

@@ -27,11 +27,13 @@ from parareason.backends.base import (
     FINISH_ERROR,
     Backend,
     GenerationRequest,
+    PromptScores,
     SeqUpdate,
 )
 from parareason.backends.embedded.dtype_choice import DtypeChoice
 from parareason.backends.embedded.kv_pool import KVPool
 from parareason.backends.embedded.model import DecoderModel
+from parareason.backends.embedded.prompt_scoring import score_prompt
 from parareason.backends.embedded.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
 from parareason.backends.embedded.sampler import make_generator, sample_batch
 from parareason.backends.embedded.sequence import Sequence, check_stop
@@ -113,6 +115,9 @@ class TransformersEngine(Backend):
         decoding = self._sample_all(updates)
         self._decode(decoding, updates)
         return updates
+
+    def score_prompt(self, input_ids: list[int] | tuple[int, ...], top_logprobs: int = 0) -> PromptScores:
+        return score_prompt(self, input_ids, top_logprobs)  # prompt_scoring.py: own KV, one forward
 
     def close(self) -> None:
         for seq in list(self.running.values()):
