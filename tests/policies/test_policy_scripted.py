@@ -285,7 +285,8 @@ def test_rpc_perplexity_consistency_prefers_probable_paths():
 def test_rpc_prunes_low_probability_traces_early():
     sure = "step " * 12 + "\\boxed{4}"
     unsure = "?" * 100 + "\\boxed{5}"
-    res, _ = run("rpc", by_sample([sure, sure, unsure, sure]), n=4, prune_after=16, prune_margin=0.5)
+    res, _ = run("rpc", by_sample([sure, sure, unsure, sure]), n=4, prune_after=16, prune_margin=0.5,
+                 pruning="online")
     assert [p["sample"] for p in res.details["pruned"]] == ["s2"]
     s2 = next(t for t in res.threads if t.id.startswith("s2."))
     assert s2.status == "pruned" and s2.tokens < 40
