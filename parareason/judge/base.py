@@ -6,11 +6,25 @@ DeepPrune uses it online to prune traces that duplicate a running one, and
 
 Judges are symmetric in intent (score(a, b) ~ score(b, a)); implementations that are
 not symmetric by construction average both orders.
+
+Inputs are prefixes of equal length (DeepPrune's truncation: two traces are compared
+over their first N tokens): `score_against`, the online entry point, cuts both texts to
+the shorter one's length with `equal_prefixes` for every judge, and the offline pairs
+(`judge/pairs.py`) are built the same way. Length is counted in characters, the unit the
+pairs and `prefix_chars` use; judges with a length limit keep the *start* of a text.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import ClassVar, Sequence
+
+
+def equal_prefixes(a: str, b: str, max_chars: int | None = None) -> tuple[str, str]:
+    """Both texts cut to the same length: the shorter one's (and at most `max_chars`)."""
+    n = min(len(a), len(b))
+    if max_chars is not None and max_chars > 0:
+        n = min(n, max_chars)
+    return a[:n], b[:n]
 
 
 class Judge(ABC):
@@ -25,8 +39,9 @@ class Judge(ABC):
         return [self.score(a, b) for a, b in pairs]
 
     def score_against(self, trace: str, others: Sequence[str]) -> list[float]:
-        """Score one trace against several (DeepPrune: a new trace vs cluster representatives)."""
-        return self.score_many([(trace, o) for o in others])
+        """Score one trace against several (DeepPrune: a new trace vs cluster
+        representatives), each pair cut to equal-length prefixes."""
+        return self.score_many([equal_prefixes(trace, o) for o in others])
 
 
 def clamp_probability(p: float) -> float:

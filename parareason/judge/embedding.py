@@ -5,8 +5,10 @@ sentence-transformers is not installed, so we rebuild its pipeline with transfor
 BERT encoder -> mean pooling over real tokens -> L2 normalisation (modules.json and
 1_Pooling/config.json of that folder), max_seq_length 256.
 
-Traces are longer than 256 word pieces; we keep the *end* of each trace (left
-truncation) because the latest reasoning says most about where the answer is going.
+Texts longer than 256 word pieces keep their *start* (right truncation), so the encoder
+reads a prefix, as DeepPrune's judges do (`Judge.score_against` already cuts both
+traces to equal-length prefixes). `keep="tail"` (left truncation, the old default) stays
+for judge heads trained with it: their files record it.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def minilm_path() -> Path:
 class EncoderConfig:
     model_dir: str | None = None  # None = the shipped all-MiniLM-L6-v2
     max_seq_length: int = 256
-    keep: str = "tail"  # "tail" (left truncation) or "head"
+    keep: str = "head"  # "head" (a prefix, right truncation) or "tail" (left truncation)
     batch_size: int = 16
     cache_size: int = 4096  # embeddings of recent texts (DeepPrune re-scores representatives)
 

@@ -21,10 +21,10 @@ from parareason.judge.base import Judge, clamp_probability
 from parareason.backends.base import Backend, GenerationRequest, SamplingParams
 
 PROMPT = (
-    "Two students are solving the same math problem. Below are the latest parts of their "
+    "Two students are solving the same math problem. Below are the beginnings of their "
     "(possibly unfinished) solutions.\n\n"
     "{question}"
-    "Solution A:\n...{a}\n\nSolution B:\n...{b}\n\n"
+    "Solution A:\n{a}...\n\nSolution B:\n{b}...\n\n"
     "Will both solutions end with the same final answer? Reply with one word: yes or no."
 )
 YES_WORDS = ("yes", " yes", "Yes", " Yes", "YES")
@@ -33,7 +33,7 @@ NO_WORDS = ("no", " no", "No", " No", "NO")
 
 @dataclass
 class LLMJudgeConfig:
-    max_trace_chars: int = 1200  # tail of each trace shown to the model (context is small)
+    max_trace_chars: int = 1200  # equal-length prefixes of at most this many characters (context is small)
     top_logprobs: int = 20
     max_new_tokens: int = 2
     question: str | None = None  # the problem statement, when known
@@ -63,7 +63,8 @@ class LLMJudge(Judge):
     def prompt_ids(self, trace_a: str, trace_b: str) -> list[int]:
         n = self.config.max_trace_chars
         q = f"Problem:\n{self.config.question}\n\n" if self.config.question else ""
-        text = PROMPT.format(question=q, a=trace_a[-n:], b=trace_b[-n:])
+        # the start of each (score_against has already cut a pair to equal-length prefixes)
+        text = PROMPT.format(question=q, a=trace_a[:n], b=trace_b[:n])
         return self._tok.chat_ids([{"role": "user", "content": text}], add_generation_prompt=True)
 
     def score(self, trace_a: str, trace_b: str) -> float:

@@ -17,7 +17,7 @@ def make_policy(name: str, **params: Any) -> Policy:
     """Build policy `name`; unknown names or parameters raise ValueError/TypeError, a value
     of the wrong type or out of range ValueError (see validation.py)."""
     spec = policy_spec(name)
-    params = {k: v for k, v in params.items() if k not in spec.ignored}
+    params = {**dict(spec.preset), **{k: v for k, v in params.items() if k not in spec.ignored}}
     if spec.width_param != "n" and "n" in params:
         params.setdefault(spec.width_param, params.pop("n"))  # an explicit width wins
     allowed = set(policy_params(spec.name))

@@ -1,56 +1,53 @@
-"""DeepConf-style confidence filtering and early stopping (Fu et al. 2025, "Deep Think
-with Confidence"). See confidence_window.py for the confidence measures.
+"""DeepConf (Fu et al. 2025, "Deep Think with Confidence"), matched to
+facebookresearch/deepconf `deepconf/wrapper.py` (`_deepthink_online`,
+`_deepthink_offline`, `_perform_basic_voting`), `deepconf/utils.py`
+(`filter_top_confidence`, `weighted_majority_vote`) and `deepconf/processors.py`
+(`ConfPerReqLogitsProcessor`, the online stop). Confidence measures: confidence_window.py;
+parameters, presets and DeepConf-low/-high: confidence_params.py.
 
-offline: run n traces, keep the top `keep_percent`% by trace confidence, vote weighted
-         by confidence.
-online:  run `warmup` traces to completion, set the stop threshold to the
-         (100 - keep_percent)-th percentile of their lowest group confidences, then run
-         the rest with at most `in_flight` main traces live at a time (adaptive
-         sampling, as the paper's Algorithm 2) and prune a trace the moment its window
-         confidence falls below the threshold. The request stops as soon as
-         * consensus: the leading answer holds >= `consensus` of the finished votes
-           and at least two of them (the paper's beta >= tau; 1.0 turns it off),
-           warm-up votes included, or
-         * the vote is decided: the leader's count exceeds the runner-up's plus every
-           trace still running or not yet launched (exact, so votes are unweighted), or
-         * give up (off by default): `give_up_after` traces have ended and no answer has
-           two votes. The model cannot settle the question; more traces rarely build a
-           majority, so the budget is better kept (the answer is still the best vote).
-         An easy question whose warm-up traces all agree therefore costs `warmup`
-         traces, not n; disagreement buys more traces up to n.
+offline: run n traces; keep those whose confidence (`measure`) is >= the
+         (100 - keep_percent)-th percentile of the answered traces' confidences (the
+         reference's percentile cut; ties at the cut are kept), vote weighted by that
+         confidence.
+online:  run `warmup` traces to completion; the stop threshold is the
+         (100 - keep_percent)-th percentile of the lowest group confidence of *every*
+         warm-up trace (answered or not, as `np.percentile(warmup min_confs)`). Then run
+         the rest (at most `in_flight` live at a time; 0 = all at once, as the reference)
+         and stop a trace the moment a full window's confidence falls below the threshold.
+         Vote (`_perform_basic_voting`): a trace stopped early never votes; every other
+         answered trace votes only if its lowest group confidence is >= the threshold
+         (this drops warm-up traces below it, and short main traces whose mean is below
+         it, as the reference marks them `gconf_threshold`); votes are weighted by
+         confidence (lowest group by default, or `measure`).
+
+Additions beyond the reference (each can be switched off):
+* consensus (the paper's Algorithm 2, beta >= tau): stop once the leader holds
+  >= `consensus` of the voting weight and at least two votes (1.0 = off);
+* `stop_when_decided`: stop once the remaining traces cannot overturn the leader even if
+  each carried the largest vote weight seen so far (exact for equal weights; with
+  unequal weights a heuristic, since a weight has no upper bound);
+* `give_up_after` (0 = off): stop once that many traces ended and no answer repeats.
+Where the backend returns fewer alternatives than `top_logprobs` asks for, the confidence
+uses what it returned and `details["top_logprobs"]` says so.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from parareason.policies.common import answered, launch_many, overrides, vote, vote_table
-from parareason.policies.confidence_window import ConfidenceTracker, percentile
+from parareason.policies.confidence_params import PRESETS, VARIANTS, DeepConfParams
+from parareason.policies.confidence_window import ConfidenceTracker, percentile, top_percent_mask
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 
-
-@dataclass
-class DeepConfParams:
-    n: int = 16
-    mode: str = "online"  # online | offline
-    window: int = 64  # tokens per group (the paper uses 2048 for long traces)
-    top_logprobs: int = 5
-    keep_percent: float = 90.0  # eta: 90 = DeepConf-high (conservative, default), 10 = DeepConf-low
-    warmup: int = 4  # online calibration traces
-    consensus: float = 0.95  # online: stop once the leader holds this share of votes (1.0 = off)
-    in_flight: int = 4  # online: main traces live at once after warm-up (0 = all at once)
-    give_up_after: int = 0  # online: stop once this many traces ended with no answer repeated (0 = off)
-    temperature: float | None = None
-    max_new_tokens: int | None = None
+__all__ = ["DeepConf", "DeepConfParams", "PRESETS", "VARIANTS", "vote_is_decided"]
 
 
-def vote_is_decided(counts: list[int], remaining: int) -> bool:
-    """True when no outcome of the `remaining` votes can change the winner."""
-    if not counts:
+def vote_is_decided(weights: list[float], remaining: int, per_vote: float = 1.0) -> bool:
+    """True when `remaining` more votes of at most `per_vote` weight each cannot change
+    the winner (with unit weights: the leader's count beats runner-up + remaining)."""
+    if not weights:
         return False
-    top = sorted(counts, reverse=True)
-    runner_up = top[1] if len(top) > 1 else 0
-    return top[0] > runner_up + remaining
+    top = sorted(weights, reverse=True)
+    runner_up = top[1] if len(top) > 1 else 0.0
+    return top[0] > runner_up + remaining * per_vote
 
 
 class DeepConf(Policy):
@@ -58,42 +55,53 @@ class DeepConf(Policy):
 
     def __init__(self, params: DeepConfParams | None = None) -> None:
         self.params = params or DeepConfParams()
-        if self.params.mode not in ("online", "offline"):
-            raise ValueError(f"deepconf mode must be online or offline, not {self.params.mode!r}")
+        self.cfg = self.params.resolved()  # raises on a bad name or contradiction
         self._trackers: dict[str, ConfidenceTracker] = {}
         self._threshold: float | None = None
         self._phase = "warmup"
         self._pruned: list[dict] = []
         self._decided = False
         self._launched = 0
-        if not 0.0 < self.params.consensus <= 1.0:
-            raise ValueError(f"deepconf consensus must be in (0, 1], not {self.params.consensus}")
 
     # -- helpers -------------------------------------------------------------------
     def _ov(self):
-        p = self.params
-        return overrides(temperature=p.temperature, max_new_tokens=p.max_new_tokens,
-                         top_logprobs=p.top_logprobs if p.top_logprobs > 0 else None)
+        c = self.cfg
+        return overrides(temperature=c.temperature, max_new_tokens=c.max_new_tokens,
+                         top_logprobs=c.top_logprobs if c.top_logprobs > 0 else None)
 
     def _track(self, sample: SampleView) -> ConfidenceTracker:
         t = self._trackers.get(sample.id)
         if t is None:
-            t = self._trackers[sample.id] = ConfidenceTracker(self.params.window)
+            t = self._trackers[sample.id] = ConfidenceTracker(self.cfg.window)
         t.update(sample.logprobs, sample.top_logprobs)
         return t
 
+    def _confidence(self, s: SampleView, measure: str | None = None) -> float:
+        t = self._trackers.get(s.id)
+        return t.measure(measure or self.cfg.measure) if t is not None else 0.0
+
+    def _weight(self, s: SampleView) -> float:
+        t = self._trackers.get(s.id)
+        return t.weight_of(self._confidence(s)) if t is not None else 0.0
+
+    def _voters(self, ctx: PolicyContext) -> list[SampleView]:
+        """Online voters: answered, not stopped early, lowest group >= the threshold."""
+        done = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
+        if self._threshold is None:
+            return done
+        return [s for s in done if self._confidence(s, "lowest") >= self._threshold]
+
     # -- hooks ---------------------------------------------------------------------
     def start(self, ctx: PolicyContext) -> None:
-        p = self.params
+        c = self.cfg
         self._trackers, self._threshold, self._pruned, self._decided = {}, None, [], False
-        if p.mode == "offline":
+        if c.mode == "offline":
             self._phase = "main"
-            self._launched = len(launch_many(ctx, p.n, ov=self._ov(), tag="main"))
+            self._launched = len(launch_many(ctx, c.n, ov=self._ov(), tag="main"))
         else:
             self._phase = "warmup"
-            self._launched = len(launch_many(ctx, max(1, min(p.warmup, p.n)), ov=self._ov(), tag="warmup"))
-        ctx.record("deepconf_start", mode=p.mode, n=p.n, warmup=p.warmup, window=p.window,
-                   consensus=p.consensus, in_flight=p.in_flight)
+            self._launched = len(launch_many(ctx, max(1, min(c.warmup, c.n)), ov=self._ov(), tag="warmup"))
+        ctx.record("deepconf_start", **self.params.settings())
 
     def on_tokens(self, ctx: PolicyContext, sample: SampleView, new_tokens: int) -> None:
         t = self._track(sample)
@@ -110,7 +118,7 @@ class DeepConf(Policy):
 
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
         self._track(sample)
-        if self.params.mode == "offline":
+        if self.cfg.mode == "offline":
             return
         if self._phase == "warmup":
             if not any(s.live for s in ctx.samples):
@@ -121,12 +129,9 @@ class DeepConf(Policy):
             self._top_up(ctx)
 
     def _calibrate_and_launch(self, ctx: PolicyContext) -> None:
-        p = self.params
         warm = [s for s in ctx.samples if s.tag == "warmup"]
-        confs = [self._trackers[s.id].trace_confidence for s in warm
-                 if s.answer is not None and s.id in self._trackers]
-        confs = [c for c in confs if c is not None]
-        self._threshold = percentile(confs, 100.0 - p.keep_percent) if confs else None
+        confs = [self._confidence(s, "lowest") for s in warm]  # every warm-up trace, as the reference
+        self._threshold = percentile(confs, 100.0 - self.cfg.keep_percent) if confs else None
         self._phase = "main"
         ctx.record("deepconf_calibrated", threshold=self._threshold, warmup_confidences=confs)
         self._check_decided(ctx)
@@ -135,32 +140,35 @@ class DeepConf(Policy):
 
     def _top_up(self, ctx: PolicyContext) -> None:
         """Keep up to `in_flight` main traces live until n have been launched."""
-        p = self.params
+        c = self.cfg
         live = sum(1 for s in ctx.samples if s.live)
-        room = p.n - self._launched if p.in_flight <= 0 else min(p.n - self._launched, p.in_flight - live)
+        room = c.n - self._launched if c.in_flight <= 0 else min(c.n - self._launched, c.in_flight - live)
         if room > 0:
             self._launched += len(launch_many(ctx, room, ov=self._ov(), tag="main"))
 
     def _check_decided(self, ctx: PolicyContext) -> None:
         if self._decided:
             return
-        p = self.params
-        voters = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
-        _, groups = vote(ctx, voters)
-        counts = [g.count for g in groups]
-        remaining = sum(1 for s in ctx.samples if s.live) + (p.n - self._launched)
-        share = max(counts) / len(voters) if voters else 0.0
+        c = self.cfg
+        voters = self._voters(ctx)
+        weights = [self._weight(s) for s in voters]
+        _, groups = vote(ctx, voters, weights=weights)
+        totals = [g.weight for g in groups]
+        top_count = max((g.count for g in groups), default=0)
+        remaining = sum(1 for s in ctx.samples if s.live) + (c.n - self._launched)
+        total = sum(totals)
+        share = max(totals) / total if total > 0 else 0.0
         ended = sum(1 for s in ctx.samples if not s.live)
-        if remaining and vote_is_decided(counts, remaining):
+        if remaining and c.stop_when_decided and vote_is_decided(totals, remaining, max(weights, default=1.0)):
             reason = "vote decided"
-        elif remaining and p.consensus < 1.0 and share >= p.consensus and max(counts) >= 2:
-            reason = f"consensus {share:.2f} >= {p.consensus}"
-        elif remaining and 0 < p.give_up_after <= ended and max(counts, default=0) < 2:
+        elif remaining and c.consensus < 1.0 and share >= c.consensus and top_count >= 2:
+            reason = f"consensus {share:.2f} >= {c.consensus}"
+        elif remaining and 0 < c.give_up_after <= ended and top_count < 2:
             reason = f"give up: {ended} traces ended, no answer repeated"
         else:
             return
         self._decided = True
-        ctx.record("deepconf_decided", votes=[(g.answer, g.count) for g in groups],
+        ctx.record("deepconf_decided", votes=[(g.answer, g.count, g.weight) for g in groups],
                    remaining=remaining, reason=reason)
         ctx.stop(f"deepconf: {reason}")
 
@@ -169,24 +177,31 @@ class DeepConf(Policy):
         # really means done (or that a limit refused every launch).
         return self._decided or super().is_done(ctx)
 
+    def _alternatives_note(self) -> dict:
+        asked = self.cfg.top_logprobs
+        got = [t.fewest_alternatives for t in self._trackers.values() if t.fewest_alternatives is not None]
+        info: dict = {"requested": asked, "fewest_returned": min(got) if got else 0}
+        if asked > 0 and info["fewest_returned"] < asked:
+            info["note"] = (f"the backend returned {info['fewest_returned']} alternatives where {asked} were "
+                            "asked; confidences use what it returned"
+                            + ("" if got else " (none: the sampled token's logprob stands in)"))
+        return info
+
     def finalize(self, ctx: PolicyContext) -> Decision:
-        p = self.params
-        voters = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
-        confs = {s.id: self._trackers[s.id].trace_confidence if s.id in self._trackers else None
-                 for s in voters}
-        details: dict = {"mode": p.mode, "threshold": self._threshold, "pruned": self._pruned,
-                         "stopped_early": self._decided,
-                         "trace_confidence": {k: (round(v, 6) if v is not None else None)
-                                              for k, v in confs.items()}}
-        if p.mode == "offline":
-            ranked = sorted(voters, key=lambda s: confs[s.id] if confs[s.id] is not None else -math.inf,
-                            reverse=True)
-            keep = ranked[:max(1, math.ceil(len(ranked) * p.keep_percent / 100.0))] if ranked else []
-            weights = [self._trackers[s.id].vote_weight() if s.id in self._trackers else 0.0 for s in keep]
-            answer, groups = vote(ctx, keep, weights=weights)
-            details.update(kept=[s.id for s in keep], votes=vote_table(keep, groups))
+        c = self.cfg
+        done = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
+        details: dict = {"mode": c.mode, "measure": c.measure, "threshold": self._threshold,
+                         "pruned": self._pruned, "stopped_early": self._decided,
+                         "settings": self.params.settings(), "top_logprobs": self._alternatives_note(),
+                         "trace_confidence": {s.id: round(self._confidence(s), 6) for s in done}}
+        if c.mode == "offline":
+            mask = top_percent_mask([self._confidence(s) for s in done], c.keep_percent)
+            voters = [s for s, keep in zip(done, mask) if keep]
+            details["kept"] = [s.id for s in voters]
         else:
-            answer, groups = vote(ctx, voters)
-            details.update(votes=vote_table(voters, groups))
+            voters = self._voters(ctx)
+            details["voters"] = [s.id for s in voters]
+        answer, groups = vote(ctx, voters, weights=[self._weight(s) for s in voters])
+        details["votes"] = vote_table(voters, groups)
         ctx.record("deepconf_vote", answer=answer)
         return Decision(answer, details)

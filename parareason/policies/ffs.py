@@ -1,6 +1,15 @@
-"""First-Finish Search (Agarwal et al. 2025): launch n samples, take the first k that
-finish with an answer (k=1: the first one's answer; k>1: a vote over them) and abort
-the rest at once. Shorter traces are more often correct, and the abort saves tokens.
+"""First-Finish Search (Agarwal et al. 2025, "First Finish Search: Efficient Test-Time
+Scaling in Large Language Models"): launch n samples, take the first k that finish
+(k=1: the first one's answer; k>1: a vote over them) and abort the rest at once.
+Shorter traces are more often correct, and the abort saves tokens.
+
+Two rules for "finish":
+* default (`strict=False`, parareason's): the first k samples that end normally *with an
+  extracted answer*; a trace that stops without stating one is passed over, so the
+  request still gets an answer when an early finisher rambled;
+* `strict=True`, the paper's: the first k samples that end normally (end of sequence),
+  answer or not; if the first finisher states no answer, the request's answer is None.
+A sample cut by its token cap, pruned or failed has not finished under either rule.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleVie
 class FFSParams:
     n: int = 8
     k: int = 1  # finished samples to wait for
+    strict: bool = False  # True: the paper's rule, the first to end wins even without an answer
     temperature: float | None = None
     max_new_tokens: int | None = None
 
@@ -48,7 +58,9 @@ class FirstFinishSearch(Policy):
         ctx.record("ffs_launch", n=len(launched), k=p.k)
 
     def on_sample_end(self, ctx: PolicyContext, sample: SampleView) -> None:
-        if self._stopped or sample.status != Status.FINISHED or sample.answer is None:
+        if self._stopped or sample.status != Status.FINISHED:
+            return
+        if sample.answer is None and not self.params.strict:
             return
         self._first.append(sample)
         if len(self._first) >= self.params.k:
@@ -67,6 +79,7 @@ class FirstFinishSearch(Policy):
                                       [n for _, n in self._aborted])
         return Decision(answer, {
             "first_finished": [s.id for s in self._first],
+            "rule": "first to end" if self.params.strict else "first to end with an answer",
             "votes": vote_table(self._first, groups),
             "aborted": [sid for sid, _ in self._aborted],
             "tokens_saved_estimate": saved,

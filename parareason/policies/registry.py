@@ -21,6 +21,7 @@ class PolicySpec:
     aliases: tuple[str, ...] = ()
     width_param: str = "n"  # the parameter the common sample count (`n`) sets
     ignored: tuple[str, ...] = ()  # common overrides this policy does not take (dropped, not refused)
+    preset: tuple[tuple[str, Any], ...] = ()  # parameters a named variant fixes (given values win)
 
     def policy_class(self) -> type:
         return _load(self.policy)
@@ -41,6 +42,11 @@ POLICIES: dict[str, PolicySpec] = {s.name: s for s in (
     PolicySpec("ffs", _P + "ffs:FirstFinishSearch", _P + "ffs:FFSParams", aliases=("first_finish",)),
     PolicySpec("deepconf", _P + "confidence:DeepConf", _P + "confidence:DeepConfParams",
                aliases=("confidence",)),
+    # The paper's two named settings (DeepConf, Fu et al. 2025): keep the top 10% / 90%.
+    PolicySpec("deepconf_low", _P + "confidence:DeepConf", _P + "confidence:DeepConfParams",
+               aliases=("deepconf-low",), preset=(("variant", "low"),)),
+    PolicySpec("deepconf_high", _P + "confidence:DeepConf", _P + "confidence:DeepConfParams",
+               aliases=("deepconf-high",), preset=(("variant", "high"),)),
     PolicySpec("bom", _P + "best_of_majority:BestOfMajority", _P + "best_of_majority:BoMParams",
                aliases=("best_of_majority",)),
     PolicySpec("multi_temp", _P + "multi_temperature:MultiTemperature",

@@ -7,11 +7,21 @@ length-normalised probability exp(mean token logprob) so long traces are not
 crushed; summing over paths keeps self-consistency's frequency signal, and the
 probability weights let a few confident paths beat many unlikely ones.
 
-Reasoning pruning: low-probability paths add noise to the vote, so a live sample is
-aborted once it has `prune_after` tokens and its running mean logprob has fallen more
-than `prune_margin` nats below the median of its peers' running means (at least
-`keep_min` samples are never pruned). The paper fits a Weibull mixture offline; this
-online version also saves the pruned samples' remaining tokens.
+Reasoning pruning (`pruning`):
+* ``weibull`` (default, the paper's; rpc_weibull.py, matched to WNJXYK/RPC
+  `compute_rpc.py` `wpc_evaluator`): after all samples end, fit a two-component Weibull
+  mixture to the answered samples' probabilities and drop, before the vote, every path
+  that is likelier in the low component and below the mean probability;
+* ``online`` (parareason's own, the previous default): a live sample is aborted once it
+  has `prune_after` tokens and its running mean logprob has fallen more than
+  `prune_margin` nats below the median of its peers' running means (at least `keep_min`
+  samples are never pruned); it also saves the pruned samples' remaining tokens;
+* ``both``, or ``none`` (plain perplexity consistency).
+
+The vote matches `wpc_evaluator`: a path's probability counts once per distinct path,
+the mean for the pruning rule is over every answered sample (duplicates included).
+Only finished samples with an answer vote (the reference counts every sample's parsed
+answer; parareason never reads an answer from a cut trace).
 """
 from __future__ import annotations
 
@@ -20,17 +30,22 @@ import statistics
 from dataclasses import dataclass
 
 from parareason.policies.common import answered, launch_many, mean_logprob, overrides, vote, vote_table
+from parareason.policies.rpc_weibull import reasoning_prune_mask
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 
 
 @dataclass
 class RPCParams:
     n: int = 8
-    prune_after: int = 32  # tokens before a sample can be judged
-    prune_margin: float = 0.5  # nats of mean logprob below the peers' median
-    keep_min: int = 2  # never prune below this many unpruned samples
+    pruning: str = "weibull"  # weibull (the paper's) | online | both | none
+    prune_after: int = 32  # online: tokens before a sample can be judged
+    prune_margin: float = 0.5  # online: nats of mean logprob below the peers' median
+    keep_min: int = 2  # online: never prune below this many unpruned samples
     temperature: float | None = None
     max_new_tokens: int | None = None
+
+
+PRUNING = ("weibull", "online", "both", "none")
 
 
 def path_weight(mean_lp: float | None) -> float:
@@ -43,6 +58,8 @@ class RPC(Policy):
 
     def __init__(self, params: RPCParams | None = None) -> None:
         self.params = params or RPCParams()
+        if self.params.pruning not in PRUNING:
+            raise ValueError(f"rpc pruning must be one of {', '.join(PRUNING)}, not {self.params.pruning!r}")
         self._pruned: list[dict] = []
         self._running: dict[str, tuple[int, float]] = {}  # sample id -> (tokens seen, logprob sum)
 
@@ -65,6 +82,8 @@ class RPC(Policy):
 
     def on_tokens(self, ctx: PolicyContext, sample: SampleView, new_tokens: int) -> None:
         p = self.params
+        if p.pruning not in ("online", "both"):
+            return
         mine = self._running_mean(sample)
         if not sample.live or mine is None or len(sample.logprobs) < p.prune_after:
             return
@@ -85,6 +104,14 @@ class RPC(Policy):
 
     def finalize(self, ctx: PolicyContext) -> Decision:
         done = [s for s in answered(ctx.samples) if s.status == Status.FINISHED]
+        dropped: list[str] = []
+        mixture = None
+        if self.params.pruning in ("weibull", "both") and done:
+            mask, mixture = reasoning_prune_mask([path_weight(mean_logprob(s)) for s in done])
+            dropped = [s.id for s, drop in zip(done, mask) if drop]
+            done = [s for s, drop in zip(done, mask) if not drop]
+            ctx.record("rpc_reasoning_pruning", dropped=dropped,
+                       mixture=None if mixture is None else vars(mixture))
         seen: set[tuple[int, ...]] = set()
         paths: list[SampleView] = []
         for s in done:  # a path counts once however often it was sampled
@@ -96,4 +123,6 @@ class RPC(Policy):
         answer, groups = vote(ctx, paths, weights=weights)
         ctx.record("rpc_vote", answer=answer, scores=[(g.answer, g.weight) for g in groups])
         return Decision(answer, {"votes": vote_table(paths, groups), "pruned": self._pruned,
-                                 "distinct_paths": len(paths), "answered": len(done)})
+                                 "reasoning_pruned": dropped, "pruning": self.params.pruning,
+                                 "weibull": None if mixture is None else vars(mixture),
+                                 "distinct_paths": len(paths), "answered": len(done) + len(dropped)})

@@ -78,12 +78,16 @@ RANGES: dict[str, Range] = {
     "consensus": Range(lo=0, hi=1, lo_open=True),
     "in_flight": AT_LEAST_0,  # 0 = all at once
     "give_up_after": AT_LEAST_0,  # 0 = off
+    "preset": Range(choices=("paper", "cpu")),  # confidence_params.PRESETS
+    "variant": Range(choices=("low", "high")),  # DeepConf-low / -high
+    "measure": Range(choices=("lowest", "bottom10", "tail", "mean")),  # confidence_window.MEASURES
     # bom
     "min_fraction": UNIT,
     # rpc
     "prune_after": AT_LEAST_0,
     "prune_margin": AT_LEAST_0,
     "keep_min": AT_LEAST_0,
+    "pruning": Range(choices=("weibull", "online", "both", "none")),
     # scale
     "max_subproblems": AT_LEAST_1,
     "decompose_tokens": AT_LEAST_1,
@@ -92,7 +96,13 @@ RANGES: dict[str, Range] = {
     "easy_threshold": UNIT,
     "hard_max_new_tokens": AT_LEAST_1,
     "hard_budget": AT_LEAST_1,
-    "synth_tokens": AT_LEAST_1,
+    "difficulty": Range(choices=("llm", "probe")),
+    "outline_versions": AT_LEAST_1,
+    "select_retries": AT_LEAST_1,
+    "score_retries": AT_LEAST_1,
+    "select_tokens": AT_LEAST_1,
+    "score_tokens": AT_LEAST_1,
+    "easy_max_new_tokens": AT_LEAST_1,
     # deepprune
     "width": AT_LEAST_1,
     "check_every": AT_LEAST_1,

@@ -1,18 +1,28 @@
-"""DeepPrune-style online pruning as a policy.
+"""DeepPrune (Tu et al. 2025, "DeepPrune: Parallel Scaling without Inter-trace
+Redundancy"): online greedy clustering of parallel traces by a judge that predicts
+whether two *partial* traces reach the same answer, with the duplicates pruned.
 
-Launch `width` samples. Each time a sample passes a checkpoint (every `check_every`
-generated tokens) a judge compares its partial text with the representatives of the
-existing clusters (`clusters.OnlineClusters`): above `threshold` it joins the best
-cluster and is pruned unless that cluster still needs representatives; otherwise it
-founds a new cluster. A founder is re-checked at its next checkpoints (up to
-`max_checks`), since later text says more about the answer; when it then matches
-another cluster, its cluster merges into that one. Greedy and online: nobody waits
-for all samples to reach a checkpoint.
+As in the paper: launch `width` samples. When a sample reaches its first checkpoint
+(`check_every` generated tokens) the judge compares it with the representatives of the
+existing clusters (`clusters.OnlineClusters`), each pair as prefixes of equal length
+(`Judge.score_against`, the paper's truncation). Above `threshold` it joins the
+best-scoring cluster and is pruned unless that cluster still needs representatives;
+otherwise it founds a new cluster. Greedy and online: nobody waits for all samples to
+reach a checkpoint. The answer is a vote over clusters: each cluster's weight (its size:
+the paper's majority vote, a pruned trace counting for the cluster it was placed in;
+`weighting="size_confidence"` also multiplies by the representatives' confidence, an
+extension) is shared by its *finished* representatives, whose answers are the only ones
+that count.
 
-The answer is a vote over clusters: each cluster's weight (its size, optionally times
-its representatives' confidence) is shared by its *finished* representatives, whose
-answers are the only ones that count. Every placement (sample, action, cluster,
-judge score) is recorded in the trace with `ctx.record("deepprune", ...)`.
+Extensions (options, off by default unless noted):
+* `recheck_founders`: a sample already placed (a founder or a kept representative) is
+  judged again at its next checkpoints, up to `max_checks` judgements, since later text
+  says more about the answer; when it then matches another cluster, its cluster merges
+  into that one. The paper judges each trace once.
+* `replace_lost_reps` (on): when a cluster's last representative fails while it covers
+  pruned samples, a replacement is launched so their vote is not lost.
+Every placement (sample, action, cluster, judge score) is recorded in the trace with
+`ctx.record("deepprune", ...)`.
 
 Nesting: the policy only uses its `PolicyContext`, so a parent policy can run it in a
 nested scope (e.g. SCALE's hard sub-problems): `child.start(ctx.scope(policy=child, ...))`.
@@ -35,7 +45,8 @@ LOST_STATUSES = (Status.FAILED, Status.LIMIT)  # a representative that ends like
 class DeepPruneParams:
     width: int = 8  # samples launched (never more live at once)
     check_every: int = 128  # generated tokens between judge checkpoints
-    max_checks: int = 3  # checkpoints at which a representative may still be merged away
+    recheck_founders: bool = False  # extension: judge placed samples again at later checkpoints
+    max_checks: int = 3  # with recheck_founders: judgements per sample, the first included
     threshold: float | None = None  # join a cluster above this judge score (None: the judge's own, else 0.5)
     reps_per_cluster: int = 1  # members of a cluster kept running to completion
     weighting: str = "size"  # "size" or "size_confidence"
@@ -110,8 +121,9 @@ class DeepPrunePolicy(Policy):
         if cp < 1 or cp <= self._checkpoint.get(sample.id, 0):
             return
         self._checkpoint[sample.id] = cp
-        if sample.id in self.clusters.cluster_of and self._checks.get(sample.id, 0) >= self.params.max_checks:
-            return  # settled representative: runs to completion
+        if sample.id in self.clusters.cluster_of and (
+                not self.params.recheck_founders or self._checks.get(sample.id, 0) >= self.params.max_checks):
+            return  # placed (the paper judges a trace once) or settled: runs to completion
         self._checks[sample.id] = self._checks.get(sample.id, 0) + 1
         self._place(ctx, sample, can_prune=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from parareason.judge.base import equal_prefixes
 from parareason.judge.calibration import LogisticCalibration
 from parareason.judge.embedding import EmbeddingJudge, shared_encoder
 
@@ -45,17 +46,29 @@ def test_batched_matches_single_and_is_symmetric(judge):
     batched = judge.score_many(pairs)
     assert batched == pytest.approx([judge.score(a, b) for a, b in pairs], abs=1e-6)
     assert judge.score(PARAPHRASE, SOLUTION) == pytest.approx(batched[0], abs=1e-6)
+    # online, each pair is first cut to equal-length prefixes
     assert judge.score_against(SOLUTION, [PARAPHRASE, UNRELATED]) == pytest.approx(
-        [batched[0], judge.score(SOLUTION, UNRELATED)], abs=1e-6)
+        judge.score_many([equal_prefixes(SOLUTION, PARAPHRASE), equal_prefixes(SOLUTION, UNRELATED)]), abs=1e-6)
 
 
-def test_long_traces_keep_their_end(judge):
-    """Past 256 word pieces only the tail is embedded: two traces that differ only in a
-    long shared beginning embed the same as their tails."""
+def test_long_traces_keep_their_start(judge):
+    """Past 256 word pieces only the start is embedded (DeepPrune reads prefixes): two
+    traces that share a long beginning and differ only at the end embed the same."""
     long_prefix = "We think about the problem carefully. " * 120
     a = long_prefix + "Finally 48 + 24 = 72."
-    b = "Let us start. " * 3 + "We think about the problem carefully. " * 100 + "Finally 48 + 24 = 72."
+    b = long_prefix + "Finally 13 * 7 = 91, so we are done here."
     assert judge.cosine_many([(a, b)])[0] > 0.99
+    c = "Let us start. " * 40 + long_prefix  # a different beginning
+    assert judge.cosine_many([(a, c)])[0] < judge.cosine_many([(a, b)])[0]
+
+
+def test_score_against_compares_equal_length_prefixes(judge):
+    """A partial trace is compared with the same-length start of a longer one."""
+    partial = "First, 48 / 2 = 24 clips in May."
+    longer = partial + " Then 48 + 24 = 72 in total. " + "Checking the sum again. " * 30
+    [s] = judge.score_against(partial, [longer])
+    assert s == pytest.approx(judge.score(partial, longer[:len(partial)]), abs=1e-6)
+    assert s > judge.score(partial, longer)
 
 
 def test_calibration_file_changes_scores(tmp_path, judge):

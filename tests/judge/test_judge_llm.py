@@ -94,12 +94,16 @@ def test_falls_back_to_generated_text_without_logprobs():
     assert judge.score("#### 5", "#### 6") == 0.0
 
 
-def test_long_traces_are_cut_to_their_tail():
+def test_long_traces_are_cut_to_their_start_and_compared_as_equal_prefixes():
     backend = YesNoScriptedBackend()
     judge = LLMJudge(backend, LLMJudgeConfig(max_trace_chars=40))
     judge.score("start " * 100 + "#### 9", "#### 9")
     prompt = backend.tokenizer.decode(backend.seen[0].input_ids)
-    assert prompt.count("start") < 10 and "#### 9" in prompt
+    assert prompt.count("start") == 6 and prompt.count("#### 9") == 1  # the first 40 characters of the long one
+    # online (score_against) the longer trace is cut to the shorter one's length
+    [p] = judge.score_against("#### 9 ok", ["#### 9 and then much more text"])
+    prompt = backend.tokenizer.decode(backend.seen[1].input_ids)
+    assert "much more" not in prompt and prompt.count("#### 9") == 2 and p == pytest.approx(0.8)
 
 
 def test_real_small_model_gives_p_yes_from_logprobs():

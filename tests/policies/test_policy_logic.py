@@ -130,3 +130,10 @@ def test_registry_builds_every_policy_and_rejects_unknowns():
         make_policy("ffs", bogus=1)
     with pytest.raises(ValueError):
         make_policy("deepconf", mode="sideways")
+
+
+def test_deepconf_low_and_high_are_policies_by_name():
+    low, high = make_policy("deepconf_low", n=8), make_policy("deepconf-high", n=8, mode="offline")
+    assert (low.params.variant, high.params.variant) == ("low", "high")
+    assert high.params.mode == "offline" and low.params.n == 8
+    assert "deepconf_low" in POLICY_NAMES and "deepconf_high" in POLICY_NAMES

@@ -22,11 +22,14 @@ SETTINGS = {
     "self_consistency": {"n": 2}, "ffs": {"n": 2}, "bom": {"n": 2}, "rpc": {"n": 2, "prune_after": 8},
     "multi_temp": {"n": 2, "temperatures": (0.5, 1.0)},
     "deepconf": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
-    "scale": {"n": 2, "max_subproblems": 1, "decompose_tokens": 16, "probe_tokens": 12},
+    "deepconf_low": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
+    "deepconf_high": {"n": 3, "warmup": 1, "window": 8, "top_logprobs": 3},
+    "scale": {"n": 2, "max_subproblems": 2, "outline_versions": 2, "decompose_tokens": 16, "score_tokens": 4},
     "deepprune": {"n": 2, "judge": "answer", "check_every": 8},
 }
 EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", "bom": "candidates",
                    "rpc": "distinct_paths", "multi_temp": "per_temperature", "deepconf": "threshold",
+                   "deepconf_low": "threshold", "deepconf_high": "threshold",
                    "scale": "subproblems", "deepprune": "clusters"}
 
 

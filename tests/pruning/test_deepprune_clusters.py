@@ -18,7 +18,7 @@ params_st = st.builds(
     DeepPruneParams,
     width=st.integers(1, 10), check_every=st.integers(1, 96), max_checks=st.integers(1, 4),
     threshold=st.floats(0.05, 0.95), reps_per_cluster=st.integers(1, 3),
-    weighting=st.sampled_from(["size", "size_confidence"]))
+    weighting=st.sampled_from(["size", "size_confidence"]), recheck_founders=st.booleans())
 
 
 def covered(policy: DeepPrunePolicy, ctx: FakeContext) -> None:
