@@ -28,8 +28,7 @@ KNOWN_LAYER_BREAKS = {"parareason.bench.serve_bench", "parareason.bench.engine_b
 KNOWN_CYCLE_MEMBERS = {"parareason.runtime.request_run", "parareason.runtime.policy_hooks",
                        "parareason.runtime.scope", "parareason.runtime.sample", "parareason.runtime.thread",
                        "parareason.runtime.protocols.base", "parareason.runtime.request_result"}
-KNOWN_LONG_FILES = {"parareason.backends.sglang.client", "parareason.runtime.request_run",
-                    "parareason.testing.sglang_standin"}
+KNOWN_LONG_FILES = {"parareason.runtime.request_run"}
 
 
 def module_name(path: Path) -> str:

@@ -72,7 +72,7 @@ def test_abort_matches_rid_prefix_and_ignores_empty_rid(srv):
     threads = [threading.Thread(target=run, args=(rid,)) for rid in ("job1-a", "job1-b", "job2-a")]
     for t in threads:
         t.start()
-    wait_until(lambda: len(srv._live) == 3, what="three live requests")
+    wait_until(lambda: len(srv.live) == 3, what="three live requests")
     assert httpx.post(f"{srv.url}/abort_request", json={"rid": ""}).status_code == 200  # ignored
     assert httpx.post(f"{srv.url}/abort_request", json={"rid": "job1"}).status_code == 200
     wait_until(lambda: "job1-a" in results and "job1-b" in results, what="job1 streams to end")
@@ -95,7 +95,7 @@ def test_duplicate_rid_in_flight_is_rejected(srv):
 
     t = threading.Thread(target=run)
     t.start()
-    wait_until(lambda: "dup-1" in srv._live, what="first request live")
+    wait_until(lambda: "dup-1" in srv.live, what="first request live")
     r = httpx.post(f"{srv.url}/generate", json={"input_ids": [1], "rid": "dup-1", "sampling_params": {}})
     assert r.status_code == 400 and "Duplicate" in r.json()["message"]
     httpx.post(f"{srv.url}/abort_request", json={"abort_all": True})

@@ -1,0 +1,63 @@
+"""`SGLangConfig`: every option of the SGLang client, and URL normalisation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import httpx
+
+from parareason.backends.base import BackendError
+
+# Strings whose token ids must be identical on both sides: words, digits, LaTeX,
+# newlines and non-ASCII, where tokenizers of different families disagree.
+DEFAULT_TOKENIZER_PROBES = (
+    "Hello world! The answer is \\boxed{42}.",
+    " 12345 + 678 = 13023\n\nStep 2:",
+    "Ünïcödé — 数学, ∑ x_i",
+)
+
+
+@dataclass
+class SGLangConfig:
+    connect_timeout_s: float = 5.0
+    stall_timeout_s: float = 60.0  # an open stream that sends no byte this long has failed
+    request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
+    max_retries: int = 3  # resends, only while no token of the sequence was delivered
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 4.0
+    stream_mode: str = "auto"  # "auto" | "cumulative" | "incremental" (server's streaming flag)
+    check_tokenizer: bool = True
+    tokenizer_probes: tuple[str, ...] = DEFAULT_TOKENIZER_PROBES
+    wait_ready_s: float = 0.0  # keep polling /health this long while workers start up
+    health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
+    api_key: str | None = None
+    # SamplingParams.seed goes out as sampling_params.sampling_seed, which only recent
+    # SGLang builds know; older ones fail such requests. False: never send it.
+    send_seed: bool = True
+    # Behind sglang-router, /abort_request is not proxied: list the worker URLs here
+    # to fan aborts out to them (unknown rids are a no-op on a worker). Closing the
+    # stream also aborts, ~2 s later.
+    abort_urls: tuple[str, ...] = ()
+    abort_drain_s: float = 3.0  # after an abort, read the stream's final chunk this long
+    dead_cooldown_s: float = 5.0  # skip a worker this long after it refused a connection
+    max_connections: int = 512
+
+
+def normalize_urls(url_or_urls: str | Sequence[str]) -> list[str]:
+    """'a,b' or ['a', 'b'] -> ['http://a', 'http://b'] without trailing slashes."""
+    raw = url_or_urls.split(",") if isinstance(url_or_urls, str) else list(url_or_urls)
+    urls = []
+    for u in raw:
+        u = u.strip().rstrip("/")
+        if not u:
+            continue
+        urls.append(u if "://" in u else f"http://{u}")
+    if not urls:
+        raise BackendError("no SGLang URL given")
+    return list(dict.fromkeys(urls))
+
+
+def http_timeout(config: SGLangConfig, read_s: float) -> httpx.Timeout:
+    """httpx timeouts for one call: the config's connect limit, `read_s` between bytes."""
+    c = config.connect_timeout_s
+    return httpx.Timeout(connect=c, read=read_s, write=c + 10, pool=max(c, 30.0))

@@ -1,0 +1,116 @@
+"""Start-up checks of the SGLang client: which workers are healthy, what they serve,
+and whether their tokenizer reads our token ids as we do.
+
+Run once, before the first request; a problem here is a `BackendError`
+(`TokenizerMismatch` for a different vocabulary), never a failed sequence later.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Sequence
+
+import httpx
+
+from parareason.backends.base import BackendError, Tokenizer
+from parareason.backends.sglang.config import SGLangConfig, http_timeout
+from parareason.backends.sglang.errors import TokenizerMismatch
+from parareason.backends.sglang.routing import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class StartupChecks:
+    """The checks, over the client's shared `httpx.AsyncClient` (run on its loop)."""
+
+    def __init__(self, client: httpx.AsyncClient, config: SGLangConfig, tokenizer: Tokenizer) -> None:
+        self.client = client
+        self.config = config
+        self.tokenizer = tokenizer
+
+    async def run(self, urls: Sequence[str], pool: WorkerPool) -> dict[str, Any]:
+        """Check every worker; mark the unhealthy ones dead in `pool`; return the model info."""
+        cfg = self.config
+        ready_by = time.monotonic() + cfg.wait_ready_s
+
+        async def wait_healthy(url: str) -> str | None:
+            while True:
+                problem = await self.health(url)
+                if problem is None or time.monotonic() >= ready_by:
+                    return problem
+                await asyncio.sleep(0.5)
+
+        # Concurrently: one slow or black-holed worker must not delay the others.
+        results = await asyncio.gather(*(wait_healthy(u) for u in urls))
+        problems = {u: p for u, p in zip(urls, results) if p is not None}
+        alive = [u for u in urls if u not in problems]
+        for url in problems:
+            pool.mark_dead(url)
+        if not alive:
+            raise BackendError(f"no SGLang worker reachable: {problems}")
+        for url, p in problems.items():
+            log.warning("SGLang worker %s is down at start-up (%s); its keys fail over", url, p)
+        model_info: dict[str, Any] = {}
+        for url in alive:
+            info = await self.model_info(url)
+            if not model_info:
+                model_info = info
+            if cfg.check_tokenizer:
+                await self.check_tokenizer(url, info)
+        return model_info
+
+    async def health(self, url: str) -> str | None:
+        try:
+            r = await self.client.get(f"{url}/health", timeout=http_timeout(self.config, self.config.health_timeout_s))
+        except httpx.HTTPError as e:
+            return f"cannot connect: {e!r}"
+        return None if r.status_code == 200 else f"/health answered HTTP {r.status_code}"
+
+    async def model_info(self, url: str) -> dict[str, Any]:
+        for path in ("/get_model_info", "/model_info"):
+            r = await self.client.get(f"{url}{path}")
+            if r.status_code == 200:
+                info = r.json()
+                if info.get("is_generation") is False:
+                    raise BackendError(f"{url} serves a non-generation model: {info}")
+                return info
+        raise BackendError(f"{url} answers neither /get_model_info nor /model_info (is it SGLang?)")
+
+    async def check_tokenizer(self, url: str, info: dict[str, Any]) -> None:
+        """Refuse a server whose tokenizer would read our token ids differently."""
+        tok = self.tokenizer
+        probes = list(self.config.tokenizer_probes)
+        local = [list(tok.encode(p)) for p in probes]
+        where = f"server {url} (model {info.get('model_path')!r}) vs local tokenizer {tok.name!r}"
+        local_vocab = getattr(tok, "vocab_size", None)
+        if local_vocab is not None and info.get("vocab_size") is not None and int(info["vocab_size"]) != int(local_vocab):
+            raise TokenizerMismatch(f"vocab size {info['vocab_size']} != {local_vocab}: {where}")
+        for path in ("/tokenize", "/v1/tokenize"):
+            remote_variants = []
+            for add_special in (False, True):
+                r = await self.client.post(f"{url}{path}", json={"prompt": probes, "add_special_tokens": add_special})
+                tokens = r.json().get("tokens") if r.status_code == 200 else None
+                if not isinstance(tokens, list) or len(tokens) != len(probes):
+                    break  # absent, or a shape we do not know: try the next way
+                remote_variants.append([list(x) for x in tokens])
+            if not remote_variants:
+                continue
+            if local not in remote_variants:
+                i = next(i for i in range(len(probes)) if local[i] != remote_variants[0][i])
+                raise TokenizerMismatch(
+                    f"tokenizer mismatch, {where}: {probes[i]!r} -> server {remote_variants[0][i][:12]} "
+                    f"local {local[i][:12]}. Start the server with the runtime's model, or pass the "
+                    f"matching tokenizer.")
+            return
+        for path in ("/detokenize", "/v1/detokenize"):
+            r = await self.client.post(f"{url}{path}", json={"tokens": local})
+            remote = r.json().get("text") if r.status_code == 200 else None
+            if not isinstance(remote, list):
+                continue
+            expected = [tok.decode(ids) for ids in local]
+            if remote != expected:
+                raise TokenizerMismatch(f"tokenizer mismatch, {where}: server decodes our ids as {remote!r}, "
+                                        f"local decode gives {expected!r}")
+            return
+        log.warning("%s: server offers no tokenize/detokenize endpoint; tokenizer not verified", where)

@@ -1,0 +1,38 @@
+"""SGLang stand-in: a small TEST server that speaks SGLang's native HTTP API.
+
+SGLang itself needs CUDA, so the SGLang client is tested against this: a real
+HTTP server on 127.0.0.1 (FastAPI + uvicorn in a background thread) with the
+same request, response, streaming and abort protocol as `sglang.launch_server`
+(see docs/sglang.md and the fact sheet it cites), backed by ANY `Backend`: a
+scripted test double or the embedded transformers engine. It is not a
+production server and is never picked by the runtime.
+
+What it mimics:
+* `POST /generate` with `input_ids` (or `text`), `sampling_params`, `rid`,
+  `stream`, `return_logprob`, `top_logprobs_num`: a stream of
+  `data: {...}\\n\\n` chunks (cumulative snapshots by default, deltas with
+  `incremental_streaming_output=True`) ending with `data: [DONE]\\n\\n`, or one
+  JSON object when not streaming. `max_new_tokens: 0` only warms the cache.
+* `meta_info` with `id`, `finish_reason` (SGLang's objects), `prompt_tokens`,
+  `completion_tokens`, `cached_tokens` (from a radix record of every token
+  sequence seen, capped at prompt_tokens - 1 like SGLang), logprob triples.
+* `POST /abort_request` (rid *prefix* match, `abort_all`), `GET /health`,
+  `/get_model_info`, `/get_server_info`, `/tokenize`, `/detokenize`,
+  `/flush_cache`, `/v1/models`.
+* A client that hangs up mid-stream aborts its request.
+
+Fault injection (`StandinFaults`, mutable while running): HTTP 500 for the next
+N requests, drop the connection after K streamed tokens, stall (send nothing)
+after K tokens, a /health status.
+
+Modules: `server.py` (lifecycle, engine thread), `app.py` (routes),
+`responses.py` (streaming and one-shot answers), `wire.py` (the wire format),
+`faults.py`, `radix.py`.
+
+Run one by hand:  python -m parareason.testing.sglang_standin --model smollm2-135m --port 30000
+"""
+from parareason.testing.sglang_standin.faults import StandinFaults
+from parareason.testing.sglang_standin.radix import RadixRecord
+from parareason.testing.sglang_standin.server import SGLangStandin
+
+__all__ = ["SGLangStandin", "StandinFaults", "RadixRecord"]

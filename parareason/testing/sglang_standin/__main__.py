@@ -1,0 +1,30 @@
+"""`python -m parareason.testing.sglang_standin`: serve a real model through the stand-in (manual use)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from parareason.testing.sglang_standin.server import SGLangStandin
+
+
+def main() -> None:  # pragma: no cover - manual use
+    ap = argparse.ArgumentParser(description="SGLang stand-in TEST server over the embedded engine")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=30000)
+    ap.add_argument("--incremental-streaming-output", action="store_true")
+    args = ap.parse_args()
+    from parareason.backends.embedded import load_backend  # lazy: heavy import
+
+    srv = SGLangStandin(load_backend(args.model), host=args.host, port=args.port,
+                        incremental_streaming_output=args.incremental_streaming_output).start()
+    print(f"SGLang stand-in (test server) for {args.model} on {srv.url}; Ctrl-C stops it", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        srv.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

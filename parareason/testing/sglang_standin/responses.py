@@ -1,0 +1,98 @@
+"""How the stand-in answers one /generate: a stream of output objects, or one JSON.
+
+Both read the request's updates (pushed by the engine thread) and apply the
+injected faults (`faults.py`); a client that hangs up aborts its request, as on SGLang.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from fastapi.responses import JSONResponse, Response
+
+from parareason.backends.base import GenerationRequest, SeqUpdate
+from parareason.testing.sglang_standin.state import StandinState
+from parareason.testing.sglang_standin.wire import LiveRequest, error_response, finish_json, sse_data
+
+
+class StandinDrop(Exception):
+    """Raised inside a streaming body to make the server hang up mid-response."""
+
+
+async def next_update(srv: StandinState, live: LiveRequest) -> SeqUpdate | None:
+    while not srv.stopping.is_set():
+        try:
+            return await asyncio.wait_for(live.updates.get(), timeout=0.1)
+        except asyncio.TimeoutError:
+            continue
+    return None
+
+
+async def stall(srv: StandinState) -> None:
+    while not srv.stopping.is_set():
+        await asyncio.sleep(0.05)
+
+
+async def stream(srv: StandinState, live: LiveRequest, req: GenerationRequest) -> AsyncIterator[bytes]:
+    faults = srv.faults
+    drop_at = faults.drop_after_tokens if faults.drop_after_tokens is not None and faults.take("drop_next") else None
+    stall_at = faults.stall_after_tokens if faults.stall_after_tokens is not None and faults.take("stall_next") else None
+    out: list[int] = []
+    lps: list[float] = []
+    tops: list[list[tuple[int, float]]] = []
+    try:
+        if stall_at == 0:
+            await stall(srv)
+        while True:
+            u = await next_update(srv, live)
+            if u is None:
+                return
+            n_before = len(out)
+            out += u.token_ids
+            lps += u.logprobs
+            tops += u.top_logprobs or [[] for _ in u.token_ids]
+            finish = finish_json(u, out, live.aborted) if u.finished else None
+            if drop_at is not None and len(out) >= drop_at:
+                if drop_at > n_before:  # stream exactly drop_at tokens, then hang up
+                    del out[drop_at:], lps[drop_at:], tops[drop_at:]
+                    yield sse_data(srv.chunk(live, out, lps, tops, None, req, n_before))
+                raise StandinDrop(f"injected fault: dropped after {drop_at} tokens")
+            if u.finished:
+                live.finished = True
+                srv.radix.insert(live.input_ids + out)
+            yield sse_data(srv.chunk(live, out, lps, tops, finish, req, n_before))
+            if stall_at is not None and len(out) >= stall_at and not u.finished:
+                await stall(srv)
+                return
+            if u.finished:
+                yield b"data: [DONE]\n\n"
+                return
+    finally:
+        srv.live.pop(live.rid, None)
+        if not live.finished and not live.aborted:
+            # the client hung up (or a fault dropped it): SGLang aborts such requests
+            srv.disconnected_rids.append(live.rid)
+            srv.commands.put(("abort", live.rid))
+
+
+async def collect(srv: StandinState, live: LiveRequest, req: GenerationRequest) -> Response:
+    out: list[int] = []
+    lps: list[float] = []
+    tops: list[list[tuple[int, float]]] = []
+    try:
+        while True:
+            u = await next_update(srv, live)
+            if u is None:
+                return error_response(503, "server shutting down")
+            out += u.token_ids
+            lps += u.logprobs
+            tops += u.top_logprobs or [[] for _ in u.token_ids]
+            if u.finished:
+                live.finished = True
+                srv.radix.insert(live.input_ids + out)
+                return JSONResponse(srv.chunk(live, out, lps, tops, finish_json(u, out, live.aborted), req, 0,
+                                              whole=True))
+    finally:
+        srv.live.pop(live.rid, None)
+        if not live.finished:
+            srv.commands.put(("abort", live.rid))
