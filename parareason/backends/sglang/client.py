@@ -1,9 +1,11 @@
 """`SGLangBackend`: the runtime's `Backend` over SGLang's native HTTP API.
 
-One streaming `POST /generate` per sequence (`sequence.py`), always with
-`input_ids` (the thread's exact trie path) so siblings hit the server's radix
-cache; `startup.py` checks the workers first. This module is the caller-side
-queue and the event loop that runs the streams.
+One streaming `POST /generate` per sequence (`sequence.py`, body from
+`request_body.py`), always with `input_ids` (the thread's exact trie path) so
+siblings hit the server's radix cache; `startup.py` checks the workers first
+and `facts` says what it found (logprob scaling, seeds, context length) for a
+run's settings. This module is the caller-side queue and the event loop that
+runs the streams.
 
 Concurrency: one background thread runs an asyncio event loop with a single
 `httpx.AsyncClient`; every sequence is one task on it. Hundreds of open streams
@@ -36,6 +38,7 @@ from parareason.backends.base import (
 from parareason.backends.sglang.config import SGLangConfig, http_timeout, normalize_urls
 from parareason.backends.sglang.routing import WorkerPool
 from parareason.backends.sglang.sequence import FinishEvent, Seq, SequenceStreams
+from parareason.backends.sglang.server_facts import ServerFacts
 from parareason.backends.sglang.startup import StartupChecks
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class SGLangBackend(Backend):
         self.pool = WorkerPool(self.urls, dead_cooldown_s=self.config.dead_cooldown_s)
         abort_urls = normalize_urls(self.config.abort_urls) if self.config.abort_urls else []
         self.model_info: dict[str, Any] = {}
+        self.server_facts = ServerFacts()
         self._seqs: dict[str, Seq] = {}
         self._events: queue.Queue[tuple[Seq, Any]] = queue.Queue()
         self._abort_reports: list[Seq] = []
@@ -71,7 +75,7 @@ class SGLangBackend(Backend):
         try:
             budget = self.config.wait_ready_s + self.config.health_timeout_s + 60
             checks = StartupChecks(self._client, self.config, tokenizer)
-            self.model_info = self._call(checks.run(self.urls, self.pool), timeout=budget)
+            self.model_info, self.server_facts = self._call(checks.run(self.urls, self.pool), timeout=budget)
         except BackendError:
             self.close()
             raise
@@ -81,6 +85,12 @@ class SGLangBackend(Backend):
         except BaseException:
             self.close()
             raise
+        self._streams.facts = self.server_facts
+        if self.server_facts.router_workers and not abort_urls:
+            # A router does not forward /abort_request: send aborts to the workers it lists.
+            self._streams.abort_urls = list(self.server_facts.router_workers)
+        # What the start-up checks found, for a run's settings and results (see docs/sglang.md).
+        self.facts: dict[str, Any] = self.server_facts.describe()
 
     # ------------------------------------------------------------------ caller side
 
@@ -213,7 +223,9 @@ class SGLangBackend(Backend):
     async def _shutdown(self) -> None:
         # Stop what still runs on the servers, then every task, then the connections.
         live = list(self._active)  # includes aborted ones whose abort may not be posted yet
-        await asyncio.gather(*(self._streams.post_abort(s.url, s.rid) for s in live if s.rid and s.url))
+        # (Before its first chunk, a sequence is stopped by closing its stream below.)
+        await asyncio.gather(*(self._streams.post_abort(s.url, s.rid) for s in live
+                               if s.rid and s.url and s.first_chunk))
         tasks = set(self._tasks)
         for t in tasks:
             t.cancel()

@@ -20,7 +20,12 @@ DEFAULT_TOKENIZER_PROBES = (
 @dataclass
 class SGLangConfig:
     connect_timeout_s: float = 5.0
-    stall_timeout_s: float = 60.0  # an open stream that sends no byte this long has failed
+    # A request waits in the server's queue without a byte: its first token gets this long
+    # (then it is resent, up to max_retries) ...
+    first_token_timeout_s: float = 1800.0
+    # ... and after it, a stream silent this long makes the client ask the worker's /health:
+    # a healthy worker has only paused (retracted) the request, so the client keeps waiting.
+    stall_timeout_s: float = 60.0
     request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
     max_retries: int = 3  # resends, only while no token of the sequence was delivered
     backoff_base_s: float = 0.25
@@ -31,6 +36,14 @@ class SGLangConfig:
     wait_ready_s: float = 0.0  # keep polling /health this long while workers start up
     health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
     api_key: str | None = None
+    admin_api_key: str | None = None  # a server with --admin-api-key wants it on /abort_request
+    # The server refuses input + max_new_tokens beyond its context length; None reads it
+    # from /server_info at start-up, and max_new_tokens is capped to what fits.
+    context_length: int | None = None
+    probe_logprobs: bool = True  # at start-up: are logprobs temperature-scaled? (2 tiny requests)
+    # Plain `launch_server --dp-size N` has no prefix affinity: send routed_dp_rank (hash of
+    # the affinity key) so one request's threads share a rank's radix cache.
+    dp_rank_affinity: bool = True
     # SamplingParams.seed goes out as sampling_params.sampling_seed, which only recent
     # SGLang builds know; older ones fail such requests. False: never send it.
     send_seed: bool = True
@@ -57,7 +70,7 @@ def normalize_urls(url_or_urls: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def http_timeout(config: SGLangConfig, read_s: float) -> httpx.Timeout:
+def http_timeout(config: SGLangConfig, read_s: float | None) -> httpx.Timeout:
     """httpx timeouts for one call: the config's connect limit, `read_s` between bytes."""
     c = config.connect_timeout_s
     return httpx.Timeout(connect=c, read=read_s, write=c + 10, pool=max(c, 30.0))

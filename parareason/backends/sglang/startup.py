@@ -1,8 +1,12 @@
 """Start-up checks of the SGLang client: which workers are healthy, what they serve,
-and whether their tokenizer reads our token ids as we do.
+whether their tokenizer reads our token ids as we do, and the server facts that
+change results (`server_facts.py`: context length, seeds, logprob scaling).
 
 Run once, before the first request; a problem here is a `BackendError`
 (`TokenizerMismatch` for a different vocabulary), never a failed sequence later.
+An sglang-router answers /health with 200 whatever its workers do, so a router
+is recognised by `GET /workers` and refused with a clear message when none of
+its workers is healthy.
 """
 from __future__ import annotations
 
@@ -14,9 +18,17 @@ from typing import Any, Sequence
 import httpx
 
 from parareason.backends.base import BackendError, Tokenizer
-from parareason.backends.sglang.config import SGLangConfig, http_timeout
+from parareason.backends.sglang.config import SGLangConfig
 from parareason.backends.sglang.errors import TokenizerMismatch
+from parareason.backends.sglang.pauses import worker_health
 from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.sglang.server_facts import (
+    LOGPROBS_SCALED,
+    ServerFacts,
+    probe_logprobs,
+    router_workers,
+    server_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +41,8 @@ class StartupChecks:
         self.config = config
         self.tokenizer = tokenizer
 
-    async def run(self, urls: Sequence[str], pool: WorkerPool) -> dict[str, Any]:
-        """Check every worker; mark the unhealthy ones dead in `pool`; return the model info."""
+    async def run(self, urls: Sequence[str], pool: WorkerPool) -> tuple[dict[str, Any], ServerFacts]:
+        """Check every worker; mark the unhealthy ones dead in `pool`; return model info and facts."""
         cfg = self.config
         ready_by = time.monotonic() + cfg.wait_ready_s
 
@@ -52,30 +64,65 @@ class StartupChecks:
         for url, p in problems.items():
             log.warning("SGLang worker %s is down at start-up (%s); its keys fail over", url, p)
         model_info: dict[str, Any] = {}
+        facts = ServerFacts()
         for url in alive:
-            info = await self.model_info(url)
+            workers = await self.check_router(url)
+            if workers is not None:
+                facts.router_workers += workers
+            info = await self.model_info(url, is_router=workers is not None)
             if not model_info:
                 model_info = info
+                facts.read_server_info(await server_info(self.client, url))
             if cfg.check_tokenizer:
                 await self.check_tokenizer(url, info)
-        return model_info
+        if cfg.probe_logprobs:
+            probe_ids = list(self.tokenizer.encode(cfg.tokenizer_probes[0]))
+            facts.logprobs = await probe_logprobs(self.client, alive[0], probe_ids)
+        if cfg.context_length is not None:
+            facts.context_length = cfg.context_length
+        self._warn(facts)
+        return model_info, facts
+
+    async def check_router(self, url: str) -> list[str] | None:
+        """An sglang-router's healthy worker URLs; None when `url` is not a router."""
+        workers = await router_workers(self.client, url)
+        if workers is None:
+            return None
+        healthy = [w for w, ok in workers if ok]
+        if not healthy:
+            raise BackendError(
+                f"{url} is an sglang-router with no healthy worker ({len(workers)} listed on /workers); "
+                f"its /health answers 200 regardless. Start the workers, or wait for them (wait_ready_s).")
+        return healthy
+
+    @staticmethod
+    def _warn(facts: ServerFacts) -> None:
+        if facts.logprobs == LOGPROBS_SCALED:
+            log.warning("SGLang returns temperature-scaled logprobs (log_softmax(logits / T)); confidence, "
+                        "RPC, DeepPrune and tie-breaks read them as T=1 values. Start the server with "
+                        "SGLANG_RETURN_ORIGINAL_LOGPROB=1 for T=1 logprobs.")
+        if not facts.seeds_honoured:
+            log.warning("SGLang ignores sampling seeds unless started with --enable-deterministic-inference: "
+                        "seeded reruns will not repeat.")
 
     async def health(self, url: str) -> str | None:
-        try:
-            r = await self.client.get(f"{url}/health", timeout=http_timeout(self.config, self.config.health_timeout_s))
-        except httpx.HTTPError as e:
-            return f"cannot connect: {e!r}"
-        return None if r.status_code == 200 else f"/health answered HTTP {r.status_code}"
+        return await worker_health(self.client, self.config, url)
 
-    async def model_info(self, url: str) -> dict[str, Any]:
-        for path in ("/get_model_info", "/model_info"):
+    async def model_info(self, url: str, is_router: bool = False) -> dict[str, Any]:
+        # /model_info first: /get_model_info is deprecated (http_server.py) and logs a warning.
+        statuses = []
+        for path in ("/model_info", "/get_model_info"):
             r = await self.client.get(f"{url}{path}")
             if r.status_code == 200:
                 info = r.json()
                 if info.get("is_generation") is False:
                     raise BackendError(f"{url} serves a non-generation model: {info}")
                 return info
-        raise BackendError(f"{url} answers neither /get_model_info nor /model_info (is it SGLang?)")
+            statuses.append(r.status_code)
+        if 503 in statuses or is_router:
+            raise BackendError(f"{url} answers /model_info with HTTP {statuses[0]}: if it is an sglang-router, "
+                               f"none of its workers is healthy (its /health answers 200 regardless)")
+        raise BackendError(f"{url} answers neither /model_info nor /get_model_info (is it SGLang?)")
 
     async def check_tokenizer(self, url: str, info: dict[str, Any]) -> None:
         """Refuse a server whose tokenizer would read our token ids differently."""

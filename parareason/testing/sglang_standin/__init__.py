@@ -32,7 +32,8 @@ Modules: `server.py` (lifecycle, engine thread), `app.py` (routes),
 Run one by hand:  python -m parareason.testing.sglang_standin --model smollm2-135m --port 30000
 """
 from parareason.testing.sglang_standin.faults import StandinFaults
+from parareason.testing.sglang_standin.modes import StandinModes
 from parareason.testing.sglang_standin.radix import RadixRecord
 from parareason.testing.sglang_standin.server import SGLangStandin
 
-__all__ = ["SGLangStandin", "StandinFaults", "RadixRecord"]
+__all__ = ["SGLangStandin", "StandinFaults", "StandinModes", "RadixRecord"]

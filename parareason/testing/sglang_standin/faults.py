@@ -14,6 +14,7 @@ class StandinFaults:
     stall_after_tokens: int | None = None  # then send nothing more (0: not even a first chunk)
     stall_next: int | None = None  # ... for the next N requests only (None: every request)
     health_status: int = 200
+    nan_after_tokens: int | None = None  # end with SGLang's {"type": "stop", "matched": "NaN happened"}
 
     def take(self, name: str) -> bool:
         """Consume one use of a counted fault; True if it applies to this request."""

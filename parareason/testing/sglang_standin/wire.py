@@ -7,10 +7,10 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from parareason.backends.base import (
     FINISH_ABORT,
@@ -38,10 +38,66 @@ class LiveRequest:
     started: float = field(default_factory=time.monotonic)
     aborted: bool = False
     finished: bool = False
+    abort_sent: bool = False  # the tokenizer manager forwarded an abort for this rid (only once)
+    dispatched: bool = False  # the scheduler holds it (queued or running)
+    running: bool = False  # the backend decodes it
+    cancel_on_dispatch: bool = False  # the client hung up before the scheduler had it
+
+
+# Pushed to a request's updates when it is aborted while still queued.
+QUEUED_ABORT = object()
+
+
+class ContractError(ValueError):
+    """A body the schema check rejects (`entrypoints/api_contract.py`): HTTP 400 {"error": "..."}."""
+
+
+_INT_FIELDS = ("max_new_tokens", "top_k", "sampling_seed", "min_new_tokens")
+_NUMBER_FIELDS = ("temperature", "top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
+
+
+def _check_contract(body: dict[str, Any]) -> None:
+    sp = body.get("sampling_params")
+    if sp is not None and not isinstance(sp, dict):
+        raise ContractError("invalid type: sampling_params, expected a map")
+    ids = body.get("input_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(t, (int, list)) and not isinstance(t, bool)
+                                                              for t in ids)):
+        raise ContractError("invalid type: input_ids, expected a sequence of integers")
+    for k, v in (sp or {}).items():
+        if v is None:
+            continue
+        if k in _INT_FIELDS and (not isinstance(v, int) or isinstance(v, bool)):
+            raise ContractError(f"invalid type: {k} = {v!r}, expected i64")
+        if k in _NUMBER_FIELDS and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            raise ContractError(f"invalid type: {k} = {v!r}, expected f64")
+
+
+def check_context(req: GenerationRequest, context_length: int | None, auto_truncate: bool) -> GenerationRequest:
+    """tokenizer_manager.py `_validate_one_request`: the context-length checks, same messages."""
+    if context_length is None:
+        return req
+    n, new = len(req.input_ids), req.params.max_new_tokens
+    if n >= context_length:
+        if not auto_truncate:
+            raise ValueError(f"The input ({n} tokens) is longer than the model's context length "
+                             f"({context_length} tokens).")
+        req = replace(req, input_ids=req.input_ids[:context_length])
+        n = len(req.input_ids)
+    if new + n > context_length:
+        if not auto_truncate:
+            raise ValueError(
+                f"Requested token count exceeds the model's maximum context length of {context_length} tokens. "
+                f"You requested a total of {new + n} tokens: {n} tokens from the input messages and {new} "
+                f"tokens for the completion. Please reduce the number of tokens in the input messages or the "
+                f"completion to fit within the limit.")
+        req = replace(req, params=replace(req.params, max_new_tokens=max(0, context_length - n)))
+    return req
 
 
 def parse_generate(body: dict[str, Any], tokenizer: Tokenizer) -> tuple[GenerationRequest, bool]:
-    """A /generate body -> (request, stream?); ValueError for what the server rejects."""
+    """A /generate body -> (request, stream?); ContractError / ValueError for what the server rejects."""
+    _check_contract(body)
     ids = body.get("input_ids")
     if ids is None and body.get("text") is not None:
         if not isinstance(body["text"], str):
@@ -64,7 +120,8 @@ def parse_generate(body: dict[str, Any], tokenizer: Tokenizer) -> tuple[Generati
         seed=sp.get("sampling_seed"),
         max_new_tokens=128 if sp.get("max_new_tokens") is None else int(sp["max_new_tokens"]),
         stop_strings=(stop,) if isinstance(stop, str) else tuple(stop),
-        stop_token_ids=tuple(sp.get("stop_token_ids") or ()),
+        # schedule_batch.py `_check_token_based_finish`: ignore_eos also disables stop_token_ids.
+        stop_token_ids=() if sp.get("ignore_eos") else tuple(sp.get("stop_token_ids") or ()),
         ignore_eos=bool(sp.get("ignore_eos") or False),
         top_logprobs=int(body.get("top_logprobs_num") or 0) if body.get("return_logprob") else 0,
     )
@@ -103,10 +160,18 @@ def finish_json(u: SeqUpdate, out: list[int], aborted: bool) -> dict[str, Any]:
     if r == FINISH_LENGTH:
         return {"type": "length", "length": len(out)}
     if r == FINISH_ABORT:
-        return {"type": "abort", "message": "Aborted by AbortReq." if aborted else "Aborted.",
-                "status_code": None, "err_type": None}
+        # managers/scheduler.py: a running request aborted by AbortReq gets FINISH_ABORT("Aborted").
+        return {"type": "abort", "message": "Aborted", "status_code": None, "err_type": None}
     msg = u.error if r == FINISH_ERROR else f"unexpected finish reason {r!r}"
     return {"type": "abort", "message": msg, "status_code": 500, "err_type": "InternalServerError"}
+
+
+def queued_abort_object(live: LiveRequest, incremental: bool) -> dict[str, Any]:
+    """tokenizer_manager.py `_handle_abort_req`: no prompt/cached token counts, nothing generated."""
+    meta = {"id": live.rid, "finish_reason": {"type": "abort", "message": "Abort in waiting queue"},
+            "weight_version": "default", "e2e_latency": time.monotonic() - live.started,
+            "output_token_logprobs": [], "completion_tokens": 0}
+    return {"text": "", "output_ids": [], "meta_info": meta}
 
 
 def sse_data(obj: dict[str, Any]) -> bytes:
@@ -116,6 +181,22 @@ def sse_data(obj: dict[str, Any]) -> bytes:
 async def sse_stream(chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for c in chunks:
         yield sse_data(c)
+    yield b"data: [DONE]\n\n"
+
+
+def value_error_response(message: str, streaming: bool) -> Response:
+    """A ValueError in the tokenizer manager, as `http_server.py` answers it.
+
+    Streaming: HTTP 200, one `{"error": {...}}` chunk, then [DONE]. Otherwise 400 {"error": {"message"}}.
+    """
+    if not streaming:
+        return JSONResponse({"error": {"message": message}}, status_code=400)
+    err = {"error": {"message": message, "type": "invalid_request_error", "code": 400, "retryable": False}}
+    return StreamingResponse(_one_event(err), media_type="text/event-stream")
+
+
+async def _one_event(obj: dict[str, Any]) -> AsyncIterator[bytes]:
+    yield sse_data(obj)
     yield b"data: [DONE]\n\n"
 
 
