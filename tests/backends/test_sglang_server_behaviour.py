@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 
 from parareason.backends.base import BackendError, GenerationRequest, SamplingParams

@@ -92,16 +92,20 @@ def _reachable(worker: str, router: str) -> str:
     return worker.rstrip("/")
 
 
+def probe_body(input_ids: list[int], temperature: float) -> dict[str, Any]:
+    """One non-streamed 1-token request with the top-5 alternatives' logprobs."""
+    return {"input_ids": list(input_ids), "return_logprob": True, "top_logprobs_num": 5, "logprob_start_len": -1,
+            "sampling_params": {"max_new_tokens": 1, "temperature": temperature, "top_p": 1.0, "top_k": -1,
+                                "min_p": 0.0, "repetition_penalty": 1.0, "frequency_penalty": 0.0,
+                                "presence_penalty": 0.0}}
+
+
 async def probe_logprobs(client: httpx.AsyncClient, url: str, input_ids: list[int]) -> str:
     """LOGPROBS_SCALED if the top alternatives' logprobs change with the temperature."""
     firsts = []
     for temperature in (1.0, 0.5):
-        body = {"input_ids": input_ids, "return_logprob": True, "top_logprobs_num": 5, "logprob_start_len": -1,
-                "sampling_params": {"max_new_tokens": 1, "temperature": temperature, "top_p": 1.0, "top_k": -1,
-                                    "min_p": 0.0, "repetition_penalty": 1.0, "frequency_penalty": 0.0,
-                                    "presence_penalty": 0.0}}
         try:
-            r = await client.post(f"{url}/generate", json=body)
+            r = await client.post(f"{url}/generate", json=probe_body(input_ids, temperature))
             top = r.json()["meta_info"]["output_top_logprobs"][0]
             firsts.append(float(top[0][0]))
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
