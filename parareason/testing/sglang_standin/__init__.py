@@ -16,18 +16,25 @@ What it mimics:
 * `meta_info` with `id`, `finish_reason` (SGLang's objects), `prompt_tokens`,
   `completion_tokens`, `cached_tokens` (from a radix record of every token
   sequence seen, capped at prompt_tokens - 1 like SGLang), logprob triples.
-* `POST /abort_request` (rid *prefix* match, `abort_all`), `GET /health`,
-  `/get_model_info`, `/get_server_info`, `/tokenize`, `/detokenize`,
-  `/flush_cache`, `/v1/models`.
-* A client that hangs up mid-stream aborts its request.
+* `POST /abort_request` gated as SGLang gates it (an exact, known rid, forwarded
+  once, then a prefix match in the scheduler; `abort_all`), `GET /health`,
+  `/model_info`, `/server_info` (and their old names), `/tokenize`,
+  `/detokenize`, `/flush_cache`, `/v1/models`.
+* SGLang's error shapes (HTTP 200 + error chunk while streaming, 400 otherwise)
+  and abort chunks ("Aborted"; "Abort in waiting queue" without usage).
+* A client that hangs up aborts its request.
+* `StandinModes` (modes.py): context limit, queue delay and retraction, seeds
+  ignored unless deterministic, temperature-scaled logprobs, the dispatch
+  window, an admin key, router mode, dp size.
 
 Fault injection (`StandinFaults`, mutable while running): HTTP 500 for the next
 N requests, drop the connection after K streamed tokens, stall (send nothing)
 after K tokens, a /health status.
 
-Modules: `server.py` (lifecycle, engine thread), `app.py` (routes),
+Modules: `server.py` (lifecycle, engine thread), `state.py` (what routes and
+engine share), `app.py` (routes), `admission.py` (dispatch, queue, abort gate),
 `responses.py` (streaming and one-shot answers), `wire.py` (the wire format),
-`faults.py`, `radix.py`.
+`sampling.py` (seeds, logprob scaling), `modes.py`, `faults.py`, `radix.py`.
 
 Run one by hand:  python -m parareason.testing.sglang_standin --model smollm2-135m --port 30000
 """
