@@ -143,7 +143,7 @@ def test_abort_before_first_token():
         b.abort("early")
         seen = run_to_end(b)
         assert [(u.finished, u.finish_reason, u.token_ids) for u in seen["early"]] == [(True, "abort", [])]
-        wait_until(lambda: not srv.backend.has_work() and not srv._live, what="server idle after early abort")
+        wait_until(lambda: not srv.backend.has_work() and not srv.live, what="server idle after early abort")
 
 
 def test_cached_tokens_across_siblings(server, client):

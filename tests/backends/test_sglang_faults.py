@@ -11,12 +11,21 @@ import pytest
 
 from parareason.backends.base import BackendError, GenerationRequest, SamplingParams
 from parareason.backends.sglang import load_sglang_backend
-from parareason.testing.sglang_standin import SGLangStandin
-from tests.support.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, collect, free_port, run_to_end
+from parareason.testing.sglang_standin import SGLangStandin, StandinModes
+from tests.support.sglang_doubles import (
+    ByteTestTokenizer,
+    ScriptTestBackend,
+    collect,
+    free_port,
+    run_to_end,
+    wait_until,
+)
 
 TOK = ByteTestTokenizer()
 PROMPT = tuple(TOK.encode("Question: 1+1?\n"))
-FAST = dict(stall_timeout_s=0.6, request_timeout_s=15, backoff_base_s=0.02, backoff_max_s=0.1, abort_drain_s=0.5)
+# probe_logprobs=False: the start-up probe's two requests would count in generate_requests.
+FAST = dict(stall_timeout_s=0.6, first_token_timeout_s=0.6, request_timeout_s=15, backoff_base_s=0.02,
+            backoff_max_s=0.1, abort_drain_s=0.5, probe_logprobs=False)
 
 
 def req(seq_id: str, n: int = 12) -> GenerationRequest:
@@ -60,16 +69,39 @@ def test_500_forever_fails_after_bounded_retries(server):
     assert len(server.generate_requests) == 3 and c["tokens"] == []
 
 
-def test_stall_mid_stream_fails_after_stall_timeout(server):
+def test_stall_mid_stream_on_an_unhealthy_worker_fails_after_stall_timeout(server):
     server.faults.stall_after_tokens = 2
     with load_sglang_backend(server.url, TOK, **FAST) as b:
         t0 = time.monotonic()
         b.submit(req("s", n=50))
+        wait_until(lambda: server.generate_requests, what="request sent")
+        server.faults.health_status = 503  # the worker is gone, not just busy
         c = collect(run_to_end(b, limit_s=10)["s"])
         elapsed = time.monotonic() - t0
-    assert c["reason"] == "error" and "stall" in c["error"]
+    assert c["reason"] == "error" and "stall" in c["error"] and "503" in c["error"]
     assert len(c["tokens"]) == 2 and len(server.generate_requests) == 1
     assert elapsed < 8  # bounded by stall_timeout_s (0.6 s), far below the test's own limit
+
+
+def test_pause_after_tokens_on_a_healthy_worker_is_not_a_failure():
+    # A retracted request gets no byte for longer than stall_timeout_s, then resumes.
+    modes = StandinModes(pause_after_tokens=3, pause_s=2.0)
+    with SGLangStandin(ScriptTestBackend(), modes=modes, step_interval_s=0.005) as srv, \
+            load_sglang_backend(srv.url, TOK, **FAST) as b:
+        b.submit(req("p", n=12))
+        c = collect(run_to_end(b, limit_s=10)["p"])
+    assert c["reason"] == "length" and len(c["tokens"]) == 12, c["error"]
+    assert len(srv.generate_requests) == 1
+
+
+def test_queue_delay_longer_than_the_stall_timeout_waits_for_the_first_token():
+    # Before its first token a request may wait in the server's queue, sending nothing.
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(queue_delay_s=1.5)) as srv, \
+            load_sglang_backend(srv.url, TOK, **{**FAST, "first_token_timeout_s": 10}) as b:
+        b.submit(req("q"))
+        c = collect(run_to_end(b, limit_s=15)["q"])
+    assert c["reason"] == "length" and len(c["tokens"]) == 12, c["error"]
+    assert len(srv.generate_requests) == 1  # not resent to the back of the queue
 
 
 def test_stall_before_first_token_is_retried(server):

@@ -1,7 +1,12 @@
 """Live test against a real SGLang server; runs only when PARAREASON_SGLANG_URL is set.
 
     PARAREASON_SGLANG_URL=http://gpu-host:30000 PARAREASON_SGLANG_MODEL=qwen2.5-0.5b-coder \\
-        pytest -q tests/test_sglang_live.py
+        pytest -q tests/backends/test_sglang_live.py
+
+Besides prefix sharing and abort, it checks issue 18's items 1-5 on the real server:
+the start-up facts (logprob scaling, seeds, context length), the context cap, many
+concurrent streams with a short stall timeout (queued requests must not fail), and
+aborts before and after the first chunk.
 
 The server must serve the model named by PARAREASON_SGLANG_MODEL (a parareason alias or
 a local model dir; default qwen2.5-0.5b-coder), whose tokenizer is loaded locally.
@@ -80,3 +85,70 @@ def test_live_abort(backend):
     backend.abort("live-abort")
     ups = _run(backend)["live-abort"]
     assert [u.finish_reason for u in ups] == ["abort"]
+    time.sleep(backend.config.abort_drain_s + 0.5)
+    assert backend._streams.unconfirmed_aborts == 0  # the server answered with its abort chunk
+
+
+def test_live_start_up_facts(backend):
+    """Items 1 and 2: the probe decided, and seeded reruns repeat only where the server says so."""
+    from parareason.backends.base import GenerationRequest, SamplingParams
+
+    facts = backend.facts
+    assert facts["logprobs"] in ("temperature-scaled", "original")
+    assert isinstance(facts["context_length"], int) and facts["context_length"] > 0
+    if not facts["seeded_reruns_repeat"]:
+        pytest.skip("server runs without --enable-deterministic-inference: seeds are not honoured")
+    tok = backend.tokenizer
+    ids = tuple(tok.chat_ids([{"role": "user", "content": "Write a short poem about rain."}]))
+    p = SamplingParams(temperature=0.9, seed=1234, max_new_tokens=32)
+    for i in range(2):
+        backend.submit(GenerationRequest(f"live-seed-{i}", ids, p))
+    seen = _run(backend)
+    runs = [[t for u in seen[f"live-seed-{i}"] for t in u.token_ids] for i in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_live_context_cap_and_full_context(backend):
+    """Item 3: max_new_tokens is capped to the context (finish length), a full context is an error."""
+    from parareason.backends.base import GenerationRequest, SamplingParams
+
+    ctx = backend.facts["context_length"]
+    filler = backend.tokenizer.encode(" one two three four five six seven eight nine ten")
+    ids = tuple((filler * (ctx // len(filler) + 1))[: ctx - 4])
+    backend.submit(GenerationRequest("live-cap", ids, SamplingParams(temperature=0.0, max_new_tokens=100,
+                                                                     ignore_eos=True)))
+    backend.submit(GenerationRequest("live-full", ids + tuple(filler[:4]), SamplingParams(max_new_tokens=8)))
+    seen = _run(backend)
+    cap = seen["live-cap"]
+    assert cap[-1].finish_reason == "length" and sum(len(u.token_ids) for u in cap) == 4, cap[-1].error
+    assert seen["live-full"][-1].finish_reason == "error" and "context full" in seen["live-full"][-1].error
+
+
+def test_live_many_streams_with_a_short_stall_timeout():
+    """Item 4: requests queued (or retracted) on a busy server wait instead of failing."""
+    from parareason.backends.base import GenerationRequest, SamplingParams
+    from parareason.backends.embedded import load_tokenizer
+    from parareason.backends.sglang import load_sglang_backend
+    from parareason.models import DEFAULT_MODEL
+
+    tok = load_tokenizer(os.environ.get("PARAREASON_SGLANG_MODEL", DEFAULT_MODEL))
+    n = int(os.environ.get("PARAREASON_SGLANG_LOAD", "256"))
+    with load_sglang_backend(URL, tok, stall_timeout_s=1.0, first_token_timeout_s=600, request_timeout_s=900,
+                             probe_logprobs=False) as b:
+        for i in range(n):
+            ids = tuple(tok.chat_ids([{"role": "user", "content": f"Tell story number {i} in detail."}]))
+            b.submit(GenerationRequest(f"live-load-{i:04d}", ids, SamplingParams(max_new_tokens=512, seed=i)))
+        seen = _run(b, limit_s=900)
+    errors = [u.error for ups in seen.values() for u in ups if u.finish_reason == "error"]
+    assert not errors and len(seen) == n, errors[:3]
+
+
+def test_live_abort_before_the_first_chunk(backend):
+    """Item 5: an abort right after submit closes the stream (a posted one could be lost)."""
+    from parareason.backends.base import GenerationRequest, SamplingParams
+
+    ids = tuple(backend.tokenizer.chat_ids([{"role": "user", "content": "Count to 5000."}]))
+    backend.submit(GenerationRequest("live-early", ids, SamplingParams(max_new_tokens=4000, ignore_eos=True)))
+    backend.abort("live-early")
+    ups = _run(backend)["live-early"]
+    assert [(u.finish_reason, u.token_ids) for u in ups] == [("abort", [])]

@@ -10,7 +10,9 @@ from tests.support.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, c
 TOK = ByteTestTokenizer()
 # A generous stall timeout: on a loaded CI machine a slow stream must not fail a worker
 # over (dead workers are found by refused connections, not by stalls).
-FAST = dict(stall_timeout_s=15, request_timeout_s=15, backoff_base_s=0.02, backoff_max_s=0.1, dead_cooldown_s=60)
+# probe_logprobs=False: the start-up probe's two requests would count in generate_requests.
+FAST = dict(stall_timeout_s=15, request_timeout_s=15, backoff_base_s=0.02, backoff_max_s=0.1, dead_cooldown_s=60,
+            probe_logprobs=False)
 
 
 def _threads(key: str, k: int = 3) -> list[GenerationRequest]:

@@ -25,6 +25,9 @@ from parareason.backends.base import (
 )
 
 DONE = "[DONE]"
+# managers/schedule_batch.py: an out-of-vocabulary (NaN logits) token ends a request as
+# FINISH_MATCHED_STR(matched="NaN happened"), which looks like a stop string.
+NAN_MATCHED = "NaN happened"
 # Marker for a logprob the server did not send (never happens when return_logprob
 # is on, but a number we made up would be worse than an explicit NaN).
 MISSING_LOGPROB = math.nan
@@ -164,6 +167,8 @@ def map_finish(
         return FINISH_LENGTH, None, None
     if kind == "stop":
         matched = finish.get("matched")
+        if matched == NAN_MATCHED:
+            return FINISH_ERROR, None, "the server's logits became NaN (finish_reason matched 'NaN happened')"
         if isinstance(matched, str):
             return FINISH_STOP_STRING, matched, None
         # An explicitly requested stop id wins over EOS; any other id is an EOS (the

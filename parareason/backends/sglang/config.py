@@ -1,0 +1,76 @@
+"""`SGLangConfig`: every option of the SGLang client, and URL normalisation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import httpx
+
+from parareason.backends.base import BackendError
+
+# Strings whose token ids must be identical on both sides: words, digits, LaTeX,
+# newlines and non-ASCII, where tokenizers of different families disagree.
+DEFAULT_TOKENIZER_PROBES = (
+    "Hello world! The answer is \\boxed{42}.",
+    " 12345 + 678 = 13023\n\nStep 2:",
+    "Ünïcödé — 数学, ∑ x_i",
+)
+
+
+@dataclass
+class SGLangConfig:
+    connect_timeout_s: float = 5.0
+    # A request waits in the server's queue without a byte: its first token gets this long
+    # (then it is resent, up to max_retries) ...
+    first_token_timeout_s: float = 1800.0
+    # ... and after it, a stream silent this long makes the client ask the worker's /health:
+    # a healthy worker has only paused (retracted) the request, so the client keeps waiting.
+    stall_timeout_s: float = 60.0
+    request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
+    max_retries: int = 3  # resends, only while no token of the sequence was delivered
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 4.0
+    stream_mode: str = "auto"  # "auto" | "cumulative" | "incremental" (server's streaming flag)
+    check_tokenizer: bool = True
+    tokenizer_probes: tuple[str, ...] = DEFAULT_TOKENIZER_PROBES
+    wait_ready_s: float = 0.0  # keep polling /health this long while workers start up
+    health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
+    api_key: str | None = None
+    admin_api_key: str | None = None  # a server with --admin-api-key wants it on /abort_request
+    # The server refuses input + max_new_tokens beyond its context length; None reads it
+    # from /server_info at start-up, and max_new_tokens is capped to what fits.
+    context_length: int | None = None
+    probe_logprobs: bool = True  # at start-up: are logprobs temperature-scaled? (2 tiny requests)
+    # Plain `launch_server --dp-size N` has no prefix affinity: send routed_dp_rank (hash of
+    # the affinity key) so one request's threads share a rank's radix cache.
+    dp_rank_affinity: bool = True
+    # SamplingParams.seed goes out as sampling_params.sampling_seed, which only recent
+    # SGLang builds know; older ones fail such requests. False: never send it.
+    send_seed: bool = True
+    # Behind sglang-router, /abort_request is not proxied: list the worker URLs here
+    # to fan aborts out to them (unknown rids are a no-op on a worker). Closing the
+    # stream also aborts, ~2 s later.
+    abort_urls: tuple[str, ...] = ()
+    abort_drain_s: float = 3.0  # after an abort, read the stream's final chunk this long
+    dead_cooldown_s: float = 5.0  # skip a worker this long after it refused a connection
+    max_connections: int = 512
+
+
+def normalize_urls(url_or_urls: str | Sequence[str]) -> list[str]:
+    """'a,b' or ['a', 'b'] -> ['http://a', 'http://b'] without trailing slashes."""
+    raw = url_or_urls.split(",") if isinstance(url_or_urls, str) else list(url_or_urls)
+    urls = []
+    for u in raw:
+        u = u.strip().rstrip("/")
+        if not u:
+            continue
+        urls.append(u if "://" in u else f"http://{u}")
+    if not urls:
+        raise BackendError("no SGLang URL given")
+    return list(dict.fromkeys(urls))
+
+
+def http_timeout(config: SGLangConfig, read_s: float | None) -> httpx.Timeout:
+    """httpx timeouts for one call: the config's connect limit, `read_s` between bytes."""
+    c = config.connect_timeout_s
+    return httpx.Timeout(connect=c, read=read_s, write=c + 10, pool=max(c, 30.0))

@@ -1,0 +1,69 @@
+"""The way into and out of the stand-in's "scheduler": dispatch window, waiting queue, abort.
+
+Mirrors SGLang 0.5.23: `managers/tokenizer_manager.py` (`abort_request`: the rid
+must be known exactly and is forwarded once, `abort_sent`; a disconnected
+client aborts through the same call) and `managers/scheduler.py`
+(`abort_request`: every queued or running request whose rid *starts with* the
+forwarded rid; a queued one is answered "Abort in waiting queue").
+"""
+from __future__ import annotations
+
+import asyncio
+
+from parareason.backends.base import GenerationRequest
+from parareason.testing.sglang_standin.state import StandinState
+from parareason.testing.sglang_standin.wire import QUEUED_ABORT, LiveRequest
+
+
+async def dispatch(srv: StandinState, live: LiveRequest, req: GenerationRequest) -> None:
+    """Hand the request to the scheduler after the dispatch window; run it after the queue delay."""
+    modes = srv.modes
+    if modes.dispatch_window_s:
+        await asyncio.sleep(modes.dispatch_window_s)
+    if live.cancel_on_dispatch or srv.stopping.is_set():
+        return
+    live.dispatched = True
+    waited = 0.0
+    while waited < modes.queue_delay_s and not live.aborted:
+        await asyncio.sleep(0.02)
+        waited += 0.02
+    if live.aborted:
+        live.updates.put_nowait(QUEUED_ABORT)
+        return
+    live.running = True
+    srv.commands.put(("submit", req))
+
+
+def abort(srv: StandinState, rid: str, abort_all: bool = False) -> None:
+    """`/abort_request` (and a client's disconnect) as the tokenizer manager forwards it."""
+    if not abort_all:
+        if not rid:
+            return  # an empty rid would match every request: ignored
+        live = srv.live.get(rid)
+        if live is None or live.abort_sent:
+            return  # unknown to this tokenizer manager, or already forwarded: a no-op
+        live.abort_sent = True
+    srv.abort_requests_forwarded.append(rid if not abort_all else "*")
+    for other in list(srv.live.values()):
+        # The scheduler sees only what was dispatched to it: an abort in the window is lost.
+        if other.dispatched and not other.finished and not other.aborted and (abort_all or other.rid.startswith(rid)):
+            other.aborted = True
+            srv.aborted_rids.append(other.rid)
+            if other.running:
+                srv.commands.put(("abort", other.rid))
+
+
+def disconnect(srv: StandinState, live: LiveRequest) -> None:
+    """The client hung up: SGLang aborts the request through `abort_request(rid)`."""
+    if live.finished or live.aborted:
+        return
+    srv.disconnected_rids.append(live.rid)
+    if live.abort_sent:
+        return  # an earlier /abort_request set abort_sent: this abort is skipped, as on SGLang
+    live.abort_sent = True
+    if not live.dispatched:
+        live.cancel_on_dispatch = True  # forwarded after the request itself, so it lands
+        return
+    live.aborted = True
+    if live.running:
+        srv.commands.put(("abort", live.rid))

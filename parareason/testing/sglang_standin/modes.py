@@ -1,0 +1,60 @@
+"""Server behaviours of SGLang 0.5.23 the stand-in can switch on (`srv.modes`).
+
+Each mode mirrors one place of SGLang's source (paths under `sglang/srt/`):
+
+* `context_length`: `managers/tokenizer_manager.py` `_validate_one_request`
+  refuses input >= context length and input + max_new_tokens > context length
+  (unless `allow_auto_truncate`, which caps max_new_tokens instead). The
+  refusal is a ValueError: while streaming it arrives as HTTP 200 with an
+  `{"error": {...}}` chunk and `[DONE]` (`entrypoints/http_server.py`
+  `serve_generate_request`), otherwise as HTTP 400 `{"error": {"message"}}`.
+* `queue_delay_s`: a request waits in the scheduler's queue (or is retracted)
+  and its stream carries no byte meanwhile; aborted there, its final chunk is
+  `{"type": "abort", "message": "Abort in waiting queue"}` without usage
+  (`tokenizer_manager.py` `_handle_abort_req`). `pause_after_tokens` /
+  `pause_s`: a running request is retracted, then resumes.
+* `deterministic_inference`: `sampling_seed` acts only with
+  `--enable-deterministic-inference` (`sampling/sampling_batch_info.py`);
+  otherwise the stand-in replaces it by a fresh random seed per request.
+* `original_logprob`: logprobs are `log_softmax(logits / T)` unless
+  `SGLANG_RETURN_ORIGINAL_LOGPROB=1`, and unscaled for greedy requests
+  (`layers/sampler.py`). The stand-in rescales its backend's T=1 logprobs over
+  the reported alternatives (exact when they hold all the mass).
+* `dispatch_window_s`: the time between the tokenizer manager registering a rid
+  and the scheduler holding the request. `/abort_request` forwards only an rid
+  it knows exactly, only once (`abort_sent`); the scheduler then aborts every
+  request whose rid starts with it (`managers/scheduler.py` `abort_request`).
+  An abort inside the window is lost, and the disconnect abort after it skipped.
+* `admin_api_key`: `/abort_request` is `ADMIN_OPTIONAL` (`utils/auth.py`): with
+  an admin key set, it needs `Authorization: Bearer <admin key>`, else 401.
+* `router`: an sglang-router (model gateway) front: `/health` is its liveness,
+  always 200; `/abort_request` and `/tokenize` are not forwarded (404); `GET
+  /workers` lists `router_workers` with `is_healthy`; `healthy_workers=False`
+  makes `/readiness` and the forwarded endpoints answer 503
+  (docs/advanced_features/sgl_model_gateway.md in the SGLang repository).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class StandinModes:
+    context_length: int | None = None  # None: no limit
+    allow_auto_truncate: bool = False
+    queue_delay_s: float = 0.0  # every request waits this long in the queue before it runs
+    pause_after_tokens: int | None = None  # retract a running request after this many tokens ...
+    pause_s: float = 0.0  # ... for this long
+    deterministic_inference: bool = True  # False: sampling_seed is ignored, as by default on SGLang
+    original_logprob: bool = True  # False: temperature-scaled logprobs, as by default on SGLang
+    dispatch_window_s: float = 0.0  # rid known to the tokenizer manager, not yet to the scheduler
+    admin_api_key: str | None = None
+    router: bool = False
+    healthy_workers: bool = True  # router mode: False = every worker is down
+    router_workers: tuple[str, ...] = ()  # router mode: what GET /workers lists
+    dp_size: int = 1  # reported by /server_info (the stand-in itself has one "rank")
+
+    @classmethod
+    def real_defaults(cls, **changes: object) -> "StandinModes":
+        """What a `sglang.launch_server` started without flags does: seeds ignored, scaled logprobs."""
+        return cls(**{"deterministic_inference": False, "original_logprob": False, **changes})  # type: ignore[arg-type]
