@@ -21,11 +21,6 @@ LAYERS = {"grading": 0, "models": 1, "backends": 2, "runtime": 3,
           "io": 4, "policies": 4, "pruning": 4, "judge": 4,
           "api": 5, "cli": 5, "server": 5, "bench": 5, "testing": 5, "": 5}
 MAX_LINES = 300
-# Work in progress on issue 16: what is left to untie. Each entry is removed with its fix
-# (the tests below fail when an entry is fixed but still listed, or a new one appears).
-KNOWN_LAYER_BREAKS: set[str] = set()
-KNOWN_CYCLE_MEMBERS: set[str] = set()
-KNOWN_LONG_FILES: set[str] = set()
 
 
 def module_name(path: Path) -> str:
@@ -76,10 +71,8 @@ def test_no_module_imports_a_higher_layer():
         for line, target in imports(tree, module_level_only=False):
             src, dst = area(mod), area(target)
             if LAYERS[dst] > LAYERS[src] or (src == "bench" and dst == "cli"):
-                wrong.append((mod, f"{MODULES[mod].relative_to(ROOT)}:{line}: {mod} -> {target}"))
-    new = [w for m, w in wrong if m not in KNOWN_LAYER_BREAKS]
-    assert not new, "imports against the layers:\n" + "\n".join(new)
-    assert {m for m, _ in wrong} == KNOWN_LAYER_BREAKS, "fixed: remove from KNOWN_LAYER_BREAKS"
+                wrong.append(f"{MODULES[mod].relative_to(ROOT)}:{line}: {mod} -> {target}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
 
 
 def test_no_import_cycles_at_module_level():
@@ -100,15 +93,10 @@ def test_no_import_cycles_at_module_level():
     for m in sorted(graph):
         if m not in state:
             walk(m, [m])
-    members = {m for c in cycles for m in c.split(" -> ")}
-    assert members <= KNOWN_CYCLE_MEMBERS, "module-level import cycles:\n" + "\n".join(cycles)
-    assert members == KNOWN_CYCLE_MEMBERS, "fixed: remove from KNOWN_CYCLE_MEMBERS"
+    assert not cycles, "module-level import cycles:\n" + "\n".join(cycles)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_source_files_stay_short(module):
     lines = MODULES[module].read_text(encoding="utf-8").count("\n")
-    if module in KNOWN_LONG_FILES:
-        assert lines > MAX_LINES, "fixed: remove from KNOWN_LONG_FILES"
-        return
     assert lines <= MAX_LINES, f"{MODULES[module].relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"

@@ -145,6 +145,9 @@ class Backend(ABC):
 
     name: str = "backend"
     tokenizer: Tokenizer
+    # What a remote backend's start-up checks found about its server (logprob scaling,
+    # whether seeds repeat, context length, ...): printed at load, kept in results' details.
+    facts: dict = {}
 
     @abstractmethod
     def submit(self, req: GenerationRequest) -> None: ...

@@ -213,6 +213,8 @@ def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "a
         raise click.ClickException(f"cannot load {backend} backend for {model!r}: {e}") from None
     choice = getattr(engine.backend, "dtype_choice", None)
     click.echo(f"loaded in {time.monotonic() - t0:.1f}s" + (f", dtype {choice.describe()}" if choice else ""))
+    if engine.backend.facts:
+        click.echo("server: " + ", ".join(f"{k}={v}" for k, v in engine.backend.facts.items()))
     return engine
 
 

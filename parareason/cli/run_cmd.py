@@ -133,6 +133,8 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
     previous_sigterm = stop_on_sigterm()
 
     def finished(result: Any) -> None:
+        if engine.backend.facts:  # e.g. SGLang's temperature-scaled logprobs: results say so
+            result.details["backend"] = engine.backend.facts
         writer.append(result)  # flushed + fsync'd before the next one
         reporter.prompt_done(result)
 

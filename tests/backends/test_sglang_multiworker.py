@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from parareason.backends.base import GenerationRequest, SamplingParams
 from parareason.backends.sglang import load_sglang_backend
-from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.http.routing import WorkerPool
 from parareason.testing.sglang_standin import SGLangStandin
 from tests.support.sglang_doubles import ByteTestTokenizer, ScriptTestBackend, collect, free_port, run_to_end
 

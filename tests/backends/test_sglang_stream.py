@@ -7,8 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parareason.backends.sglang.routing import WorkerPool
-from parareason.backends.sglang.stream import ChunkDecoder, SSEParser, map_finish, parse_payload
+from parareason.backends.http.routing import WorkerPool
+from parareason.backends.http.sse import SSEParser
+from parareason.backends.sglang.stream import ChunkDecoder, map_finish, parse_payload
 
 
 def _events(chunks: list[dict]) -> str:

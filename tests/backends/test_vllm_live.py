@@ -25,6 +25,8 @@ OWN = os.environ.get("PARAREASON_VLLM_START") == "1"
 URL = os.environ.get("PARAREASON_VLLM_URL")
 QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
             "How many clips did Natalia sell altogether in April and May?")
+# vLLM caches whole KV blocks (128 tokens on CPU): a few-shot prompt fills at least two of them
+FEW_SHOT = "\n\n".join([f"Question: {QUESTION} (example {k})\nAnswer: 72" for k in range(4)] + [QUESTION])
 pytestmark = [pytest.mark.live_vllm,
               pytest.mark.skipif(not (OWN or URL), reason="no vLLM server (make test-live starts one)")]
 
@@ -61,13 +63,11 @@ def test_start_up_checks_read_the_server(backend):
     assert backend.max_model_len == 4096 and backend.model == MODEL
     assert backend.servers[0].prefix_caching is True
     ids = backend.tokenizer.encode("The answer is \\boxed{42}.")
-    assert backend.settings["max_model_len"] == 4096 and ids  # tokenizer probes matched at start-up
+    assert backend.facts["max_model_len"] == 4096 and backend.facts["cache_block_size"] == 128 and ids  # tokenizer probes matched at start-up
 
 
 def test_greedy_tokens_logprobs_and_prefix_cache_for_siblings(backend):
-    # vLLM caches whole KV blocks (128 tokens on CPU): a few-shot prompt fills two of them
-    few_shot = "\n\n".join([f"Question: {QUESTION} (example {k})\nAnswer: 72" for k in range(4)] + [QUESTION])
-    reqs = [_req(backend, f"g{i}", few_shot, top_logprobs=5) for i in range(16)]
+    reqs = [_req(backend, f"g{i}", FEW_SHOT, top_logprobs=5) for i in range(16)]
     backend.submit(reqs[0])
     first = run_all(backend)["g0"]
     for r in reqs[1:]:
@@ -127,14 +127,14 @@ def test_sc_ffs_and_deepconf_end_to_end_over_vllm(server):
     import parareason
 
     with parareason.Engine(MODEL, backend="vllm", urls=[server["url"]]) as engine:
-        rows = [{"id": "q", "prompt": QUESTION, "answer": "72"}]
+        rows = [{"id": "q", "prompt": FEW_SHOT, "answer": "72"}]
         [sc] = engine.run(rows, policy="sc", n=4, max_new_tokens=120, seed=3)
         [ffs] = engine.run(rows, policy="ffs", n=4, max_new_tokens=120, seed=3, policy_args={"k": 1})
         [dc] = engine.run(rows, policy="deepconf", n=4, max_new_tokens=120, seed=3,
                           policy_args={"mode": "online", "warmup": 2, "window": 16, "top_logprobs": 5})
         for r in (sc, ffs, dc):
             assert r.error is None and r.usage["generated_tokens"] > 0
-        assert sc.usage["cached_tokens"] > 0  # four samples of one prompt share its KV
+        assert sc.usage["cached_tokens"] >= 3 * 128  # four samples of one prompt share its whole blocks
         assert "threshold" in dc.details
         deadline = time.monotonic() + 30
         while engine.backend.server_metric("vllm:num_requests_running") and time.monotonic() < deadline:

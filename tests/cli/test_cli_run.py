@@ -110,6 +110,9 @@ def test_sglang_backend_with_two_workers_over_real_http(tmp_path, monkeypatch):
     assert sorted(r["id"] for r in rows) == ["q0", "q1", "q2", "q3"]
     assert all(r["correct"] is True and len(r["threads"]) == 2 for r in rows)
     assert sum(served) >= 8, served  # every sample went over HTTP (routing between workers is the client's)
+    facts = rows[0]["details"]["backend"]  # what the client's start-up checks found
+    assert facts["logprobs"] in ("original", "temperature-scaled", "unknown") and "seeded_reruns_repeat" in facts
+    assert "server: " in res.output
 
 
 def test_unreachable_server_is_a_clean_error(tmp_path, monkeypatch):

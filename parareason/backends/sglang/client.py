@@ -36,7 +36,7 @@ from parareason.backends.base import (
     Tokenizer,
 )
 from parareason.backends.sglang.config import SGLangConfig, http_timeout, normalize_urls
-from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.http.routing import WorkerPool
 from parareason.backends.sglang.sequence import FinishEvent, Seq, SequenceStreams
 from parareason.backends.sglang.server_facts import ServerFacts
 from parareason.backends.sglang.startup import StartupChecks

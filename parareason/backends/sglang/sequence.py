@@ -28,12 +28,13 @@ import httpx
 
 from parareason.backends.base import FINISH_ERROR, FINISH_STOP_TOKEN, GenerationRequest
 from parareason.backends.sglang.config import SGLangConfig, http_timeout
-from parareason.backends.sglang.errors import RequestFailure
+from parareason.backends.http.failures import RequestFailure
 from parareason.backends.sglang.pauses import next_text
 from parareason.backends.sglang.request_body import BodyPlan, ContextFull, build_body
-from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.http.routing import WorkerPool
 from parareason.backends.sglang.server_facts import ServerFacts
-from parareason.backends.sglang.stream import ChunkDecoder, Delta, SSEParser, map_finish, parse_payload
+from parareason.backends.http.sse import SSEParser
+from parareason.backends.sglang.stream import ChunkDecoder, Delta, map_finish, parse_payload
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from parareason.backends.base import BackendError, Tokenizer
 from parareason.backends.sglang.config import SGLangConfig
 from parareason.backends.sglang.errors import TokenizerMismatch
 from parareason.backends.sglang.pauses import worker_health
-from parareason.backends.sglang.routing import WorkerPool
+from parareason.backends.http.routing import WorkerPool
 from parareason.backends.sglang.server_facts import (
     LOGPROBS_SCALED,
     ServerFacts,

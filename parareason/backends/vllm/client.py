@@ -32,9 +32,9 @@ import httpx
 from parareason.backends.base import (
     FINISH_ABORT, FINISH_ERROR, FINISH_LENGTH, Backend, BackendError, GenerationRequest, SeqUpdate, Tokenizer,
 )
-from parareason.backends.sglang.errors import RequestFailure
-from parareason.backends.sglang.routing import WorkerPool
-from parareason.backends.sglang.stream import SSEParser
+from parareason.backends.http.failures import RequestFailure
+from parareason.backends.http.routing import WorkerPool
+from parareason.backends.http.sse import SSEParser
 from parareason.backends.vllm.config import VLLMConfig
 from parareason.backends.vllm.startup import ServerInfo, check_server, describe
 from parareason.backends.vllm.wire import Chunk, completion_body, decode_chunk, map_finish
@@ -94,7 +94,7 @@ class VLLMBackend(Backend):
             raise
         self.max_model_len = min(s.max_model_len for s in self.servers)
         self.model = self.servers[0].model
-        self.settings = describe(self.servers)  # what the start-up checks found
+        self.facts = describe(self.servers)  # what the start-up checks found (results' details)
 
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, req: GenerationRequest) -> None:

@@ -1,4 +1,4 @@
-"""Prefix-affinity routing over several SGLang workers.
+"""Prefix-affinity routing over several servers (SGLang workers, vLLM servers).
 
 All threads of one reasoning request share a long token prefix, and that prefix
 is cached (RadixAttention) only on the worker that computed it. So sequences
