@@ -7,6 +7,7 @@ from typing import Sequence
 import httpx
 
 from parareason.backends.base import BackendError
+from parareason.backends.http.config import HTTPClientConfig
 
 # Strings whose token ids must be identical on both sides: words, digits, LaTeX,
 # newlines and non-ASCII, where tokenizers of different families disagree.
@@ -18,24 +19,12 @@ DEFAULT_TOKENIZER_PROBES = (
 
 
 @dataclass
-class SGLangConfig:
-    connect_timeout_s: float = 5.0
-    # A request waits in the server's queue without a byte: its first token gets this long
-    # (then it is resent, up to max_retries) ...
-    first_token_timeout_s: float = 1800.0
-    # ... and after it, a stream silent this long makes the client ask the worker's /health:
-    # a healthy worker has only paused (retracted) the request, so the client keeps waiting.
-    stall_timeout_s: float = 60.0
-    request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
-    max_retries: int = 3  # resends, only while no token of the sequence was delivered
-    backoff_base_s: float = 0.25
-    backoff_max_s: float = 4.0
+class SGLangConfig(HTTPClientConfig):
+    """SGLang's own options; timeouts, retries and the rest are HTTPClientConfig's."""
+
     stream_mode: str = "auto"  # "auto" | "cumulative" | "incremental" (server's streaming flag)
-    check_tokenizer: bool = True
     tokenizer_probes: tuple[str, ...] = DEFAULT_TOKENIZER_PROBES
-    wait_ready_s: float = 0.0  # keep polling /health this long while workers start up
     health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
-    api_key: str | None = None
     admin_api_key: str | None = None  # a server with --admin-api-key wants it on /abort_request
     # The server refuses input + max_new_tokens beyond its context length; None reads it
     # from /server_info at start-up, and max_new_tokens is capped to what fits.
@@ -52,8 +41,6 @@ class SGLangConfig:
     # stream also aborts, ~2 s later.
     abort_urls: tuple[str, ...] = ()
     abort_drain_s: float = 3.0  # after an abort, read the stream's final chunk this long
-    dead_cooldown_s: float = 5.0  # skip a worker this long after it refused a connection
-    max_connections: int = 512
 
 
 def normalize_urls(url_or_urls: str | Sequence[str]) -> list[str]:

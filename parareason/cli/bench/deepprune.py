@@ -6,19 +6,11 @@ from pathlib import Path
 import click
 
 from parareason.cli.options import BackendType
-from parareason.models import DEFAULT_MODEL
+from parareason.cli.bench import gsm8k_options
 
 
 @click.command()
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
-              help="JSONL with id, question, answer (GSM8K-train format).")
-@click.option("--limit", type=int, default=32, show_default=True, help="Questions (N rows from --offset).")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Skip this many rows first (e.g. 32 for a held-out half).")
-@click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n and DeepPrune width).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@gsm8k_options("Samples per question (SC@n and DeepPrune width).")
 @click.option("--judge", "judge_kind", type=click.Choice(["embedding", "trained"]), default="embedding", show_default=True)
 @click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained judge head (with --judge trained).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")

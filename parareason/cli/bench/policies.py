@@ -7,19 +7,11 @@ import click
 
 from parareason.bench.policies_bench import DEFAULT_POLICIES, PoliciesBenchConfig, policy_order, run_policies_bench
 from parareason.cli.options import DTYPE_CHOICES, BackendType, engine_options, open_engine, parse_policy_args
-from parareason.models import DEFAULT_MODEL
+from parareason.cli.bench import gsm8k_options
 
 
 @click.command()
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("../shared/data/gsm8k_train.jsonl"), show_default=True,
-              help="JSONL with id, question, answer (GSM8K-train format).")
-@click.option("--limit", type=int, default=32, show_default=True, help="Questions (N rows from --offset).")
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Skip this many rows first (e.g. 32 for a held-out half).")
-@click.option("--n", type=int, default=16, show_default=True, help="Samples per question (SC@n baseline).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@gsm8k_options("Samples per question (SC@n baseline).")
 @click.option("--max-new-tokens", type=int, default=384, show_default=True)
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
