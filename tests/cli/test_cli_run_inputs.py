@@ -89,7 +89,7 @@ def test_config_file_errors_and_unknown_keys(tmp_path):
 def test_help_documents_public_backends_only():
     res = invoke(["run", "--help"])
     assert res.exit_code == 0
-    assert "[embedded|sglang]" in res.output and "scripted" not in res.output
+    assert "[embedded|sglang|vllm]" in res.output and "scripted" not in res.output and "replay" not in res.output
     for opt in ("--model", "--url", "--protocol", "--policy-arg", "--budget", "--deadline", "--resume",
                 "--trace", "--config", "--quiet", "--top-p", "--seed"):
         assert opt in res.output
