@@ -29,5 +29,14 @@ def build_result(run: "RequestRun", decision: Decision) -> Result:
         threads=[ThreadRecord(id=t.id, parent=t.parent.id if t.parent else None, status=t.status,
                               reason=t.reason, tokens=t.generated, answer=t.answer) for t in run.threads],
         usage=usage, latency_s=round(time.monotonic() - run.t0, 6), error=run.error, reference=spec.reference,
-        details=dict(decision.details), trace=list(run.trace.events) if spec.keep_trace else None,
+        details=_details(run, decision), trace=list(run.trace.events) if spec.keep_trace else None,
     )
+
+
+def _details(run: "RequestRun", decision: Decision) -> dict:
+    """The policy's details, after the protocols' notes (e.g. an approximation they made)."""
+    out: dict = {}
+    for protocol in run._protocols.values():
+        out.update(protocol.result_details())
+    out.update(decision.details)
+    return out
