@@ -6,7 +6,7 @@ combines all the numbers with + - * / into the target. Its reference answer is w
 
 Two kinds of answers are checked, both by parsing (model text is never evaluated):
 
-* an APR search trace / solution path (`Exploring Operation: 79-27=52, Resulting
+* an APR solution path, or a whole search trace (then its final path, `search_result`) (`Exploring Operation: 79-27=52, Resulting
   Numbers: [5, 50, 52]` ... `62,62 equal: Goal Reached`): checked line by line as
   `check_solution` in github.com/Parallel-Reasoning/APR
   @ 557792831087b701e0d41912eaf785c8d73e6f69 `src/eval/parallel_infernce_utils.py`
@@ -157,6 +157,15 @@ def check_expression(problem: CountdownProblem, expression: str) -> bool:
     return value == problem.target and sorted(parser.used) == sorted(problem.nums)
 
 
+def search_result(trace: str) -> str | None:
+    """The solution path at the end of a search that reached the goal, else None: from the
+    second-to-last "Goal Reached" on (`get_search_result` in the APR file named above)."""
+    if trace.count("Goal Reached") < 2:
+        return None
+    at = [m.start() for m in re.finditer("Goal Reached", trace)][-2]
+    return trace[at:].strip()[13:]
+
+
 def grade(answer: str | None, reference: str) -> bool:
     """Countdown correctness of `answer` against a `countdown:...` reference."""
     problem = parse_reference(reference)
@@ -165,5 +174,6 @@ def grade(answer: str | None, reference: str) -> bool:
     if not answer:
         return False
     if "Exploring Operation" in answer or "Goal Reached" in answer:
-        return check_trace(problem, answer)
+        # a whole search trace is judged by its final solution path, as APR's eval does
+        return check_trace(problem, search_result(answer) or answer)
     return check_expression(problem, answer)

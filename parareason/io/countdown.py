@@ -8,10 +8,10 @@ from 1..max_target-1 until a solution exists (`CountDown.generate` in
 `src/data/countdown.py`), where an operation combines two numbers into their sum,
 product, difference (larger minus smaller) or exact quotient (`combine_nums` in
 `src/countdown_utils.py`). Draws come from one `random.Random(seed)`, so a seed gives
-the same file everywhere (the reference spreads draws over worker processes, so its
-exact problems cannot be reproduced; the distribution is the same). Problems repeated
-within one file are drawn again (the reference intends this; its per-worker set copies
-never fill).
+the same file everywhere, in the reference's draw order (a seed gives the problems a
+single-process run of `generate_problem` after `random.seed(seed)` gives; the reference
+script spreads draws over worker processes). Problems repeated within one file are drawn
+again (the reference intends this; its per-worker set copies never fill).
 
 Prompt formats: `apr` is the root prefix the APR checkpoints decode from
 (`Moving to Node #0\\nCurrent State: T:[...], Operations: []`, eval_apr.py `get_prefix`);
@@ -68,6 +68,7 @@ def generate(n: int, seed: int = 42, *, start_size: int = 4, max_target: int = 1
     seen: set[tuple[tuple[int, ...], int]] = set()
     out = []
     while len(out) < n:
+        rng.randint(start_size, start_size)  # generate_problem draws the size (4..4): keep the stream in step
         target = rng.randint(min_target, max_target)
         while True:
             nums = [rng.randint(1, max_target - 1) for _ in range(start_size)]

@@ -21,11 +21,12 @@ import ast
 import re
 from dataclasses import dataclass
 
+from parareason.grading.countdown import search_result  # noqa: F401 - `get_search_result`, shared with grading
+
 CALL_OPEN = "<Calling Sub Searches>"
 CALL_CLOSE = "<End Calling Sub Searches>"
 RESULTS_OPEN = "<Sub Searches>"
 RESULTS_CLOSE = "<End Sub Searches>"
-GOAL = "Goal Reached"
 
 
 class SubSearchError(ValueError):
@@ -132,14 +133,6 @@ def parse_sub_searches(trace: str, budget: int | None = None, avg_sub_call: bool
                 f"Operations: {list(n.operations)}")
         return f"Token Budget: {budget} {text}" if budget is not None else text
     return [prefix(n) for n in called], called
-
-
-def search_result(trace: str) -> str | None:
-    """The solution path of a search that reached the goal (`get_search_result`), else None."""
-    if trace.count(GOAL) < 2:
-        return None
-    at = [m.start() for m in re.finditer(re.escape(GOAL), trace)][-2]
-    return trace[at:].strip()[13:]
 
 
 def rewritten_trace(trace: str, nodes: list[Node], results: list[str | None]) -> str:
