@@ -68,6 +68,11 @@ class ThreadOps(ABC):
         raw = getattr(self.tokenizer, "decode_raw", None)
         return raw(ids) if raw is not None else self.tokenizer.decode(ids)
 
+    def backend_supports(self, feature: str) -> bool:
+        """Whether the backend offers an optional feature (e.g. "parathinker_native")."""
+        probe = getattr(getattr(self, "backend", None), "supports", None)
+        return bool(probe(feature)) if callable(probe) else False
+
     def bos_ids(self) -> list[int]:
         """The tokenizer's BOS id as a list (empty when it has none): for prompts built
         without a chat template, as the trained formats do."""

@@ -22,9 +22,11 @@ encoding them (one id each on a ParaThinker checkpoint).
   answer is`; it stops at `</summary>` (and the path ends, as in the reference's stop list).
 
 The engine restarts each path's positions after the prompt, isolates the paths and reuses
-their KV for the summary; no backend here does that yet, so every backend gets the
-flattened context (paths one after another) and `Result.details["approximation"]` says
-`"flattened paths"`. Deliberate differences: the example pads the prompt with
+their KV for the summary. The embedded engine does the same from these very token ids
+when it runs a ParaThinker checkpoint (backends/embedded/parathinker_native.py;
+`Result.details["parathinker"] = "native"`); other backends (SGLang, vLLM) cannot, so
+they get the flattened context (paths one after another) and
+`Result.details["approximation"]` says `"flattened paths"`. Deliberate differences: the example pads the prompt with
 `<vllm_pad>` to its 16-token KV blocks and re-encodes its decoded prompt (a second BOS);
 both are artifacts of that script and its paged engine, not of the trained format
 (LLaMA-Factory SFT data has one BOS and no pads), so we write one BOS and no pads
@@ -70,12 +72,13 @@ class ParaThinkerTrainedProtocol(Protocol):
             raise ValueError(f"parathinker: finish_ratio must be in (0, 1], got {ratio!r}")
         self._prompt_ids: dict[str, list[int]] = {}
         self._summarizing: set[str] = set()
+        self._native = False  # set at start: the backend runs ParaThinker's native layout
 
     def messages(self, prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
         return [{"role": "user", "content": prompt}]  # unused: the trained prompt is the template
 
     def result_details(self) -> dict[str, Any]:
-        return {"approximation": "flattened paths"}
+        return {"parathinker": "native"} if self._native else {"approximation": "flattened paths"}
 
     def prompt_ids(self, ops: ThreadOps, question: str) -> list[int]:
         c = self.config
@@ -88,6 +91,7 @@ class ParaThinkerTrainedProtocol(Protocol):
     def start(self, ops: ThreadOps, sample: Any, prompt_ids: Sequence[int]) -> None:
         ids = self.prompt_ids(ops, sample.prompt)
         self._prompt_ids[sample.id] = ids
+        self._native = ops.backend_supports("parathinker_native")
         stops = PATH_CLOSES + (SUMMARY_CLOSE,)
         ops.record("special_tokens", single_ids=all(len(ops.encode(m)) == 1 for m in stops + ("<think1>",)))
         for k in range(1, int(self.config["n_paths"]) + 1):
