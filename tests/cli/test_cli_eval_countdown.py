@@ -86,3 +86,10 @@ def test_bad_protocol_arg_is_a_usage_error(tmp_path):
     res = CliRunner().invoke(main, ["run", str(data), "--protocol", "parathinker", "--protocol-arg", "n_paths=0",
                                     "--backend", "scripted"])
     assert res.exit_code == 2 and "n_paths" in res.output
+
+
+def test_protocol_args_from_a_config_table(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('protocol = "apr"\n[protocol_args]\ndialect = "trained"\n')
+    correct, expected, got = run_eval(tmp_path, monkeypatch, "apr", ["--config", str(cfg)])
+    assert correct == expected and next(iter(got.values()))["answer"].startswith("Moving to Node #0\n")
