@@ -28,6 +28,7 @@ from parareason.policies.build import policy_for_row
 from parareason.runtime.driver import drive_scheduler, request_seed
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
+from parareason.runtime.protocols import get_protocol
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
 
@@ -41,6 +42,7 @@ class RunOptions:
     policy: str | Policy = "sc"
     policy_args: dict[str, Any] = field(default_factory=dict)
     protocol: str = "plain"
+    protocol_args: dict[str, Any] = field(default_factory=dict)  # protocol options, e.g. {"dialect": "trained"}
     n: int | None = None  # the policy's sample count (None: the policy's default)
     max_new_tokens: int = 512
     temperature: float = 0.7
@@ -76,8 +78,11 @@ class Engine:
         limits = Limits.for_request(max_new_tokens=params.max_new_tokens, budget=budget,
                                     deadline_s=opts.deadline)
         policy = policy_for_row(o.get("policy"), opts.policy, opts.policy_args, o.get("n", opts.n))
-        return RequestSpec(id=row.id, prompt=row.prompt, policy=policy,
-                           protocol=o.get("protocol", opts.protocol), reference=row.answer,
+        protocol = o.get("protocol", opts.protocol)
+        # the options were given for opts.protocol; a row naming another protocol gets its defaults
+        protocol_config = dict(opts.protocol_args) if protocol == opts.protocol else {}
+        return RequestSpec(id=row.id, prompt=row.prompt, policy=policy, protocol=protocol,
+                           protocol_config=protocol_config, reference=row.answer,
                            params=params, limits=limits, keep_trace=opts.keep_trace)
 
     def run(self, prompts: Iterable[PromptLike], *, on_result: Callable[[Result], None] | None = None,
@@ -91,6 +96,7 @@ class Engine:
         """
         options = opts.pop("options", None) or RunOptions()
         options = replace(options, **opts)
+        get_protocol(options.protocol, **options.protocol_args)  # a bad protocol option fails before any work
         rows = normalize_items(prompts)
         specs = [self.build_request(r, options) for r in rows]  # all validated before any work
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from parareason.cli.protocol_args import protocol_arg_option, protocol_args_for
 from parareason.cli.options import (
     check_backend_args, config_option, engine_options, model_options, output_options,
     parse_policy_args, protocol_option, sampling_options,
@@ -165,6 +166,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
               help="Policy parameter (repeatable); 'ffs.k=2' targets one policy, 'k=2' every policy taking k.")
 @protocol_option()
+@protocol_arg_option
 @sampling_options
 @click.option("--budget", type=click.IntRange(min=1), default=None, help="Max generated tokens per request.")
 @click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -175,8 +177,8 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @output_options
 def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, policies: str,
-             policy_args: tuple[str, ...], protocol: str, n: int, max_new_tokens: int, temperature: float,
-             top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int,
+             policy_args: tuple[str, ...], protocol: str, protocol_args: tuple[str, ...], n: int,
+             max_new_tokens: int, temperature: float, top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int,
              limit: int | None, out_dir: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Evaluate policies on DATASET (JSONL with question/prompt + answer), graded with
     math-verify. The model is loaded once and shared by all policies."""
@@ -187,11 +189,13 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
     rows = load_dataset(dataset, limit)
     per_policy = split_policy_args(parse_policy_args(policy_args), names)
     check_policies(names, per_policy, n)
-    base_config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol, "n": n,
+    protocol_config = protocol_args_for(protocol, protocol_args)
+    base_config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol,
+                   "protocol_args": protocol_config, "n": n,
                    "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "budget": budget, "deadline": deadline}
-    options = dict(protocol=protocol, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                   top_p=top_p, seed=seed, budget=budget, deadline=deadline, max_concurrent=concurrency)
+    options = dict(protocol=protocol, protocol_args=protocol_config, n=n, max_new_tokens=max_new_tokens,
+                   temperature=temperature, top_p=top_p, seed=seed, budget=budget, deadline=deadline, max_concurrent=concurrency)
     engine: list[Any] = []
 
     def engine_for(_policy: str) -> Any:

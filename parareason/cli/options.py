@@ -2,7 +2,7 @@
 
 A config file (TOML or JSON) holds the same keys as the long options (dashes or
 underscores); it fills in defaults, so flags given on the command line win.
-`policy_args` may be a table ({k = v}) or a list of "k=v" strings.
+`policy_args` and `protocol_args` may be a table ({k = v}) or a list of "k=v" strings.
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         if key not in known:
             raise click.BadParameter(f"{value}: unknown key {raw_key!r}; valid keys: "
                                      f"{', '.join(sorted(known))}", ctx, param)
-        if key == "policy_args" and isinstance(v, dict):
+        if key in ("policy_args", "protocol_args") and isinstance(v, dict):
             v = [f"{k}={json.dumps(x)}" for k, x in v.items()]
         defaults[key] = v
     ctx.default_map = {**(ctx.default_map or {}), **defaults}

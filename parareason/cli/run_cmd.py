@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from parareason.cli.protocol_args import protocol_arg_option, protocol_args_for
 from parareason.cli.options import (
     POLICY_HELP, FiniteFloatRange, check_backend_args, config_option, engine_options, model_options, output_options,
     parse_policy_args, protocol_option, sampling_options,
@@ -25,6 +26,7 @@ SIGINT_EXIT = 128 + signal.SIGINT  # 130
 @config_option
 @model_options
 @protocol_option()
+@protocol_arg_option
 @click.option("--policy", default="sc", show_default=True,
               help=POLICY_HELP)
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="KEY=VALUE",
@@ -41,9 +43,9 @@ SIGINT_EXIT = 128 + signal.SIGINT  # 130
 @output_options
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every runtime event (spawn, join, prune, ...) to this JSONL file.")
-def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, protocol: str, policy: str,
-        policy_args: tuple[str, ...], n: int, max_new_tokens: int, temperature: float, top_p: float,
-        seed: int, budget: int | None, deadline: float | None, concurrency: int, out: Path | None,
+def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, protocol: str,
+        protocol_args: tuple[str, ...], policy: str, policy_args: tuple[str, ...], n: int, max_new_tokens: int,
+        temperature: float, top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int, out: Path | None,
         resume: bool, force: bool, quiet: bool, trace_path: Path | None) -> None:
     """Run the prompts in PROMPTS (JSONL or one prompt per line) and write one JSON
     result per prompt to --out, flushed as each finishes.
@@ -64,12 +66,15 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     except PromptInputError as e:
         raise click.BadParameter(str(e), param_hint="PROMPTS") from None
     pargs = parse_policy_args(policy_args)
+    protocol_config = protocol_args_for(protocol, protocol_args)
     validate_policies(rows, prompts, policy, pargs, n)
     out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}.jsonl"
     check_run_paths(prompts, out, trace_path)  # before anything is created...
     check_model(model, backend)  # ...or loaded
     note_width_cap(rows, n)
-    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol, "policy": policy,
+    # protocol_args only when given: runs written before the option existed keep their fingerprint
+    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol,
+              **({"protocol_args": protocol_config} if protocol_config else {}), "policy": policy,
               "policy_args": pargs, "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline}
     t_start = time.monotonic()
@@ -80,7 +85,8 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
         if todo:
             execute(todo, writer, total=len(rows), model=model, backend=backend, urls=urls, dtype=dtype, quiet=quiet,
                     trace_path=trace_path,
-                    options=dict(policy=policy, policy_args=pargs, protocol=protocol, n=n,
+                    options=dict(policy=policy, policy_args=pargs, protocol=protocol,
+                                 protocol_args=protocol_config, n=n,
                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                  seed=seed, budget=budget, deadline=deadline, max_concurrent=concurrency))
         results = [writer.existing.rows[r.id] for r in rows if r.id in writer.existing.rows]

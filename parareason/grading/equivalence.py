@@ -102,6 +102,10 @@ def is_correct(pred: str | None, reference: str | None) -> bool | None:
         return None
     if pred is None:
         return False
+    if reference.startswith("countdown:"):  # a Countdown row (grading/countdown.py)
+        from parareason.grading.countdown import grade
+
+        return grade(pred, reference)
     try:
         nref, npred = normalize_answer(reference), normalize_answer(pred)
         if not npred:

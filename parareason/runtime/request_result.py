@@ -12,8 +12,11 @@ from parareason.runtime.trace import Trace
 
 
 def build_result(spec: RequestSpec, decision: Decision, *, threads: Sequence[Thread], usage: dict[str, int],
-                 error: str | None, started_at: float, trace: Trace) -> Result:
-    """Grade the answer, trace `request_end` and build the Result (statuses as plain strings)."""
+                 error: str | None, started_at: float, trace: Trace,
+                 protocol_notes: dict | None = None) -> Result:
+    """Grade the answer, trace `request_end` and build the Result (statuses as plain strings).
+    `protocol_notes` (e.g. an approximation a protocol made) come first in `details`; the
+    policy's own details follow."""
     correct = None
     if spec.reference is not None:
         from parareason.grading import is_correct
@@ -26,5 +29,6 @@ def build_result(spec: RequestSpec, decision: Decision, *, threads: Sequence[Thr
         threads=[ThreadRecord(id=t.id, parent=t.parent.id if t.parent else None, status=str(t.status),
                               reason=t.reason, tokens=t.generated, answer=t.answer) for t in threads],
         usage=usage, latency_s=round(time.monotonic() - started_at, 6), error=error, reference=spec.reference,
-        details=dict(decision.details), trace=list(trace.events) if spec.keep_trace else None,
+        details={**(protocol_notes or {}), **decision.details}, trace=list(trace.events) if spec.keep_trace else None,
     )
+

@@ -71,6 +71,12 @@ class RequestRun(ScopeHost):
             self._protocols[name] = get_protocol(name, **config)
         return self._protocols[name]
 
+    def _protocol_notes(self) -> dict:
+        notes: dict = {}
+        for protocol in self._protocols.values():
+            notes.update(protocol.result_details())
+        return notes
+
     def prompt_ids(self, protocol: Protocol, prompt: str) -> list[int]:
         key = (protocol.name, prompt)
         if key not in self._prompt_ids:
@@ -222,7 +228,7 @@ class RequestRun(ScopeHost):
             self.error = f"every sample failed: {self.samples[0].end_reason}"
         self.result = build_result(self.spec, self.root.decision or Decision(answer=None), threads=self.table.threads,
                                    usage=self.feed.usage_dict(), error=self.error, started_at=self.t0,
-                                   trace=self.trace)
+                                   trace=self.trace, protocol_notes=self._protocol_notes())
 
 
 def _apply_overrides(params: SamplingParams, o: SampleOverrides) -> SamplingParams:

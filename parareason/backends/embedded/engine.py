@@ -33,6 +33,9 @@ from parareason.backends.base import (
 from parareason.backends.embedded.dtype_choice import DtypeChoice
 from parareason.backends.embedded.kv_pool import KVPool
 from parareason.backends.embedded.model import DecoderModel
+from parareason.backends.embedded.parathinker_native import FEATURE as NATIVE
+from parareason.backends.embedded.parathinker_native import ParaThinkerIds, layout
+from parareason.backends.embedded.parathinker_native import prefill as native_prefill
 from parareason.backends.embedded.prompt_scoring import score_prompt
 from parareason.backends.embedded.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
 from parareason.backends.embedded.sampler import make_generator, sample_batch
@@ -47,6 +50,8 @@ class EngineOptions:
     prefill_chunk: int = 512  # prompt tokens per prefill forward (bounds attention memory)
     prefix_cache_tokens: int = 16384  # KV tokens the LRU of finished sequences may keep alive
     kv_initial_capacity: int = 4096  # token slots; the pool doubles when full
+    # ParaThinker native layout (parathinker_native.py): "auto" = when the tokenizer has its tokens
+    parathinker: ParaThinkerIds | str | None = "auto"
 
 
 @dataclass
@@ -80,6 +85,14 @@ class TransformersEngine(Backend):
         self.running: OrderedDict[str, Sequence] = OrderedDict()
         self._outbox: list[SeqUpdate] = []  # aborts and admission errors, reported next step
         self.stats = EngineStats()
+        pt = self.options.parathinker
+        self.parathinker = ParaThinkerIds.from_tokenizer(tokenizer) if pt == "auto" else pt
+
+    def supports(self, feature: str) -> bool:
+        """Optional features protocols may ask for ("parathinker_native")."""
+        # only when the protocol's markers encode to the ids the layout is read from
+        return feature == NATIVE and self.parathinker is not None and \
+            self.parathinker == ParaThinkerIds.from_tokenizer(self.tokenizer)
 
     # ------------------------------------------------------------------ interface
 
@@ -156,6 +169,9 @@ class TransformersEngine(Backend):
 
     def _prefill(self, seq: Sequence) -> None:
         ids = seq.tokens
+        lay = layout(ids, self.parathinker) if isinstance(self.parathinker, ParaThinkerIds) else None
+        if lay is not None:
+            return native_prefill(self, seq, lay)
         match = longest_prefix(ids, [*self.running.values(), *self.prefix_cache])
         free_logits = match.reusable_logits(len(ids))
         # Reuse at most len-1 tokens unless the logits come for free: the last context
@@ -241,9 +257,11 @@ class TransformersEngine(Backend):
                 read[b, :lengths[b]] = torch.tensor(seq.slots)
             lens = torch.tensor(lengths)
             mask = (torch.arange(L)[None, :] < lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
+            shifts = torch.tensor([seq.pos_shift for seq in seqs])  # 0 but for a ParaThinker summary
+            segs = torch.tensor([[seq.seg] for seq in seqs])
             logits = self.model.forward(
-                torch.tensor([[seq.tokens[-1]] for seq in seqs]), (lens - 1)[:, None], self.pool,
-                torch.tensor(new)[:, None], read, mask, torch.zeros(len(seqs), dtype=torch.long))
+                torch.tensor([[seq.tokens[-1]] for seq in seqs]), (lens - 1 - shifts)[:, None], self.pool,
+                torch.tensor(new)[:, None], read, mask, torch.zeros(len(seqs), dtype=torch.long), seg_ids=segs)
             for b, seq in enumerate(seqs):
                 seq.logits = logits[b]
         except Exception as e:  # cannot tell which row failed: end all of them

@@ -82,6 +82,7 @@ class LayerWeights:
     post_norm: torch.Tensor
     w_gate_up: torch.Tensor
     w_down: torch.Tensor
+    seg: torch.Tensor | None = None  # ParaThinker's per-path segment embeddings [segments, head_dim]
 
 
 def _load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -136,6 +137,7 @@ class DecoderModel:
                 post_norm=w(p + "post_attention_layernorm.weight"),
                 w_gate_up=torch.cat([w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")]),
                 w_down=w(p + "mlp.down_proj.weight"),
+                seg=w(a + "seg_embeddings.weight") if a + "seg_embeddings.weight" in state else None,
             ))
         # RoPE tables for every position, computed in float32 like transformers does.
         inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.int64).float() / c.head_dim))
@@ -156,7 +158,7 @@ class DecoderModel:
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVPool,
                 write_slots: torch.Tensor, read_slots: torch.Tensor, attn_mask: torch.Tensor,
-                logits_at: torch.Tensor) -> torch.Tensor:
+                logits_at: torch.Tensor, seg_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Run B sequences, each adding Q new tokens, and return logits [B, vocab] (float32).
 
         input_ids, positions, write_slots: [B, Q] (padding rows write to the pool's scratch
@@ -179,6 +181,9 @@ class DecoderModel:
             q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
             k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
             v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
+            if lw.seg is not None and seg_ids is not None:
+                seg = F.embedding(seg_ids, lw.seg)[:, :, None, :]  # vllm-parathinker qwen2.py
+                k, v = k + seg, v + seg
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))

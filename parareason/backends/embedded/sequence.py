@@ -27,6 +27,8 @@ class Sequence:
     cached_tokens: int = 0
     prefill_computed_tokens: int = 0
     usage_reported: bool = False
+    pos_shift: int = 0  # position = slot index - pos_shift (a ParaThinker summary: parathinker_native.py)
+    seg: int = 0  # segment id of new tokens (ParaThinker path k: k)
 
     @property
     def seq_id(self) -> str:

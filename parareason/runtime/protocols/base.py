@@ -4,6 +4,9 @@ A protocol never talks to the backend. It acts through `ThreadOps` (implemented 
 scheduler per request), which applies every limit: a thread the limits forbid is
 still returned, already ended with status `limit`, so the protocol can report it.
 
+Markers are parsed from `ThreadOps.decode_raw` text (special tokens kept), since a
+trained checkpoint's markers are special tokens that a plain `decode` drops.
+
 Control markers are recognised only in a thread's *generated* tokens of its current
 backend run (`Thread.run_ids()`), never in the prompt or in runtime-inserted text:
 markers a user types are data. Markers are also passed to the backend as stop
@@ -60,12 +63,30 @@ class ThreadOps(ABC):
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
 
+    def decode_raw(self, ids: Sequence[int]) -> str:
+        """Decode keeping special tokens: markers that are special tokens of a checkpoint
+        (`</Thread>`, `<think1>`, ...) vanish from `decode`, so markers are parsed here."""
+        raw = getattr(self.tokenizer, "decode_raw", None)
+        return raw(ids) if raw is not None else self.tokenizer.decode(ids)
+
+    def backend_supports(self, feature: str) -> bool:
+        """Whether the backend offers an optional feature (e.g. "parathinker_native")."""
+        probe = getattr(getattr(self, "backend", None), "supports", None)
+        return bool(probe(feature)) if callable(probe) else False
+
+    def bos_ids(self) -> list[int]:
+        """The tokenizer's BOS id as a list (empty when it has none): for prompts built
+        without a chat template, as the trained formats do."""
+        bos = getattr(getattr(self.tokenizer, "hf", None), "bos_token_id", None)
+        return [int(bos)] if bos is not None else []
+
 
 class Protocol(ABC):
     """Base class. `config` holds marker strings and knobs (see each protocol's `defaults`),
     plus `instructions` to replace the default system prompt; unknown keys raise."""
 
     name: ClassVar[str] = "protocol"
+    dialect: ClassVar[str] = "prompted"  # "trained": a paper's checkpoint format (see the registry)
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **config: Any) -> None:
@@ -98,6 +119,10 @@ class Protocol(ABC):
     def on_thread_end(self, ops: ThreadOps, thread: Thread) -> None:
         """A thread of the sample ended (any status), e.g. the last child of a join."""
 
+    def result_details(self) -> dict[str, Any]:
+        """Notes for `Result.details` (e.g. an approximation this protocol made)."""
+        return {}
+
 
 def unclosed(text: str, open_marker: str, close_marker: str) -> bool:
     """True when the last `open_marker` in `text` has no `close_marker` after it."""
@@ -111,7 +136,7 @@ def closed_by(ops: ThreadOps, thread: Thread, marker: str, matched_stop: str | i
     Backends differ at a stop string: the last token may carry characters past the
     marker (it is then cut off here, for parsing only), or the marker may have been
     dropped from the tokens (its tokens are then appended so the context shows it)."""
-    text = ops.decode(thread.run_ids())
+    text = ops.decode_raw(thread.run_ids())
     if matched_stop != marker and not text.endswith(marker):
         return None
     i = text.rfind(marker)
