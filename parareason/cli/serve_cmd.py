@@ -8,6 +8,7 @@ import click
 from parareason.cli.options import (
     check_backend_args, engine_options, model_options, parse_policy_args, protocol_option,
 )
+from parareason.cli.protocol_args import protocol_arg_option, protocol_args_for
 
 
 def exposure_warning(host: str, api_key: str | None) -> str | None:
@@ -34,6 +35,7 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
               help="Policy parameter (repeatable; values parse as JSON): KEY=VALUE for the default policy, "
                    "POLICY.KEY=VALUE for requests that pick POLICY (e.g. deepprune.judge=answer).")
 @protocol_option("Default protocol.")
+@protocol_arg_option
 @click.option("-n", "--n", "n", type=click.IntRange(min=1), default=4, show_default=True,
               help="Default samples per request (the policy's n).")
 @click.option("--max-n", type=click.IntRange(min=1), default=64, show_default=True,
@@ -60,7 +62,8 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str, port: int, served_model_name: str | None,
-          policy: str, policy_args: tuple[str, ...], protocol: str, n: int, max_n: int, max_new_tokens: int,
+          policy: str, policy_args: tuple[str, ...], protocol: str, protocol_args: tuple[str, ...], n: int,
+          max_n: int, max_new_tokens: int,
           max_tokens_limit: int, temperature: float, top_p: float, seed: int | None, budget: int | None,
           deadline: float, max_deadline: float, max_in_flight: int, api_key: str | None, log_level: str) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models and /health.
@@ -80,7 +83,8 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str
 
     defaults = ServeDefaults(
         model_id=served_model_name or model, policy=policy, policy_args=parse_policy_args(policy_args),
-        protocol=protocol, n=n, max_n=max(max_n, n), max_new_tokens=max_new_tokens,
+        protocol=protocol, protocol_args=protocol_args_for(protocol, protocol_args), n=n, max_n=max(max_n, n),
+        max_new_tokens=max_new_tokens,
         max_new_tokens_limit=max_tokens_limit, temperature=temperature, top_p=top_p, seed=seed, budget=budget,
         deadline_s=deadline, max_deadline_s=max_deadline)
     try:  # a bad default policy fails now, before the model loads

@@ -50,6 +50,7 @@ class ServeDefaults:
     # to that policy whenever a request runs it (e.g. {"deepprune.judge": "answer"}).
     policy_args: dict[str, Any] = field(default_factory=dict)
     protocol: str = "plain"
+    protocol_args: dict[str, Any] = field(default_factory=dict)  # `serve --protocol-arg`, for its protocol
     n: int = 4
     max_n: int = 64
     max_new_tokens: int = 512  # per sample, when the client sends no max_tokens
@@ -74,6 +75,7 @@ class Route:
     budget: int | None
     deadline_s: float
     params: SamplingParams
+    protocol_args: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"policy": self.policy, "protocol": self.protocol, "n": self.n, "budget": self.budget,
@@ -141,6 +143,11 @@ class Router:
         if protocol not in protocol_names():
             raise RoutingError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}",
                                param="parareason.protocol")
+        protocol_args = {**(d.protocol_args if protocol == d.protocol else {}), **o.protocol_args}
+        try:  # a bad dialect or option is the client's error, named before anything runs
+            get_protocol(protocol, **protocol_args)
+        except (ValueError, TypeError) as e:
+            raise RoutingError(f"bad protocol_args for {protocol}: {e}", param="parareason.protocol_args") from None
         n = o.n if o.n is not None else d.n
         if n > d.max_n:
             raise RoutingError(f"n={n} is above this server's maximum {d.max_n}", param="parareason.n")
@@ -164,7 +171,8 @@ class Router:
                                 top_p=d.top_p if top_p is None else top_p, seed=seed,
                                 max_new_tokens=max_new, stop_strings=stop, top_logprobs=top_logprobs)
         return Route(policy=policy, protocol=protocol, n=n, policy_args=args,
-                     budget=o.budget if o.budget is not None else d.budget, deadline_s=deadline, params=params)
+                     budget=o.budget if o.budget is not None else d.budget, deadline_s=deadline, params=params,
+                     protocol_args=protocol_args)
 
     def build_spec(self, route: Route, request_id: str, prompt: str, system: str | None) -> RequestSpec:
         """Build the request (and its policy). May be slow the first time a DeepPrune
@@ -174,8 +182,9 @@ class Router:
         limits = Limits.for_request(max_new_tokens=route.params.max_new_tokens, budget=route.budget,
                                     deadline_s=route.deadline_s)
         return RequestSpec(id=request_id, prompt=prompt, policy=policy, protocol=route.protocol,
-                           params=route.params, limits=limits,
-                           system_prompt=self._system_prompt(route.protocol, system), keep_trace=False)
+                           protocol_config=dict(route.protocol_args), params=route.params, limits=limits,
+                           system_prompt=self._system_prompt(route.protocol, route.protocol_args, system),
+                           keep_trace=False)
 
     def make_policy(self, route: Route) -> Policy:
         try:
@@ -188,12 +197,12 @@ class Router:
             raise RoutingError(f"cannot build policy {route.policy!r}: {e}", param="parareason.policy") from None
 
     @staticmethod
-    def _system_prompt(protocol: str, client_system: str | None) -> str | None:
+    def _system_prompt(protocol: str, protocol_args: dict[str, Any], client_system: str | None) -> str | None:
         """The protocol's instructions (markers, \\boxed{} answers) stay first; a client's
         system message is added after them instead of replacing them."""
         if not client_system:
             return None
-        base = get_protocol(protocol).instructions
+        base = get_protocol(protocol, **protocol_args).instructions
         return f"{base}\n\n{client_system}" if base else client_system
 
 

@@ -30,6 +30,7 @@ class ParareasonOptions(BaseModel):
     budget: int | None = Field(default=None, ge=1, description="generated tokens, all threads together")
     deadline: float | None = Field(default=None, gt=0, description="seconds for the whole request")
     policy_args: dict[str, Any] = Field(default_factory=dict)
+    protocol_args: dict[str, Any] = Field(default_factory=dict, description="e.g. {\"dialect\": \"trained\"}")
 
 
 class TextPart(BaseModel):

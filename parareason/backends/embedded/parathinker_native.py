@@ -30,8 +30,7 @@ import torch
 
 from parareason.backends.embedded.prefix_cache import longest_prefix
 
-if TYPE_CHECKING:
-    from parareason.backends.embedded.engine import TransformersEngine
+if TYPE_CHECKING:  # the engine is not imported here: it imports this module
     from parareason.backends.embedded.sequence import Sequence as EngineSequence
 
 FEATURE = "parathinker_native"
@@ -110,7 +109,7 @@ def layout(ids: Sequence[int], pt: ParaThinkerIds) -> Layout | None:
     return Layout(positions, segs, first, spans, summary_at)
 
 
-def prefill(engine: "TransformersEngine", seq: "EngineSequence", lay: Layout) -> None:
+def prefill(engine: Any, seq: "EngineSequence", lay: Layout) -> None:  # engine: the TransformersEngine
     """Fill `seq.slots` region by region, reusing KV of equal regions, computing the rest."""
     ids, pool = seq.tokens, engine.pool
     sources = [*engine.running.values(), *engine.prefix_cache]
