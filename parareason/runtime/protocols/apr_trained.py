@@ -40,7 +40,8 @@ from parareason.grading.countdown import find_problem
 from parareason.runtime.protocols import apr_format as fmt
 from parareason.runtime.protocols.base import ThreadOps, closed_by, end_reason
 from parareason.runtime.protocols.joining import JoiningProtocol
-from parareason.runtime.thread import FINISHED, LIMIT, WAITING, Thread
+from parareason.runtime.status import Status
+from parareason.runtime.thread import Thread
 
 _APR_PREFIXES = ("Moving to Node #", "Sub Call Budget:", "Token Budget:")
 
@@ -109,7 +110,7 @@ class APRTrainedProtocol(JoiningProtocol):
     def _maybe_join(self, ops: ThreadOps, old: Thread) -> None:
         """A child's replacement may already be over (refused by a limit): join then."""
         parent = old.parent
-        if parent is None or parent.status != WAITING:
+        if parent is None or parent.status != Status.WAITING:
             return
         kids = parent.meta.get(self.children_key)
         if kids is not None and not any(k.live for k in kids):
@@ -159,7 +160,7 @@ class APRTrainedProtocol(JoiningProtocol):
     def _join(self, ops: ThreadOps, parent: Thread) -> None:
         children = parent.meta.pop(self.children_key, [])
         trace, nodes = parent.meta.pop("apr_call")
-        results = [fmt.search_result(self._trace(ops, ch)) if ch.status in (FINISHED, LIMIT) and ch.own_ids
+        results = [fmt.search_result(self._trace(ops, ch)) if ch.status in (Status.FINISHED, Status.LIMIT) and ch.own_ids
                    else None for ch in children]
         ops.record("join", thread=parent.id, children=len(children), solved=sum(r is not None for r in results))
         self._continue(ops, parent, fmt.rewritten_trace(trace, nodes, results), "sub_searches_returned")
