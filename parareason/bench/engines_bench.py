@@ -10,7 +10,11 @@ one after the other in one process (never two engines computing at once):
 * DeepConf online and FFS over vLLM: what adaptive policies save against vLLM n=N.
 
 Useful tokens are the tokens each sample generated up to and including its EOS (a
-server generates no others). Ratios are against vLLM n=N, measured in the same run.
+server generates no others). Every row decodes the same context: the one parareason
+sends for the question (the plain protocol's instructions and the question, chat
+template applied). With `--url` the server stays up while the embedded engine runs (an
+idle vLLM CPU server still takes cycles): leave it out for the fair figure, and the
+bench starts its own server after the embedded run. Ratios are against vLLM n=N, measured in the same run.
 """
 from __future__ import annotations
 
@@ -89,7 +93,11 @@ def run_engines_bench(cfg: EnginesBenchConfig) -> list[EnginesRow]:
     from parareason.backends.embedded import load_tokenizer
     from parareason.bench.report import write_section
 
-    ids = load_tokenizer(cfg.model).chat_ids([{"role": "user", "content": cfg.prompt}])
+    from parareason.runtime.protocols import get_protocol
+
+    # the exact context parareason sends (the plain protocol's instructions + the question),
+    # so every row decodes the same prompt
+    ids = load_tokenizer(cfg.model).chat_ids(get_protocol("plain").messages(cfg.prompt, None))
     rows = [_embedded(cfg, ids)]
     server = None
     url = cfg.url

@@ -142,11 +142,10 @@ class VLLMBackend(Backend):
             if seq.future is not None:
                 seq.future.cancel()
         self._live.clear()
-        if getattr(self, "_client", None) is not None:
-            try:
-                self._call(self._client.aclose(), 10)
-            except Exception:  # noqa: BLE001 - closing a broken connection pool
-                pass
+        try:
+            self._call(self._shutdown(), 10)
+        except Exception:  # noqa: BLE001 - closing a broken connection pool
+            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -177,6 +176,16 @@ class VLLMBackend(Backend):
     # -- the loop's side --------------------------------------------------------------------
     def _call(self, coro: Any, timeout: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _shutdown(self) -> None:
+        """Cancel every stream task and wait for it, then close the connection pool (a task
+        left pending when the loop stops is destroyed mid-stream, with a warning)."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if getattr(self, "_client", None) is not None:
+            await self._client.aclose()
 
     async def _make_client(self) -> httpx.AsyncClient:
         c = self.config
