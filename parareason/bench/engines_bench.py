@@ -123,7 +123,9 @@ def render(cfg: EnginesBenchConfig, rows: list[EnginesRow], prompt_tokens: int) 
     base = rows[1]
     lines = [f"One GSM8K chat prompt ({prompt_tokens} tokens), n={cfg.n} samples of up to {cfg.max_new_tokens} "
              f"tokens, T={cfg.temperature}, seed {cfg.seed}; ratios against vLLM's own n={cfg.n} request, "
-             "measured in this run, one engine at a time.", "",
+             "measured in this run, one engine computing at a time"
+             + (" (but the --url server stayed up during the embedded run: unfair to it)." if cfg.url else
+                " (the bench started vLLM after the embedded run)."), "",
              "| run | useful tokens | wall s | tokens/s | tokens/s vs vLLM n | tokens vs vLLM n | wall vs vLLM n | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
