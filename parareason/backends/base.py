@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Protocol, Sequence
 
 
 class BackendError(RuntimeError):
@@ -147,7 +148,7 @@ class Backend(ABC):
     tokenizer: Tokenizer
     # What a remote backend's start-up checks found about its server (logprob scaling,
     # whether seeds repeat, context length, ...): printed at load, kept in results' details.
-    facts: dict = {}
+    facts: Mapping[str, Any] = MappingProxyType({})  # read-only: never shared mutable state
 
     @abstractmethod
     def submit(self, req: GenerationRequest) -> None: ...

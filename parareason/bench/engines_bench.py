@@ -19,7 +19,7 @@ bench starts its own server after the embedded run. Ratios are against vLLM n=N,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def run_engines_bench(cfg: EnginesBenchConfig) -> list[EnginesRow]:
         server = start_server(cfg.model)
         url = server.url
     try:
-        _vllm_native(EnginesBenchConfig(**{**cfg.__dict__, "n": 2, "max_new_tokens": 4}), url, ids)  # warm-up
+        _vllm_native(replace(cfg, n=2, max_new_tokens=4), url, ids)  # warm-up
         rows.append(_vllm_native(cfg, url, ids))
         rows.append(_over_vllm(cfg, url, "sc", {}))
         for policy in cfg.policies:

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import httpx
@@ -67,7 +67,6 @@ class _Attempt:
     tokens: int = 0
     usage: tuple[int, int] | None = None
     finish: tuple[str, int | str | None, str | None] | None = None
-    first_deadline: float = field(default=0.0)
 
 
 class VLLMBackend(Backend):
