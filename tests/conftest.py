@@ -8,9 +8,18 @@ or caches reset them in their own autouse fixtures.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests.support.engine_util import TEST_MODEL
+
+# CI runs the property tests derandomized: a CI verdict is then a fact about the code, not
+# about the day's random draw (a local run still explores new examples every time).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -105,7 +105,11 @@ def run(sc, prompt=None):
 def test_trained_dialects_keep_limits_and_end_cleanly(sc):
     r, sched, be, peak = run(sc)
     lim, n = sc["limits"], sc["n"]
-    assert r.error is None or r.error.startswith("policy"), r.error
+    if r.error is not None and r.error.startswith("every sample failed: "):  # only when each sample hit a fault
+        samples = {t.id.split(".")[0] for t in r.threads}
+        assert all(any(t.status == "failed" for t in r.threads if t.id.split(".")[0] == s) for s in samples)
+    else:
+        assert r.error is None or r.error.startswith("policy"), r.error
     assert all(t.status in END_STATES and t.reason for t in r.threads)
     assert peak <= lim.max_live_threads
     assert r.usage["generated_tokens"] == sum(t.tokens for t in r.threads)
