@@ -154,10 +154,11 @@ def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any])
     curve_md = sc_curve_markdown(curve, BASELINE)
     choice = getattr(engine.backend, "dtype_choice", None) if engine is not None else None
     resolved_dtype = choice.dtype if choice is not None else dtype  # what auto chose, when the model loaded
+    weights = cfg.load_options.get("weights", "full")
     body = (f"Model `{model}`, {len(rows)} questions of `{data_path.name}` (rows {offset}-{offset + len(rows) - 1}), n={n}, "
             f"temperature={temperature}, max_new_tokens={max_new_tokens}, seed={seed}, "
             f"{max_concurrent} questions per batch, backend {backend}"
-            f"{f' ({resolved_dtype})' if backend == 'embedded' else ''}. Accuracy is math-verify "
+            f"{f' ({resolved_dtype}, {weights} weights)' if backend == 'embedded' else ''}. Accuracy is math-verify "
             f"equivalence with the reference; tokens are generated tokens summed over questions; "
             f"sequential tokens are a request's latency in decode steps (samples run side by side count once); "
             f"wall is the policy's whole run on one loaded model, after an untimed warm-up request "
@@ -172,6 +173,7 @@ def run_policies_bench(cfg: PoliciesBenchConfig, open_engine: Callable[[], Any])
                         *[f"--policy-arg {shlex.quote(a)}" for a in policy_args], f"--max-concurrent {max_concurrent}",
                         f"--backend {backend}", *[f"--url {u}" for u in urls],
                         *([f"--dtype {dtype}"] if backend == "embedded" else []),
+                        *([f"--weights {cfg.load_options['weights']}"] if "weights" in cfg.load_options else []),
                         *([f"--results {shlex.quote(str(results_path))}"] if results_path else []),
                         *([f"--summary-dir {shlex.quote(str(cfg.summary_dir))}"] if cfg.summary_dir else [])])
     if cfg.summary_dir is not None:  # the same files as `parareason eval` writes

@@ -176,7 +176,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @output_options
-def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, policies: str,
+def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str, policies: str,
              policy_args: tuple[str, ...], protocol: str, protocol_args: tuple[str, ...], n: int,
              max_new_tokens: int, temperature: float, top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int,
              limit: int | None, out_dir: Path, resume: bool, force: bool, quiet: bool) -> None:
@@ -190,7 +190,7 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
     per_policy = split_policy_args(parse_policy_args(policy_args), names)
     check_policies(names, per_policy, n)
     protocol_config = protocol_args_for(protocol, protocol_args)
-    base_config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol,
+    base_config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": protocol,
                    "protocol_args": protocol_config, "n": n,
                    "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "budget": budget, "deadline": deadline}
@@ -202,7 +202,7 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
         if not engine:  # loaded on first need: a fully resumed eval never loads the model
             from parareason.cli.options import open_engine
 
-            engine.append(open_engine(model, backend, urls, dtype))
+            engine.append(open_engine(model, backend, urls, dtype, weights))
         return engine[0]
 
     try:

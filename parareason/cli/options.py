@@ -133,6 +133,11 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 # --dtype values (parareason/backends/embedded/dtype_choice.py resolves auto).
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
+# --weights values (parareason/backends/embedded/weights.py).
+WEIGHTS_CHOICES = ("full", "float16", "int8")
+WEIGHTS_HELP = ("Embedded engine linear-layer weights: full (in --dtype, exact), float16 or int8 (fbgemm "
+                "kernels reading 2x / 4x fewer bytes: 3-4x faster decode on AVX2; int8 rows depend on their "
+                "batch). See BENCHMARKS.md for their measured accuracy.")
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,15 +152,20 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, envvar="PARAREASON_DTYPE",
                      help="Embedded engine weights/compute dtype. auto times both on this CPU and "
                           "takes bfloat16 only where it is clearly faster (AMX CPUs)."),
+        click.option("--weights", type=click.Choice(WEIGHTS_CHOICES), default="full", show_default=True,
+                     envvar="PARAREASON_WEIGHTS", help=WEIGHTS_HELP),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def engine_options(backend: str, dtype: str) -> dict[str, Any]:
-    """Backend-specific load options: the dtype is the embedded engine's; a server picks its own."""
-    return {"dtype": dtype} if backend == "embedded" else {}
+def engine_options(backend: str, dtype: str, weights: str = "full") -> dict[str, Any]:
+    """Backend-specific load options: dtype and weights are the embedded engine's; a server
+    picks its own. weights=full is left out, so settings recorded before it existed still match."""
+    if backend != "embedded":
+        return {}
+    return {"dtype": dtype, **({"weights": weights} if weights != "full" else {})}
 
 
 def sampling_options(f: Callable[..., Any], *, default_n: int = 8) -> Callable[..., Any]:
@@ -197,7 +207,7 @@ def check_backend_args(backend: str, urls: tuple[str, ...]) -> None:
         raise click.UsageError(f"--url is only used with a remote backend ({remote})")
 
 
-def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "auto") -> Any:
+def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "auto", weights: str = "full") -> Any:
     """Load the backend once; a model or server that cannot be used is a clean CLI error."""
     import time
 
@@ -208,11 +218,13 @@ def open_engine(model: str, backend: str, urls: tuple[str, ...], dtype: str = "a
     click.echo(f"loading {backend} backend ({model}) ...")
     t0 = time.monotonic()
     try:
-        engine = Engine(model, backend=backend, urls=urls, **engine_options(backend, dtype))
+        engine = Engine(model, backend=backend, urls=urls, **engine_options(backend, dtype, weights))
     except (ModelError, BackendError, OSError) as e:
         raise click.ClickException(f"cannot load {backend} backend for {model!r}: {e}") from None
     choice = getattr(engine.backend, "dtype_choice", None)
-    click.echo(f"loaded in {time.monotonic() - t0:.1f}s" + (f", dtype {choice.describe()}" if choice else ""))
+    fmt = getattr(getattr(engine.backend, "model", None), "weights", "full")
+    click.echo(f"loaded in {time.monotonic() - t0:.1f}s" + (f", dtype {choice.describe()}" if choice else "")
+               + (f", {fmt} weights" if fmt != "full" else ""))
     if engine.backend.facts:
         click.echo("server: " + ", ".join(f"{k}={v}" for k, v in engine.backend.facts.items()))
     return engine

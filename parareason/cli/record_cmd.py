@@ -56,7 +56,7 @@ class RecordAll(Policy):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Trace file (JSONL, one line per question).")
 @output_options
-def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, n: int, max_new_tokens: int,
+def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str, n: int, max_new_tokens: int,
            temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None,
            questions_at_once: int, out: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Sample N traces per question of DATASET (plain protocol) and store tokens,
@@ -83,14 +83,14 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
     check_model(model, backend)  # ...and its .config.json
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                 "top_logprobs": top_logprobs, "seed": seed, "n": n}
-    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": "plain", **sampling}
+    config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": "plain", **sampling}
     writer = open_results(out, config, resume=resume, force=force)
     try:
         todo = [(i, r) for i, r in enumerate(rows) if r.id not in writer.done_ids]
         click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
         if not todo:
             return
-        engine = open_engine(model, backend, urls, dtype)
+        engine = open_engine(model, backend, urls, dtype, weights)
         recorder = RecordingBackend(engine.backend)
         by_id = {r.id: (i, r) for i, r in todo}
         done = len(rows) - len(todo)

@@ -43,7 +43,7 @@ SIGINT_EXIT = 128 + signal.SIGINT  # 130
 @output_options
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every runtime event (spawn, join, prune, ...) to this JSONL file.")
-def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, protocol: str,
+def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str, protocol: str,
         protocol_args: tuple[str, ...], policy: str, policy_args: tuple[str, ...], n: int, max_new_tokens: int,
         temperature: float, top_p: float, seed: int, budget: int | None, deadline: float | None, concurrency: int, out: Path | None,
         resume: bool, force: bool, quiet: bool, trace_path: Path | None) -> None:
@@ -73,7 +73,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     check_model(model, backend)  # ...or loaded
     note_width_cap(rows, n)
     # protocol_args only when given: runs written before the option existed keep their fingerprint
-    config = {"model": model, "backend": backend, **engine_options(backend, dtype), "protocol": protocol,
+    config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": protocol,
               **({"protocol_args": protocol_config} if protocol_config else {}), "policy": policy,
               "policy_args": pargs, "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline}
@@ -83,7 +83,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
         todo = [r for r in rows if r.id not in writer.done_ids]
         click.echo(f"results -> {out}  ({len(rows) - len(todo)} of {len(rows)} already done)")
         if todo:
-            execute(todo, writer, total=len(rows), model=model, backend=backend, urls=urls, dtype=dtype, quiet=quiet,
+            execute(todo, writer, total=len(rows), model=model, backend=backend, urls=urls, dtype=dtype, weights=weights, quiet=quiet,
                     trace_path=trace_path,
                     options=dict(policy=policy, policy_args=pargs, protocol=protocol,
                                  protocol_args=protocol_config, n=n,
@@ -123,12 +123,12 @@ def open_writer(out: Path, config: dict[str, Any], *, resume: bool, force: bool,
 
 
 def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: str, urls: tuple[str, ...],
-            dtype: str = "auto", quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
+            dtype: str = "auto", weights: str = "full", quiet: bool, trace_path: Path | None, options: dict[str, Any]) -> None:
     from parareason.cli.options import backend_failure, open_engine
     from parareason.io.progress import make_reporter
     from parareason.backends.base import BackendError
 
-    engine = open_engine(model, backend, urls, dtype)
+    engine = open_engine(model, backend, urls, dtype, weights)
     click.echo(f"running {len(todo)} prompt(s)")
     sink = None
     if trace_path is not None:

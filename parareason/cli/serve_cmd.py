@@ -61,7 +61,7 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
                    "Without it, anyone who can reach the port can use the server.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
-def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str, port: int, served_model_name: str | None,
+def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str, host: str, port: int, served_model_name: str | None,
           policy: str, policy_args: tuple[str, ...], protocol: str, protocol_args: tuple[str, ...], n: int,
           max_n: int, max_new_tokens: int,
           max_tokens_limit: int, temperature: float, top_p: float, seed: int | None, budget: int | None,
@@ -100,7 +100,7 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, host: str
     from parareason.server.app import create_app
 
     click.echo(f"loading {backend} backend ({model}) ...")
-    be = load_backend(backend, model, urls, **engine_options(backend, dtype))
+    be = load_backend(backend, model, urls, **engine_options(backend, dtype, weights))
     app = create_app(be, defaults, max_in_flight=max_in_flight, close_backend=True, api_key=api_key or None)
     click.echo(f"serving {defaults.model_id} on http://{host}:{port}/v1 (policy {policy}, n={n}, "
                f"max {max_in_flight} in flight, {'API key required' if api_key else 'no API key'})")

@@ -42,7 +42,8 @@ def system_fingerprint(defaults: ServeDefaults, backend: object) -> str:
     tokenizer = getattr(backend, "tokenizer", None)
     config = {"defaults": asdict(defaults), "backend": getattr(backend, "name", type(backend).__name__),
               "tokenizer": getattr(tokenizer, "name", None),
-              "dtype": str(getattr(getattr(backend, "model", None), "dtype", None))}
+              "dtype": str(getattr(getattr(backend, "model", None), "dtype", None)),
+              **({"weights": w} if (w := getattr(getattr(backend, "model", None), "weights", "full")) != "full" else {})}
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return "fp_" + hashlib.sha256(blob).hexdigest()[:12]
 

@@ -7,6 +7,10 @@ with AMX / AVX512-BF16: 4x per GEMM, 2x per decode step measured), else float32
 Pass dtype="float32" / "bfloat16" (or set PARAREASON_DTYPE) to choose yourself.
 The choice is in `engine.dtype_choice`.
 
+weights: the linear layers' format, "full" (in the compute dtype: exact), "float16" or
+"int8" (fbgemm kernels that read 2x / 4x fewer bytes; float32 activations, so dtype auto
+resolves to float32 with them). See weights.py; PARAREASON_WEIGHTS sets it too.
+
 Threads: `PARAREASON_THREADS` (or the `num_threads` option) sets torch's intra-op
 threads; otherwise torch's default (physical cores, or OMP_NUM_THREADS) is kept.
 OpenMP threads are told to sleep rather than spin between parallel regions
@@ -44,18 +48,20 @@ def load_tokenizer(model: str | None = None) -> HFTokenizer:
     return HFTokenizer(resolve_model(model), name=model if model in SHIPPED else None)
 
 
-def load_backend(model: str | None = None, *, dtype: str | None = None, num_threads: int | None = None,
-                 **opts) -> TransformersEngine:
+def load_backend(model: str | None = None, *, dtype: str | None = None, weights: str | None = None,
+                 num_threads: int | None = None, **opts) -> TransformersEngine:
     """Build the engine for `model` (alias, HF directory or .gguf; None = default alias).
 
     dtype: auto | float32 | bfloat16 | float16; None reads PARAREASON_DTYPE (default
     auto: measured on this CPU, see dtype_choice.py).
+    weights: full | float16 | int8; None reads PARAREASON_WEIGHTS (default full).
     Other keyword options are `EngineOptions` fields (max_batch_size, prefill_chunk,
     prefix_cache_tokens, kv_initial_capacity).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.models import SHIPPED, ModelError, resolve_model
-    from parareason.backends.embedded.dtype_choice import resolve_dtype
+    from parareason.backends.embedded.dtype_choice import AUTO, DTYPE_ENV, resolve_dtype
+    from parareason.backends.embedded.weights import PACKED_FORMATS, WEIGHTS_ENV, check_weight_format
     from parareason.backends.embedded.model import DecoderModel, ModelConfig
 
     known = {f.name for f in fields(EngineOptions)}
@@ -66,9 +72,13 @@ def load_backend(model: str | None = None, *, dtype: str | None = None, num_thre
     try:
         model_dir = resolve_model(model)
         config = ModelConfig.from_hf_dir(model_dir)
+        fmt = (weights or os.environ.get(WEIGHTS_ENV) or "full").strip().lower()
+        if fmt in PACKED_FORMATS and (dtype or os.environ.get(DTYPE_ENV) or AUTO).strip().lower() == AUTO:
+            dtype = "float32"  # fbgemm takes float32 activations: nothing to probe
         choice = resolve_dtype(dtype, config.hidden_size, config.intermediate_size)
-        weights = DecoderModel.from_dir(model_dir, choice.torch_dtype, config)
+        check_weight_format(fmt, choice.torch_dtype)  # before the weights load
+        decoder = DecoderModel.from_dir(model_dir, choice.torch_dtype, config, weights=fmt)
         tokenizer = HFTokenizer(model_dir, name=model if model in SHIPPED else None)
     except (ModelError, ValueError, OSError) as e:
         raise BackendError(f"cannot load model {model!r}: {e}") from e
-    return TransformersEngine(weights, tokenizer, EngineOptions(**opts), dtype_choice=choice)
+    return TransformersEngine(decoder, tokenizer, EngineOptions(**opts), dtype_choice=choice)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from parareason.backends.embedded.kv_pool import KVPool
+from parareason.backends.embedded.weights import Linear, check_weight_format, layer_format
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 
@@ -76,12 +77,11 @@ class ModelConfig:
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor
-    wqkv: torch.Tensor
-    bqkv: torch.Tensor | None
-    wo: torch.Tensor
+    qkv: Linear
+    o: Linear
     post_norm: torch.Tensor
-    w_gate_up: torch.Tensor
-    w_down: torch.Tensor
+    gate_up: Linear
+    down: Linear
     seg: torch.Tensor | None = None  # ParaThinker's per-path segment embeddings [segments, head_dim]
 
 
@@ -111,16 +111,25 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 class DecoderModel:
     """Weights + forward. Not an nn.Module: inference only, no autograd, no hooks."""
 
-    def __init__(self, config: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype):
+    def __init__(self, config: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype,
+                 weights: str = "full"):
+        check_weight_format(weights, dtype)
         self.config = config
         self.dtype = dtype
+        self.weights = weights  # linear layers' format (weights.py)
         c = config
 
         def w(name: str) -> torch.Tensor:
-            return state[name].to(dtype).contiguous()
+            return state.pop(name).to(dtype).contiguous()  # pop: a packed format frees the dense copy
+
+        def linear(kind: str, *names: str, bias: torch.Tensor | None = None) -> Linear:
+            dense = torch.cat([w(n) for n in names]) if len(names) > 1 else w(names[0])
+            return Linear(dense, bias, layer_format(weights, kind))
 
         self.embed = w("model.embed_tokens.weight")
-        self.lm_head = self.embed if c.tie_word_embeddings or "lm_head.weight" not in state else w("lm_head.weight")
+        tied = c.tie_word_embeddings or "lm_head.weight" not in state
+        self.lm_head = Linear(self.embed, None, layer_format(weights, "lm_head")) if tied \
+            else linear("lm_head", "lm_head.weight")
         self.final_norm = w("model.norm.weight")
         self.layers: list[LayerWeights] = []
         for i in range(c.num_layers):
@@ -131,12 +140,11 @@ class DecoderModel:
                 bias = torch.cat([w(a + "q_proj.bias"), w(a + "k_proj.bias"), w(a + "v_proj.bias")])
             self.layers.append(LayerWeights(
                 input_norm=w(p + "input_layernorm.weight"),
-                wqkv=torch.cat([w(a + "q_proj.weight"), w(a + "k_proj.weight"), w(a + "v_proj.weight")]),
-                bqkv=bias,
-                wo=w(a + "o_proj.weight"),
+                qkv=linear("qkv", a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight", bias=bias),
+                o=linear("o", a + "o_proj.weight"),
                 post_norm=w(p + "post_attention_layernorm.weight"),
-                w_gate_up=torch.cat([w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")]),
-                w_down=w(p + "mlp.down_proj.weight"),
+                gate_up=linear("gate_up", p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+                down=linear("down", p + "mlp.down_proj.weight"),
                 seg=w(a + "seg_embeddings.weight") if a + "seg_embeddings.weight" in state else None,
             ))
         # RoPE tables for every position, computed in float32 like transformers does.
@@ -148,8 +156,8 @@ class DecoderModel:
 
     @classmethod
     def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32,
-                 config: ModelConfig | None = None) -> "DecoderModel":
-        return cls(config or ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype)
+                 config: ModelConfig | None = None, weights: str = "full") -> "DecoderModel":
+        return cls(config or ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype, weights)
 
     def new_kv_pool(self, capacity: int) -> KVPool:
         c = self.config
@@ -177,7 +185,7 @@ class DecoderModel:
         nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         for i, lw in enumerate(self.layers):
             x = rms_norm(h, lw.input_norm, c.rms_norm_eps)
-            qkv = F.linear(x, lw.wqkv, lw.bqkv)
+            qkv = lw.qkv(x)
             q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
             k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
             v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
@@ -192,9 +200,9 @@ class DecoderModel:
             values = kv.v[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
             attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
                                                   enable_gqa=True)
-            h = h + F.linear(attn.transpose(1, 2).reshape(B, Q, nq), lw.wo)
+            h = h + lw.o(attn.transpose(1, 2).reshape(B, Q, nq))
             x = rms_norm(h, lw.post_norm, c.rms_norm_eps)
-            gate, up = F.linear(x, lw.w_gate_up).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, lw.w_down)
+            gate, up = lw.gate_up(x).chunk(2, dim=-1)
+            h = h + lw.down(F.silu(gate) * up)
         last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
-        return F.linear(rms_norm(last, self.final_norm, c.rms_norm_eps), self.lm_head).float()
+        return self.lm_head(rms_norm(last, self.final_norm, c.rms_norm_eps)).float()

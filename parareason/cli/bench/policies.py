@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from parareason.bench.policies_bench import DEFAULT_POLICIES, PoliciesBenchConfig, policy_order, run_policies_bench
-from parareason.cli.options import DTYPE_CHOICES, BackendType, engine_options, open_engine, parse_policy_args
+from parareason.cli.options import DTYPE_CHOICES, WEIGHTS_CHOICES, WEIGHTS_HELP, BackendType, engine_options, open_engine, parse_policy_args
 from parareason.cli.bench import gsm8k_options
 
 
@@ -23,6 +23,7 @@ from parareason.cli.bench import gsm8k_options
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
 @click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
               help="Embedded engine dtype (auto: measured on this CPU).")
+@click.option("--weights", type=click.Choice(WEIGHTS_CHOICES), default="full", show_default=True, help=WEIGHTS_HELP)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Markdown file whose 'Policies' section is replaced.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -33,7 +34,7 @@ from parareason.cli.bench import gsm8k_options
               help="Also write summary.json, summary.md and accuracy_vs_tokens.png here (as `parareason eval`).")
 def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model: str, max_new_tokens: int,
              temperature: float, policies: str, policy_args: tuple[str, ...], max_concurrent: int, backend: str,
-             urls: tuple[str, ...], dtype: str, out: Path, results_path: Path | None, resume: bool,
+             urls: tuple[str, ...], dtype: str, weights: str, out: Path, results_path: Path | None, resume: bool,
              summary_dir: Path | None) -> None:
     """Each policy vs self-consistency@n: accuracy, generated tokens, wall time."""
     from parareason.cli.eval_cmd import split_policy_args
@@ -56,6 +57,6 @@ def policies(data_path: Path, limit: int, offset: int, n: int, seed: int, model:
         data_path=data_path, names=names, overrides=overrides, policy_args=tuple(policy_args), limit=limit,
         offset=offset, n=n, seed=seed, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
         max_concurrent=max_concurrent, backend=backend, urls=tuple(urls), dtype=dtype,
-        load_options=engine_options(backend, dtype), out=out, results_path=results_path, resume=resume,
+        load_options=engine_options(backend, dtype, weights), out=out, results_path=results_path, resume=resume,
         summary_dir=summary_dir)
-    run_policies_bench(cfg, open_engine=lambda: open_engine(model, backend, tuple(urls), dtype))
+    run_policies_bench(cfg, open_engine=lambda: open_engine(model, backend, tuple(urls), dtype, weights))
