@@ -30,12 +30,14 @@ from parareason.backends.base import (
     PromptScores,
     SeqUpdate,
 )
+from parareason.backends.embedded.decode_batch import decode_batch
 from parareason.backends.embedded.dtype_choice import DtypeChoice
 from parareason.backends.embedded.kv_pool import KVPool
 from parareason.backends.embedded.model import DecoderModel
 from parareason.backends.embedded.parathinker_native import FEATURE as NATIVE
 from parareason.backends.embedded.parathinker_native import ParaThinkerIds, layout
 from parareason.backends.embedded.parathinker_native import prefill as native_prefill
+from parareason.backends.embedded.profiling import BATCH_PREP, SAMPLING, region
 from parareason.backends.embedded.prompt_scoring import score_prompt
 from parareason.backends.embedded.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
 from parareason.backends.embedded.sampler import make_generator, sample_batch
@@ -209,6 +211,10 @@ class TransformersEngine(Backend):
 
     def _sample_all(self, updates: list[SeqUpdate]) -> list[Sequence]:
         """Sample one token per running sequence; returns those that continue."""
+        with region(SAMPLING):
+            return self._sample_rows(updates)
+
+    def _sample_rows(self, updates: list[SeqUpdate]) -> list[Sequence]:
         t0 = time.perf_counter()
         keep: list[Sequence] = []
         seqs = list(self.running.values())
@@ -247,21 +253,10 @@ class TransformersEngine(Backend):
             return
         t0 = time.perf_counter()
         try:
-            new = self.pool.alloc(len(seqs))
-            for seq, slot in zip(seqs, new):
-                seq.slots = seq.slots + [slot]
-            lengths = [len(seq.slots) for seq in seqs]
-            L = max(lengths)
-            read = torch.zeros(len(seqs), L, dtype=torch.long)  # pads read the scratch slot, masked
-            for b, seq in enumerate(seqs):
-                read[b, :lengths[b]] = torch.tensor(seq.slots)
-            lens = torch.tensor(lengths)
-            mask = (torch.arange(L)[None, :] < lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
-            shifts = torch.tensor([seq.pos_shift for seq in seqs])  # 0 but for a ParaThinker summary
-            segs = torch.tensor([[seq.seg] for seq in seqs])
-            logits = self.model.forward(
-                torch.tensor([[seq.tokens[-1]] for seq in seqs]), (lens - 1 - shifts)[:, None], self.pool,
-                torch.tensor(new)[:, None], read, mask, torch.zeros(len(seqs), dtype=torch.long), seg_ids=segs)
+            with region(BATCH_PREP):
+                d = decode_batch(seqs, self.pool.alloc(len(seqs)))
+            logits = self.model.forward(d.input_ids, d.positions, self.pool, d.write_slots, d.read_slots, d.mask,
+                                        d.logits_at, seg_ids=d.seg_ids)
             for b, seq in enumerate(seqs):
                 seq.logits = logits[b]
         except Exception as e:  # cannot tell which row failed: end all of them

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from parareason.backends.embedded.kv_pool import KVPool
+from parareason.backends.embedded.profiling import ATTENTION, LINEAR, LM_HEAD, region
 from parareason.backends.embedded.weights import Linear, check_weight_format, layer_format
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -159,6 +160,13 @@ class DecoderModel:
                  config: ModelConfig | None = None, weights: str = "full") -> "DecoderModel":
         return cls(config or ModelConfig.from_hf_dir(model_dir), _load_state_dict(model_dir), dtype, weights)
 
+    def streamed_weight_bytes(self) -> int:
+        """Bytes of weights one decode step reads (linear layers, LM head, norms; the
+        embedding reads one row per token, left out)."""
+        norms = sum(t.numel() * t.element_size() for lw in self.layers for t in (lw.input_norm, lw.post_norm))
+        linears = sum(l.nbytes() for lw in self.layers for l in (lw.qkv, lw.o, lw.gate_up, lw.down))
+        return linears + self.lm_head.nbytes() + norms
+
     def new_kv_pool(self, capacity: int) -> KVPool:
         c = self.config
         return KVPool(c.num_layers, c.num_kv_heads, c.head_dim, self.dtype, capacity)
@@ -185,24 +193,35 @@ class DecoderModel:
         nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         for i, lw in enumerate(self.layers):
             x = rms_norm(h, lw.input_norm, c.rms_norm_eps)
-            qkv = lw.qkv(x)
-            q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
-            k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
-            v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
-            if lw.seg is not None and seg_ids is not None:
-                seg = F.embedding(seg_ids, lw.seg)[:, :, None, :]  # vllm-parathinker qwen2.py
-                k, v = k + seg, v + seg
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
-            kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
-            keys = kv.k[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
-            values = kv.v[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
-            attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
-                                                  enable_gqa=True)
-            h = h + lw.o(attn.transpose(1, 2).reshape(B, Q, nq))
+            with region(LINEAR):
+                qkv = lw.qkv(x)
+            with region(ATTENTION):
+                q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
+                k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
+                v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
+                if lw.seg is not None and seg_ids is not None:
+                    seg = F.embedding(seg_ids, lw.seg)[:, :, None, :]  # vllm-parathinker qwen2.py
+                    k, v = k + seg, v + seg
+                q = q * cos + rotate_half(q) * sin
+                k = k * cos + rotate_half(k) * sin
+                kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
+                kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
+                keys = kv.k[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+                values = kv.v[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+                attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
+                                                      enable_gqa=True)
+                attn = attn.transpose(1, 2).reshape(B, Q, nq)
+            with region(LINEAR):
+                o = lw.o(attn)
+            h = h + o
             x = rms_norm(h, lw.post_norm, c.rms_norm_eps)
-            gate, up = lw.gate_up(x).chunk(2, dim=-1)
-            h = h + lw.down(F.silu(gate) * up)
+            with region(LINEAR):
+                gate, up = lw.gate_up(x).chunk(2, dim=-1)
+            act = F.silu(gate) * up
+            with region(LINEAR):
+                down = lw.down(act)
+            h = h + down
         last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
-        return self.lm_head(rms_norm(last, self.final_norm, c.rms_norm_eps)).float()
+        x = rms_norm(last, self.final_norm, c.rms_norm_eps)
+        with region(LM_HEAD):
+            return self.lm_head(x).float()

@@ -1,0 +1,174 @@
+"""`parareason bench profile`: where one decode step of the embedded engine goes.
+
+For each batch size B: B sequences of one chat prompt (a question repeated to about
+`context` tokens, prefilled once and shared, as n samples of one prompt), then `engine.step()` timed
+`steps` times without a profiler (the step time) and `steps` times under
+torch.profiler with the engine's named ranges on (profiling.py). The profiled step is
+split into matmuls (decoder layers' linear layers), LM head, attention (RoPE, KV
+writes, KV gather, SDPA), sampling (sampler + stop checks), batch prep (the decode
+inputs' slot / mask tensors) and other (norms, residuals, embedding, Python), which
+is the profiled step minus the ranges: the split adds up to the profiled step.
+
+The weight-streaming floor is the bytes of weights a step reads over the memory
+bandwidth measured in the same run (best of a few copies of a 256 MB tensor, bytes
+read + written); the issue's goal is a batch-1 step within 1.3x of it.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from parareason.models import DEFAULT_MODEL
+
+CATEGORIES = ("matmul", "lm_head", "attention", "sampling", "batch_prep", "other")
+STEP = "pr::step"
+
+
+@dataclass
+class ProfileConfig:
+    model: str = DEFAULT_MODEL
+    dtype: str = "float32"
+    weights: str = "full"
+    batches: tuple[int, ...] = (1, 64)
+    context: int = 180  # tokens per row before decoding (at least; a whole chat prompt)
+    steps: int = 8  # timed steps, and again profiled steps, per batch size
+    warmup: int = 3
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    out_path: str | None = "BENCHMARKS.md"  # None: print only
+
+
+@dataclass
+class StepProfile:
+    batch: int
+    step_ms: float  # median, no profiler
+    profiled_ms: float  # mean step under the profiler
+    split_ms: dict[str, float] = field(default_factory=dict)  # CATEGORIES -> ms, sums to profiled_ms
+    top_ops: list[tuple[str, float]] = field(default_factory=list)  # (op, self ms per step)
+
+
+def split_step(events: Any, steps: int) -> tuple[float, dict[str, float]]:
+    """(profiled ms per step, CATEGORIES -> ms per step) from `prof.key_averages()`.
+
+    Every range is counted with its children; the ranges never nest in each other, and
+    "other" is the step minus them, so the split adds up to the step."""
+    from parareason.backends.embedded import profiling as pr
+
+    total = {e.key: e.cpu_time_total / 1000.0 / steps for e in events}
+    names = {"matmul": pr.LINEAR, "lm_head": pr.LM_HEAD, "attention": pr.ATTENTION,
+             "sampling": pr.SAMPLING, "batch_prep": pr.BATCH_PREP}
+    split = {cat: total.get(name, 0.0) for cat, name in names.items()}
+    step = total.get(STEP, 0.0)
+    split["other"] = step - sum(split.values())
+    return step, split
+
+
+def _top_ops(events: Any, steps: int, n: int = 6) -> list[tuple[str, float]]:
+    ops = [e for e in events if not e.key.startswith("pr::")]
+    ops.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [(e.key, e.self_cpu_time_total / 1000.0 / steps) for e in ops[:n]]
+
+
+def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig) -> StepProfile:
+    """Time and profile decode steps of `batch` rows of `context_ids` in `engine`."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from parareason.backends.base import GenerationRequest, SamplingParams
+    from parareason.backends.embedded.profiling import ranges_on
+
+    engine.prefix_cache.clear()
+    budget = 2 * (cfg.warmup + 2 * cfg.steps) + 4  # never finishes while measured
+    for b in range(batch):
+        p = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + b,
+                           max_new_tokens=budget, ignore_eos=True)
+        engine.submit(GenerationRequest(f"profile{b}", tuple(context_ids), p))
+    engine.step()  # admission: prefill once, the other rows share it
+    if len(engine.running) != batch:
+        raise RuntimeError(f"{batch - len(engine.running)} of {batch} rows did not start")
+    for _ in range(cfg.warmup):
+        engine.step()
+    times = []
+    for _ in range(cfg.steps):
+        t0 = time.perf_counter()
+        engine.step()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    with ranges_on(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(cfg.steps):
+            with record_function(STEP):
+                engine.step()
+    for seq_id in list(engine.running):
+        engine.abort(seq_id)
+    engine.step()  # report the aborts; nothing is left
+    events = prof.key_averages()
+    profiled, split = split_step(events, cfg.steps)
+    return StepProfile(batch, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
+
+
+def copy_bandwidth(nbytes: int = 256 << 20, reps: int = 5) -> float:
+    """Memory bandwidth in bytes/s: best of `reps` copies of an `nbytes` tensor (read + write)."""
+    import torch
+
+    src = torch.ones(nbytes // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best
+
+
+QUESTION = ("A baker sells 48 loaves on Monday and half as many on Tuesday; each loaf costs 3 dollars. "
+            "How much money does the baker take in over the two days? Think step by step.")
+
+
+def context_tokens(tokenizer: Any, n: int) -> list[int]:
+    """A chat prompt of at least n tokens (the question repeated), so that the sampled
+    distributions are those of a real answer (a random context flattens them, and top-p
+    then takes its full-sort fallback at every step)."""
+    k = 1
+    while len(ids := tokenizer.chat_ids([{"role": "user", "content": " ".join([QUESTION] * k)}])) < n:
+        k += 1
+    return ids
+
+
+def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandwidth: float) -> str:
+    floor_ms = weight_bytes / bandwidth * 1000.0
+    head = ("| batch | step ms | tok/s | profiled step ms | " + " | ".join(CATEGORIES)
+            + " | weight floor ms | step / floor |\n|" + "---|" * (len(CATEGORIES) + 6) + "\n")
+    body = ""
+    for r in rows:
+        parts = " | ".join(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES)
+        body += (f"| {r.batch} | {r.step_ms:.1f} | {r.batch * 1000 / r.step_ms:.1f} | {r.profiled_ms:.1f} | {parts} "
+                 f"| {floor_ms:.1f} | {r.step_ms / floor_ms:.2f} |\n")
+    ops = "\n".join(f"- batch {r.batch}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
+    return (f"{cfg.model}, dtype {cfg.dtype}, weights {cfg.weights}; {cfg.context}-token chat prompt shared by "
+            f"the rows, temperature {cfg.temperature}, top-p {cfg.top_p}; step ms: median of {cfg.steps} steps "
+            f"after {cfg.warmup} warm-up; split: ms per step (share) under torch.profiler, which adds its own "
+            f"overhead (profiled step > step).\n\n{head}{body}\n"
+            f"Weights read per step: {weight_bytes / 1e6:.0f} MB; copy bandwidth {bandwidth / 1e9:.1f} GB/s "
+            f"(256 MB tensor copy, read + write, best of 5). Top ops by self time (ms per step):\n\n{ops}\n")
+
+
+def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
+    from parareason.backends.embedded import load_backend
+    from parareason.bench.report import write_section
+
+    engine = load_backend(cfg.model, dtype=cfg.dtype, weights=cfg.weights, max_batch_size=max(cfg.batches),
+                          kv_initial_capacity=cfg.context + max(cfg.batches) * (2 * cfg.steps + cfg.warmup + 8))
+    try:
+        ids = context_tokens(engine.tokenizer, cfg.context)
+        cfg = replace(cfg, context=len(ids))
+        bandwidth = copy_bandwidth()
+        rows = [profile_batch(engine, ids, b, cfg) for b in cfg.batches]
+        md = render(cfg, rows, engine.model.streamed_weight_bytes(), bandwidth)
+    finally:
+        engine.close()
+    print(md)
+    if cfg.out_path:
+        print(f"wrote {write_section('Decode step profile', md, Path(cfg.out_path))}")
+    return rows, md

@@ -1,0 +1,37 @@
+"""`parareason bench profile`: options for parareason/bench/decode_profile.py."""
+from __future__ import annotations
+
+import click
+
+from parareason.bench.decode_profile import ProfileConfig, run_decode_profile
+from parareason.cli.options import DTYPE_CHOICES, WEIGHTS_CHOICES
+from parareason.models import DEFAULT_MODEL
+
+
+def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("comma-separated integers, e.g. 1,64") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("batch sizes must be >= 1")
+    return out
+
+
+@click.command("profile")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="float32", show_default=True)
+@click.option("--weights", type=click.Choice(WEIGHTS_CHOICES), default="full", show_default=True,
+              help="linear layers' format (weights.py)")
+@click.option("--batches", default="1,64", show_default=True, callback=_batches, help="batch sizes to profile")
+@click.option("--context", type=click.IntRange(min=1), default=180, show_default=True, help="context tokens per row")
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True,
+              help="decode steps timed, and again profiled, per batch size")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
+def profile(model: str, dtype: str, weights: str, batches: tuple[int, ...], context: int, steps: int,
+            warmup: int, seed: int, out_path: str) -> None:
+    """Split one decode step (matmuls, LM head, attention, sampling, other) vs the weight-streaming floor."""
+    run_decode_profile(ProfileConfig(model=model, dtype=dtype, weights=weights, batches=batches, context=context,
+                                     steps=steps, warmup=warmup, seed=seed, out_path=out_path))
