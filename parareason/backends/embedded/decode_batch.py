@@ -2,14 +2,72 @@
 
 Row b reads every KV slot of sequence b (its new slot included, written before it is
 read); rows shorter than the longest read the scratch slot in their padding, masked out.
+
+Per step this used to build each row's slot tensor from its Python list (torch.tensor
+of ~200 ints per row, 64 rows) and copy it into the batch row by row. Now every sequence
+keeps a growing int64 tensor of its slots (`SlotTensor`, extended by the new slot only)
+and the batch's `read` is one `pad_sequence` of them. A sequence whose slots are one
+ascending run (batch 1, a fresh prompt) also passes the run's first slot, so that the
+model reads its KV as a slice of the pool instead of gathering a copy (same values,
+same strides: the same attention result).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from parareason.backends.embedded.sequence import Sequence
+
+
+class SlotTensor:
+    """An int64 tensor mirroring the list `src` (a sequence's slots), grown in place as
+    the list is appended to; whether the slots so far are one ascending run of ids."""
+
+    def __init__(self, src: list[int]):
+        self.src = src
+        self.buf = torch.empty(max(16, 2 * len(src)), dtype=torch.long)
+        self.n = 0
+        self.run = True  # src[:n] == range(src[0], src[0] + n)
+        self.extend()
+
+    def extend(self) -> None:
+        """Copy in what was appended to `src` since the last call."""
+        new = self.src[self.n:]
+        if not new:
+            return
+        end = self.n + len(new)
+        if end > len(self.buf):
+            grown = torch.empty(2 * end, dtype=torch.long)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:end] = torch.tensor(new, dtype=torch.long) if len(new) > 1 else new[0]
+        first = self.src[0]
+        self.run = self.run and all(s == first + self.n + j for j, s in enumerate(new))
+        self.n = end
+
+    def view(self) -> torch.Tensor:
+        return self.buf[:self.n]
+
+
+def slot_tensor(seq: Sequence) -> SlotTensor:
+    """`seq`'s SlotTensor, up to date. A new list in `seq.slots` (prefill, sharing) starts
+    a new one; the list itself is only ever appended to (`decode_batch`)."""
+    c = seq.slot_cache
+    if c is None or c.src is not seq.slots or c.n > len(seq.slots):
+        c = seq.slot_cache = SlotTensor(seq.slots)
+    else:
+        c.extend()
+    return c
+
+
+def run_start(slots: list[int]) -> int | None:
+    """slots[0] when slots == range(slots[0], slots[0] + len(slots)), else None."""
+    if not slots or slots[-1] - slots[0] != len(slots) - 1:
+        return None
+    first = slots[0]
+    return first if all(s == first + j for j, s in enumerate(slots)) else None
 
 
 @dataclass
@@ -21,18 +79,20 @@ class DecodeBatch:
     mask: torch.Tensor  # [B, 1, 1, L] bool
     logits_at: torch.Tensor  # [B] zeros: the one new position
     seg_ids: torch.Tensor  # [B, 1]
+    read_start: int | None  # batch 1 with one run of slots: its first (model.forward)
 
 
 def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
     """Append slot new[b] to seqs[b] and build the forward's inputs."""
     for seq, slot in zip(seqs, new):
-        seq.slots = seq.slots + [slot]
-    lengths = [len(seq.slots) for seq in seqs]
-    L = max(lengths)
-    read = torch.zeros(len(seqs), L, dtype=torch.long)  # pads read the scratch slot, masked
-    for b, seq in enumerate(seqs):
-        read[b, :lengths[b]] = torch.tensor(seq.slots)
-    lens = torch.tensor(lengths)
+        # In place: a running sequence's list is its own (sharing copies a slice of it),
+        # and its SlotTensor follows appends.
+        seq.slots.append(slot)
+    caches = [slot_tensor(seq) for seq in seqs]
+    B = len(seqs)
+    lens = torch.tensor([c.n for c in caches])
+    read = caches[0].view()[None] if B == 1 else pad_sequence([c.view() for c in caches], batch_first=True)
+    L = read.shape[1]
     mask = (torch.arange(L)[None, :] < lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
     shifts = torch.tensor([seq.pos_shift for seq in seqs])  # 0 but for a ParaThinker summary
     return DecodeBatch(
@@ -40,5 +100,6 @@ def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
         positions=(lens - 1 - shifts)[:, None],
         write_slots=torch.tensor(new)[:, None],
         read_slots=read, mask=mask,
-        logits_at=torch.zeros(len(seqs), dtype=torch.long),
-        seg_ids=torch.tensor([[seq.seg] for seq in seqs]))
+        logits_at=torch.zeros(B, dtype=torch.long),
+        seg_ids=torch.tensor([[seq.seg] for seq in seqs]),
+        read_start=seqs[0].slots[0] if B == 1 and caches[0].run else None)

@@ -30,7 +30,7 @@ from parareason.backends.base import (
     PromptScores,
     SeqUpdate,
 )
-from parareason.backends.embedded.decode_batch import decode_batch
+from parareason.backends.embedded.decode_batch import decode_batch, run_start
 from parareason.backends.embedded.dtype_choice import DtypeChoice
 from parareason.backends.embedded.kv_pool import KVPool
 from parareason.backends.embedded.model import DecoderModel
@@ -202,7 +202,7 @@ class TransformersEngine(Backend):
             mask = (kpos[None, :] <= qpos[:, None])[None, None]  # [1, 1, Q, L] causal
             seq.logits = self.model.forward(
                 torch.tensor([chunk]), qpos[None], self.pool, torch.tensor([new]), read, mask,
-                torch.tensor([q - 1]))[0]
+                torch.tensor([q - 1]), read_start=run_start(seq.slots))[0]
             self.stats.prefill_forwards += 1
             self.stats.prefill_tokens += q
         self.stats.prefill_s += time.perf_counter() - t0
@@ -256,7 +256,7 @@ class TransformersEngine(Backend):
             with region(BATCH_PREP):
                 d = decode_batch(seqs, self.pool.alloc(len(seqs)))
             logits = self.model.forward(d.input_ids, d.positions, self.pool, d.write_slots, d.read_slots, d.mask,
-                                        d.logits_at, seg_ids=d.seg_ids)
+                                        d.logits_at, seg_ids=d.seg_ids, read_start=d.read_start)
             for b, seq in enumerate(seqs):
                 seq.logits = logits[b]
         except Exception as e:  # cannot tell which row failed: end all of them

@@ -174,7 +174,8 @@ class DecoderModel:
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVPool,
                 write_slots: torch.Tensor, read_slots: torch.Tensor, attn_mask: torch.Tensor,
-                logits_at: torch.Tensor, seg_ids: torch.Tensor | None = None) -> torch.Tensor:
+                logits_at: torch.Tensor, seg_ids: torch.Tensor | None = None,
+                read_start: int | None = None) -> torch.Tensor:
         """Run B sequences, each adding Q new tokens, and return logits [B, vocab] (float32).
 
         input_ids, positions, write_slots: [B, Q] (padding rows write to the pool's scratch
@@ -185,6 +186,8 @@ class DecoderModel:
         c = self.config
         B, Q = input_ids.shape
         L = read_slots.shape[1]
+        if read_start is not None and B != 1:
+            raise ValueError("read_start is for a batch of one sequence")
         h = F.embedding(input_ids, self.embed)  # [B, Q, hidden]
         cos = self.cos[positions].unsqueeze(2)  # [B, Q, 1, D]
         sin = self.sin[positions].unsqueeze(2)
@@ -206,8 +209,12 @@ class DecoderModel:
                 k = k * cos + rotate_half(k) * sin
                 kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
                 kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
-                keys = kv.k[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
-                values = kv.v[i].index_select(0, read_flat).view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+                if read_start is None:
+                    keys, values = kv.k[i].index_select(0, read_flat), kv.v[i].index_select(0, read_flat)
+                else:
+                    keys, values = kv.k[i][read_start:read_start + L], kv.v[i][read_start:read_start + L]
+                keys = keys.view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
+                values = values.view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
                 attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
                                                       enable_gqa=True)
                 attn = attn.transpose(1, 2).reshape(B, Q, nq)

@@ -25,6 +25,11 @@ from parareason.backends.base import SamplingParams
 
 # Nucleus search first looks at this many top tokens; exact fallback to a full sort.
 _TOP_P_PROBE = 512
+# Before the probe: the head above the k-th best block maximum, for these k (nucleus_head);
+# a head this long goes to the probe instead.
+_HEAD_BLOCKS = (8, 64)
+_HEAD_MAX = 4096
+_HEAD_MARGIN = 1e-6
 # Rows per batched chunk: up to 2**18 floats (1 MB) per [rows, V] temporary, so one row of
 # a 150k vocabulary. Bigger temporaries may come fresh from the OS at every step (glibc's
 # mmap / trim thresholds): [256, 150k] at once took ~110k page faults per call and ran 1.25x
@@ -188,7 +193,15 @@ def _pick(probs: torch.Tensor, generator: torch.Generator) -> int:
 
 def _invert(cdf: torch.Tensor, generator: torch.Generator) -> int:
     """Index drawn from an unnormalized 1-D CDF with one uniform draw."""
-    u = torch.rand((), generator=generator, dtype=torch.float64).item() * cdf[-1].item()
+    return _search(cdf, _draw(cdf, generator))
+
+
+def _draw(cdf: torch.Tensor, generator: torch.Generator) -> float:
+    return torch.rand((), generator=generator, dtype=torch.float64).item() * cdf[-1].item()
+
+
+def _search(cdf: torch.Tensor, u: float) -> int:
+    """The index of u in the CDF, at most the last one."""
     idx = int(torch.searchsorted(cdf, torch.tensor([u], dtype=cdf.dtype), right=True).item())
     return min(idx, len(cdf) - 1)
 
@@ -203,18 +216,80 @@ def _sample_filtered(logits: torch.Tensor, p: SamplingParams, generator: torch.G
     if _unfiltered(p):
         return _pick(torch.softmax(scaled, dim=0), generator)
     if p.top_k > 0:  # top-k first, then top-p within it (transformers' order)
-        vals, idx = torch.topk(scaled, min(p.top_k, vocab))
+        vals, idx = _topk_rows(scaled[None], min(p.top_k, vocab))
+        vals, idx = vals[0], idx[0]
         cand = torch.softmax(vals, dim=0)
     else:
-        # Top-p alone: the nucleus is usually small, so look at the best few hundred
-        # tokens first; if they hold less than top_p of the mass, sort everything.
         probs = torch.softmax(scaled, dim=0)
-        cand, idx = torch.topk(probs, min(_TOP_P_PROBE, vocab))
-        if cand.sum().item() < p.top_p and len(cand) < vocab:
-            cand, idx = torch.sort(probs, descending=True)
+        head = nucleus_head(probs, p.top_p)
+        if head is not None:  # the nucleus lies inside the head: the draw needs nothing else
+            cand, idx = head
+            cdf = _nucleus(cand, p.top_p).cumsum(0)
+            u = _draw(cdf, generator)
+            at = int(torch.searchsorted(cdf, torch.tensor([u], dtype=cdf.dtype), right=True).item())
+            if at < len(cdf):
+                return int(idx[at].item())
+            cand, idx = _probe(probs, p.top_p)  # u rounded up to the total: as before, the list's last
+            return int(idx[-1].item())
+        cand, idx = _probe(probs, p.top_p)
     if p.top_p < 1.0:
-        before = cand.cumsum(0) - cand  # mass of better tokens
-        keep = before < p.top_p  # smallest set reaching top_p, as transformers' TopPLogitsWarper
-        keep[0] = True
-        cand = torch.where(keep, cand, torch.zeros_like(cand))
+        cand = _nucleus(cand, p.top_p)
     return int(idx[_pick(cand, generator)].item())
+
+
+def _probe(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-p alone: the nucleus is usually small, so look at the best few hundred tokens
+    first; if they hold less than top_p of the mass, sort everything."""
+    cand, idx = torch.topk(probs, min(_TOP_P_PROBE, len(probs)))
+    if cand.sum().item() < top_p and len(cand) < len(probs):
+        cand, idx = torch.sort(probs, descending=True)
+    return cand, idx
+
+
+def _nucleus(cand: torch.Tensor, top_p: float) -> torch.Tensor:
+    """cand (sorted, descending) with the tokens past the nucleus zeroed."""
+    before = cand.cumsum(0) - cand  # mass of better tokens
+    keep = before < top_p  # smallest set reaching top_p, as transformers' TopPLogitsWarper
+    keep[0] = True
+    return torch.where(keep, cand, torch.zeros_like(cand))
+
+
+def nucleus_head(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(values, ids) of the best tokens, sorted, when they hold the whole top-p nucleus
+    and a token after it; None to take the probe / sort path.
+
+    The head is every token at or above the k-th largest block maximum (at least k
+    tokens; every other token is below it), found with a block maximum, one compare and
+    a small sort instead of a top-512 over the vocabulary. The nucleus, the CDF over it
+    and the drawn token are then those of the probe: cumsum adds in order (in double), so
+    a sorted list's prefix sums do not depend on what follows. Only equal probabilities
+    may come in another order (here by id; torch.topk leaves theirs unspecified).
+    """
+    if top_p >= 1.0 or probs.dim() != 1:
+        return None
+    maxima = _block_maxima(probs)
+    if maxima is None or bool(torch.isnan(maxima).any()):
+        return None
+    for k in _HEAD_BLOCKS:
+        if k >= len(maxima):
+            return None
+        t = maxima.topk(k).values[-1]
+        ids = (probs >= t).nonzero().squeeze(1)
+        if len(ids) > _HEAD_MAX:
+            return None
+        vals, order = probs[ids].sort(descending=True, stable=True)
+        # The nucleus ended inside the head, with a margin over float32's rounding of the
+        # running mass (~1e-7): no later token of a longer list could be kept either.
+        if (vals.cumsum(0) - vals)[-1].item() > top_p + _HEAD_MARGIN:
+            return vals, ids[order]
+    return None
+
+
+def _block_maxima(x: torch.Tensor) -> torch.Tensor | None:
+    """The maxima of x's blocks of _BLOCK (the last one may be shorter)."""
+    v = x.shape[0]
+    full = v // _BLOCK * _BLOCK
+    if full == 0:
+        return None
+    m = x[:full].view(-1, _BLOCK).amax(1)
+    return m if full == v else torch.cat([m, x[full:].amax()[None]])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence as Seq
+from typing import Any, Callable, Sequence as Seq
 
 import torch
 
@@ -29,6 +29,7 @@ class Sequence:
     usage_reported: bool = False
     pos_shift: int = 0  # position = slot index - pos_shift (a ParaThinker summary: parathinker_native.py)
     seg: int = 0  # segment id of new tokens (ParaThinker path k: k)
+    slot_cache: Any = field(default=None, repr=False)  # decode_batch.SlotTensor of `slots`
 
     @property
     def seq_id(self) -> str:

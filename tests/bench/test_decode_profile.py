@@ -1,0 +1,59 @@
+"""`parareason bench profile` (bench/decode_profile.py) on a tiny random-weight engine:
+the step's split adds up, every range is seen, and the ranges cost nothing when off."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import pytest
+from torch.profiler import record_function
+
+from parareason.backends.embedded import profiling
+from parareason.bench.decode_profile import CATEGORIES, ProfileConfig, copy_bandwidth, profile_batch, render
+from tests.support.tiny_model import tiny_engine
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    eng = tiny_engine(max_batch_size=8)
+    yield eng
+    eng.close()
+
+
+def test_ranges_are_a_shared_no_op_unless_turned_on():
+    assert isinstance(profiling.region(profiling.LINEAR), nullcontext)
+    assert profiling.region(profiling.LINEAR) is profiling.region(profiling.ATTENTION)
+    with profiling.ranges_on():
+        assert isinstance(profiling.region(profiling.LINEAR), record_function)
+    assert isinstance(profiling.region(profiling.LINEAR), nullcontext)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_the_split_adds_up_to_the_profiled_step_and_sees_every_part(tiny, batch):
+    from parareason.bench.decode_profile import context_tokens
+
+    cfg = ProfileConfig(steps=3, warmup=1, context=40)
+    ids = context_tokens(tiny.tokenizer, cfg.context)
+    assert len(ids) >= 40
+    r = profile_batch(tiny, ids, batch, cfg)
+    assert set(r.split_ms) == set(CATEGORIES)
+    assert sum(r.split_ms.values()) == pytest.approx(r.profiled_ms, rel=1e-9)
+    # every part of the step ran inside its range, and the ranges do not overlap (other >= 0)
+    assert all(r.split_ms[c] > 0 for c in CATEGORIES if c != "other"), r.split_ms
+    assert r.split_ms["other"] >= 0, r.split_ms
+    assert r.step_ms > 0 and r.top_ops
+    # the engine is left empty: the next batch size starts clean
+    assert not tiny.running and not tiny.waiting and not tiny.has_work()
+
+
+def test_render_has_a_row_per_batch_and_the_floor_ratio(tiny):
+    cfg = ProfileConfig(steps=2, warmup=0, batches=(1, 3))
+    from parareason.bench.decode_profile import context_tokens
+
+    ids = context_tokens(tiny.tokenizer, 20)
+    rows = [profile_batch(tiny, ids, b, cfg) for b in cfg.batches]
+    bw = copy_bandwidth(16 << 20, reps=2)
+    assert bw > 1e8  # bytes/s: any real machine copies faster than 100 MB/s
+    md = render(cfg, rows, tiny.model.streamed_weight_bytes(), bw)
+    floor = tiny.model.streamed_weight_bytes() / bw * 1000
+    for r in rows:
+        assert f"| {r.batch} | {r.step_ms:.1f} |" in md and f"| {r.step_ms / floor:.2f} |" in md
