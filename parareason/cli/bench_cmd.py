@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "deepprune": "parareason.cli.bench.deepprune:deepprune",
     "serve": "parareason.cli.bench.serve:serve",
     "engines": "parareason.cli.bench.engines:engines",
+    "weights": "parareason.cli.bench.weights:weights",
 }
 
 
