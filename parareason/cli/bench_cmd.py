@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "serve": "parareason.cli.bench.serve:serve",
     "engines": "parareason.cli.bench.engines:engines",
     "profile": "parareason.cli.bench.profile:profile",
+    "weights": "parareason.cli.bench.weights:weights",
 }
 
 

@@ -18,7 +18,7 @@ import click
 
 from parareason.cli.protocol_args import protocol_arg_option, protocol_args_for
 from parareason.cli.options import (
-    check_backend_args, config_option, engine_options, model_options, output_options,
+    FiniteFloatRange, check_backend_args, config_option, engine_options, model_options, output_options,
     parse_policy_args, protocol_option, sampling_options,
 )
 
@@ -169,7 +169,7 @@ def run_policy(engine: Any, todo: list[Any], finished: Callable[[Any], None], re
 @protocol_arg_option
 @sampling_options
 @click.option("--budget", type=click.IntRange(min=1), default=None, help="Max generated tokens per request.")
-@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--deadline", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Wall-clock seconds per request.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Requests sharing the backend's batch at once.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from parareason.cli.options import rows_option, select_rows
+from parareason.cli.options import FiniteFloatRange, rows_option, select_rows
 
 
 def _fmt(x: float) -> str:
@@ -25,12 +25,12 @@ def judge() -> None:
               help="Where to save: the head (.pt) for --kind trained, a calibration JSON for --kind calibration.")
 @click.option("--kind", type=click.Choice(["trained", "calibration"]), default="trained", show_default=True,
               help="trained: MLP head with focal loss; calibration: fit sigmoid(a*cos+b) for the embedding judge.")
-@click.option("--eval-fraction", type=float, default=0.25, show_default=True, help="Questions held out for `judge eval`.")
+@click.option("--eval-fraction", type=FiniteFloatRange(min=0, max=1, max_open=True), default=0.25, show_default=True, help="Questions held out for `judge eval`.")
 @click.option("--prefix-chars", default="400,800,full", show_default=True,
               help="Trace prefix lengths (characters) to build pairs at; 'full' = whole trace.")
 @click.option("--max-pairs-per-question", type=int, default=64, show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
-@click.option("--min-precision", type=float, default=0.9, show_default=True,
+@click.option("--min-precision", type=FiniteFloatRange(min=0, max=1), default=0.9, show_default=True,
               help="The saved prune threshold is the lowest score reaching this precision on validation questions.")
 @click.option("--features", "feature_set", type=click.Choice(["numbers", "embedding"]), default="numbers",
               show_default=True, help="Pair features of the trained head: embeddings + lengths, plus (numbers) "
@@ -89,9 +89,9 @@ def _fit_calibration(questions, out: str, settings) -> None:
 @click.option("--judge", "kind", type=click.Choice(["trained", "embedding", "answer"]), default=None,
               help="Judge to evaluate (default: trained with --head, else embedding).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
-@click.option("--threshold", type=float, default=None, help="Decision threshold (default: the head's, else 0.5).")
+@click.option("--threshold", type=FiniteFloatRange(min=0, max=1), default=None, help="Decision threshold (default: the head's, else 0.5).")
 @click.option("--prefix-chars", default=None, help="Prefix lengths (default: those the head was trained with).")
-@click.option("--eval-fraction", type=float, default=0.25, show_default=True,
+@click.option("--eval-fraction", type=FiniteFloatRange(min=0, max=1, max_open=True), default=0.25, show_default=True,
               help="Without a head: hold out the same questions `judge train` would (same --seed).")
 @click.option("--all-questions", is_flag=True, help="Evaluate on every question (no held-out split).")
 @click.option("--max-pairs-per-question", type=int, default=64, show_default=True)

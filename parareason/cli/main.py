@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "judge": "parareason.cli.judge_cmd:judge",
     "serve": "parareason.cli.serve_cmd:serve",
     "models": "parareason.cli.models_cmd:models",
+    "traces": "parareason.cli.traces_cmd:traces",
 }
 
 

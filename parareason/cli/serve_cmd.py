@@ -6,7 +6,7 @@ import ipaddress
 import click
 
 from parareason.cli.options import (
-    check_backend_args, engine_options, model_options, parse_policy_args, protocol_option,
+    FiniteFloatRange, check_backend_args, engine_options, model_options, parse_policy_args, protocol_option,
 )
 from parareason.cli.protocol_args import protocol_arg_option, protocol_args_for
 
@@ -44,15 +44,15 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
               help="Per-sample tokens when a request sends no max_tokens.")
 @click.option("--max-tokens-limit", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Largest max_tokens a request may ask for.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
+@click.option("--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=None,
               help="Seed for requests that send none (default: a random seed per request).")
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Default max generated tokens per request (all threads together).")
-@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+@click.option("--deadline", type=FiniteFloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="Default wall-clock seconds per request.")
-@click.option("--max-deadline", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
+@click.option("--max-deadline", type=FiniteFloatRange(min=0, min_open=True), default=3600.0, show_default=True,
               help="Largest deadline a request may ask for.")
 @click.option("--max-in-flight", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests running at once; more get HTTP 429.")

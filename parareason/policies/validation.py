@@ -110,7 +110,7 @@ RANGES: dict[str, Range] = {
     "threshold": UNIT,  # judge scores are probabilities
     "reps_per_cluster": AT_LEAST_1,
     "weighting": Range(choices=("size", "size_confidence")),
-    "judge": Range(choices=("embedding", "trained", "answer")),  # the kinds a policy can build alone
+    "judge": Range(choices=("auto", "embedding", "trained", "answer")),  # the kinds a policy can build alone
 }
 
 # (canonical policy, parameter) -> range, for a policy that reads a shared name

@@ -50,7 +50,9 @@ class DeepPruneParams:
     threshold: float | None = None  # join a cluster above this judge score (None: the judge's own, else 0.5)
     reps_per_cluster: int = 1  # members of a cluster kept running to completion
     weighting: str = "size"  # "size" or "size_confidence"
-    judge: str = "embedding"  # embedding | trained | answer (used when no Judge is passed in)
+    # auto: the head shipped for the request's model (judge/heads/), else embedding;
+    # embedding | trained (with head) | answer. Used when no Judge is passed in.
+    judge: str = "auto"
     head: str | None = None  # trained judge head file
     calibration: str | None = None  # embedding judge calibration JSON
     replace_lost_reps: bool = True  # relaunch when a cluster's last rep fails while it covers pruned ones
@@ -101,13 +103,23 @@ class DeepPrunePolicy(Policy):
     @property
     def judge(self) -> Judge:
         if self._judge is None:  # built on first use: policies are constructed before any request
-            from parareason.judge.factory import shared_judge
-
-            self._judge = shared_judge(self.params.judge, self.params.head, self.params.calibration)
+            self._judge = self._build_judge(None)
         return self._judge
+
+    def _build_judge(self, model: str | None) -> Judge:
+        from parareason.judge.factory import shared_judge
+        from parareason.judge.heads import shipped_head
+
+        kind, head = self.params.judge, self.params.head
+        if kind == "auto":
+            head = head or (str(p) if (p := shipped_head(model)) else None)
+            kind = "trained" if head else "embedding"
+        return shared_judge(kind, head, self.params.calibration)
 
     # -- hooks -----------------------------------------------------------------------
     def start(self, ctx: PolicyContext) -> None:
+        if self._judge is None:  # the request's model picks the shipped head
+            self._judge = self._build_judge(ctx.model)
         self._reset()
         self.clusters.threshold = self.threshold
         for _ in range(self.params.width):

@@ -131,6 +131,11 @@ class PolicyContext(ABC):
     @abstractmethod
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
+    @property
+    def model(self) -> str | None:
+        """The request's model: its registry alias (shipped models), else its tokenizer's name."""
+        return None
+
     @abstractmethod
     def extract_answer(self, text: str) -> str | None: ...
 

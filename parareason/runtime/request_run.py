@@ -115,6 +115,10 @@ class RequestRun(ScopeHost):
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(token_ids)
 
+    @property
+    def model(self) -> str | None:
+        return getattr(self.tokenizer, "name", None)
+
     # -- the scheduler's calls -------------------------------------------------------------
     def submit_pending(self, seq_owner: dict[str, tuple["RequestRun", Thread]]) -> None:
         self.feed.submit_pending(seq_owner, self)

@@ -38,6 +38,11 @@ class ScopeHost(ABC):
     @abstractmethod
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
+    @property
+    def model(self) -> str | None:
+        """The request's model: its registry alias, else its tokenizer's name."""
+        return None
+
 
 class Scope(PolicyContext):
     def __init__(self, host: ScopeHost, parent: "Scope | None", *, prompt: str, budget: int | None,
@@ -140,6 +145,10 @@ class Scope(PolicyContext):
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.host.decode(token_ids)
+
+    @property
+    def model(self) -> str | None:
+        return self.host.model
 
     def extract_answer(self, text: str) -> str | None:
         from parareason.grading import extract_answer

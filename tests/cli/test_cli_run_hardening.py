@@ -159,3 +159,19 @@ def test_record_refuses_non_finite_floats_unknown_models_and_bad_out_creating_no
     res = record("--out", prompts / "t.jsonl", "--backend", "scripted")
     assert res.exit_code == 2 and res.output.startswith("Error: --out:")
     assert created(tmp_path) == ["p.jsonl"]
+
+
+@pytest.mark.parametrize("args", [["serve", "--temperature", "nan"], ["serve", "--max-deadline", "inf"],
+                                  ["eval", "x.jsonl", "--deadline", "nan"],
+                                  ["judge", "eval", "t.jsonl", "--threshold", "inf"],
+                                  ["judge", "train", "t.jsonl", "--out", "h.pt", "--min-precision", "nan"],
+                                  ["bench", "policies", "--temperature", "nan"],
+                                  ["bench", "deepprune", "--threshold", "nan"],
+                                  ["bench", "serve", "--temperature", "inf"]])
+def test_every_command_refuses_non_finite_floats(args):
+    from click.testing import CliRunner
+
+    from parareason.cli.main import main
+
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "not a finite number" in res.output, res.output

@@ -19,10 +19,16 @@ protocol every sample of a question shares one context). `tokenizer_calls` are t
 tokenizer results the runtime asked for while recording, so a replay of the same
 protocol builds the same context ids; `pieces` decode generated tokens (exact for
 byte-level BPE vocabularies; `text` keeps the model's own decode of each trace).
+
+A file may be compressed (`.gz`, `.xz`: read transparently), and an alternative in
+`top_logprobs` may be a bare logprob without its token id (compact.py writes such
+files; the id reads as -1): the confidence policies read only the values.
 """
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +55,8 @@ class RecordedTrace:
     def from_dict(cls, d: dict[str, Any]) -> "RecordedTrace":
         top = d.get("top_logprobs")
         if top is not None:
-            top = [[(int(t), float(lp)) for t, lp in pos] for pos in top]
+            top = [[(-1, float(a)) if isinstance(a, (int, float)) else (int(a[0]), float(a[1])) for a in pos]
+                   for pos in top]
         return cls(token_ids=[int(t) for t in d["token_ids"]],
                    logprobs=[float(x) for x in d.get("logprobs") or []],
                    finish_reason=str(d.get("finish_reason") or "eos"), top_logprobs=top,
@@ -115,13 +122,29 @@ class RecordedQuestion:
         )
 
 
+def read_bytes(p: Path) -> bytes:
+    """The file's bytes, decompressed for .gz / .xz (a truncated archive keeps what it has)."""
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(p.suffix)
+    if opener is None:
+        return p.read_bytes()
+    chunks: list[bytes] = []
+    try:
+        with opener(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                chunks.append(chunk)
+    except (EOFError, OSError, lzma.LZMAError) as e:
+        if not chunks:
+            raise TraceFileError(f"{p}: cannot decompress ({e})") from e
+    return b"".join(chunks)
+
+
 def load_trace_file(path: str | Path) -> list[RecordedQuestion]:
     """Read a trace file in dataset order (file order for lines without a row index);
     a partial last line (an interrupted `record`) is skipped."""
     p = Path(path)
     if not p.is_file():
         raise TraceFileError(f"{path}: no such trace file")
-    data = p.read_bytes()
+    data = read_bytes(p)
     if not data.strip():
         raise TraceFileError(f"{path}: empty trace file")
     complete = data[: data.rfind(b"\n") + 1] if not data.endswith(b"\n") else data

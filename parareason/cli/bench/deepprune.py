@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from parareason.cli.options import BackendType
+from parareason.cli.options import BackendType, FiniteFloatRange
 from parareason.cli.bench import gsm8k_options
 
 
@@ -14,11 +14,11 @@ from parareason.cli.bench import gsm8k_options
 @click.option("--judge", "judge_kind", type=click.Choice(["embedding", "trained"]), default="embedding", show_default=True)
 @click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained judge head (with --judge trained).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
-@click.option("--threshold", type=float, default=None, help="Prune above this judge score (default: the head's, else 0.5).")
+@click.option("--threshold", type=FiniteFloatRange(min=0, max=1), default=None, help="Prune above this judge score (default: the head's, else 0.5).")
 @click.option("--check-every", type=int, default=128, show_default=True, help="Generated tokens between judge checkpoints.")
 @click.option("--reps-per-cluster", type=int, default=1, show_default=True)
 @click.option("--max-new-tokens", type=int, default=384, show_default=True)
-@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
 @click.option("--backend", type=BackendType(), default="embedded", show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")

@@ -6,14 +6,14 @@ from pathlib import Path
 import click
 
 from parareason.bench.policies_bench import DEFAULT_POLICIES, PoliciesBenchConfig, policy_order, run_policies_bench
-from parareason.cli.options import DTYPE_CHOICES, WEIGHTS_CHOICES, WEIGHTS_HELP, BackendType, engine_options, open_engine, parse_policy_args
+from parareason.cli.options import DTYPE_CHOICES, FiniteFloatRange, WEIGHTS_CHOICES, WEIGHTS_HELP, BackendType, engine_options, open_engine, parse_policy_args
 from parareason.cli.bench import gsm8k_options
 
 
 @click.command()
 @gsm8k_options("Samples per question (SC@n baseline).")
 @click.option("--max-new-tokens", type=int, default=384, show_default=True)
-@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
 @click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
               help="Comma-separated policy names; self_consistency always runs first as the baseline.")
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",

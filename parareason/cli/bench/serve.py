@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from parareason.bench.serve_bench import QUESTIONS, ServeBenchConfig, run_serve_bench
-from parareason.cli.options import BackendType, check_backend_args
+from parareason.cli.options import BackendType, FiniteFloatRange, check_backend_args
 from parareason.models import DEFAULT_MODEL
 
 
@@ -17,7 +17,7 @@ from parareason.models import DEFAULT_MODEL
 @click.option("--policy", default="sc", show_default=True)
 @click.option("--n", "n", type=click.IntRange(min=1), default=2, show_default=True, help="samples per request")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def serve(model: str, backend: str, urls: tuple[str, ...], num_requests: int, policy: str, n: int,

@@ -1,0 +1,154 @@
+"""`parareason bench weights`: what each weight format costs in accuracy (embedded engine).
+
+Two measurements, both against `full` (float32, the exact reference):
+
+* **Distribution drift on a fixed text.** One GSM8K question in the chat template and
+  the reference model's own greedy answer, teacher-forced through every format: the
+  mean per-token KL(full || format) of the next-token distributions over the answer,
+  the mean |logprob difference| of the answer's tokens, and how often the greedy
+  (argmax) token agrees.
+* **SC@k on the same recorded questions.** Given one trace file per format (`parareason
+  record --weights F` of the same rows and seeds), each question's majority vote over
+  its first k traces (a trace votes if it wrote an answer, cut or not; a tie scores the
+  share of tied answers that are right) graded with math-verify; per format the accuracy
+  with its 95% bootstrap CI and the paired bootstrap CI of its difference to full (the
+  same questions, io/statistics.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parareason.models import DEFAULT_MODEL
+
+FIXED_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+                  "in May. How many clips did Natalia sell altogether in April and May?")
+
+
+@dataclass
+class WeightsBenchConfig:
+    model: str = DEFAULT_MODEL
+    formats: tuple[str, ...] = ("full", "float16", "int8")
+    answer_tokens: int = 128  # greedy answer length teacher-forced through every format
+    traces: dict[str, Path] = field(default_factory=dict)  # format -> trace file (same rows and seeds)
+    k: int = 8
+    out_path: str | Path = "BENCHMARKS.md"
+
+
+@dataclass
+class Drift:
+    fmt: str
+    kl: float  # mean KL(full || fmt) per answer token, nats
+    abs_logprob_diff: float
+    argmax_agreement: float
+
+
+def _load(model: str, fmt: str):
+    from parareason.backends.embedded import load_backend
+
+    return load_backend(model, dtype="float32", weights=fmt)
+
+
+def _log_softmax_rows(engine: Any, ids: list[int]):
+    """[len(ids), vocab] next-token log-distributions after each prefix (one forward)."""
+    import torch
+
+    model, n = engine.model, len(ids)
+    pool = model.new_kv_pool(n + 1)
+    pos = torch.arange(n)
+    mask = (pos[None, :] <= pos[:, None])[None, None]
+    logits = model.forward(torch.tensor([ids]), pos[None], pool, (pos + 1)[None], (pos + 1)[None], mask,
+                           pos[None])[0]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def _greedy_answer(engine: Any, prompt_ids: list[int], tokens: int) -> list[int]:
+    from parareason.backends.base import GenerationRequest, SamplingParams
+
+    engine.submit(GenerationRequest("weights-bench", tuple(prompt_ids),
+                                    SamplingParams(temperature=0.0, max_new_tokens=tokens)))
+    out: list[int] = []
+    while engine.has_work():
+        for u in engine.step():
+            out += u.token_ids or []
+    return out
+
+
+def measure_drift(cfg: WeightsBenchConfig) -> list[Drift]:
+    """Teacher-force the full model's greedy answer through every format."""
+    import torch
+
+    ref = _load(cfg.model, "full")
+    prompt = ref.tokenizer.chat_ids([{"role": "user", "content": FIXED_QUESTION}])
+    ids = list(prompt) + _greedy_answer(ref, list(prompt), cfg.answer_tokens)
+    span = slice(len(prompt) - 1, len(ids) - 1)  # positions that predict the answer's tokens
+    targets = torch.tensor(ids[len(prompt):])
+    base = _log_softmax_rows(ref, ids)[span]
+    ref.close()
+    drifts = []
+    for fmt in cfg.formats:
+        eng = _load(cfg.model, fmt) if fmt != "full" else None
+        got = _log_softmax_rows(eng, ids)[span] if eng is not None else base
+        if eng is not None:
+            eng.close()
+        kl = (base.exp() * (base - got)).sum(-1)
+        rows = torch.arange(len(targets))
+        diff = (base[rows, targets] - got[rows, targets]).abs()
+        agree = (base.argmax(-1) == got.argmax(-1)).float()
+        drifts.append(Drift(fmt, float(kl.mean()), float(diff.mean()), float(agree.mean())))
+    return drifts
+
+
+def sc_credits(path: Path, k: int) -> dict[int | str, float]:
+    """Per question (by dataset row, else id): the vote credit of its first k traces."""
+    from parareason.backends.replay.tracefile import load_trace_file
+    from parareason.io.statistics import vote_credit
+
+    credits: dict[int | str, float] = {}
+    for q in load_trace_file(path):
+        if q.reference is None:
+            continue
+        traces = [t for c in q.contexts for t in c.traces][:k]
+        credits[q.row if q.row is not None else q.id] = vote_credit([t.answer for t in traces], q.reference)
+    return credits
+
+
+def sc_table(traces: dict[str, Path], k: int) -> str:
+    """SC@k per format on the questions every file has, with CIs; markdown."""
+    from parareason.io.statistics import accuracy_ci, paired_difference_ci
+
+    credits = {fmt: sc_credits(p, k) for fmt, p in traces.items()}
+    common = sorted(set.intersection(*(set(c) for c in credits.values())), key=str)
+    if "full" not in credits or not common:
+        return "(SC@k needs a `full` trace file and questions common to every file)\n"
+    base = [credits["full"][q] for q in common]
+    lines = [f"SC@{k} on the {len(common)} questions every trace file has:\n",
+             "| weights | SC accuracy | 95% CI | difference to full | paired 95% CI |", "|---|---|---|---|---|"]
+    for fmt, c in credits.items():
+        vals = [c[q] for q in common]
+        ci = accuracy_ci(vals)
+        diff, dci = paired_difference_ci(vals, base)
+        lines.append(f"| {fmt} | {sum(vals) / len(vals):.3f} | {_ci(ci)} | {diff:+.3f} | {_ci(dci)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "n/a"
+
+
+def run_weights_bench(cfg: WeightsBenchConfig) -> str:
+    from parareason.bench.report import write_section
+
+    drifts = measure_drift(cfg)
+    body = [f"Model `{cfg.model}`, float32 activations. Drift: the fixed GSM8K question (chat template) and the "
+            f"full model's greedy answer ({cfg.answer_tokens} tokens max), teacher-forced through each format.\n",
+            "| weights | mean KL(full ‖ weights) per token | mean abs logprob difference | argmax agreement |",
+            "|---|---|---|---|"]
+    body += [f"| {d.fmt} | {d.kl:.4f} | {d.abs_logprob_diff:.4f} | {100 * d.argmax_agreement:.1f}% |" for d in drifts]
+    body.append("")
+    if cfg.traces:
+        body.append(sc_table(cfg.traces, cfg.k))
+    md = "\n".join(body)
+    write_section("Weight formats: accuracy (bench weights)", md, cfg.out_path)
+    return md
