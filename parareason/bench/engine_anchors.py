@@ -70,7 +70,7 @@ def llama_cpp_rows(model: str, prompt_tokens: int, new_tokens: int, ns: Sequence
 
     res = run_batched_bench(model, prompt_tokens, new_tokens, ns, threads)
     by_b = {r.b: r for r in res.rows}
-    label = "llama.cpp (Q4 GGUF)"
+    label = f"llama.cpp ({res.file_type})"
     rows = []
     for n in ns:
         r = by_b.get(n)
@@ -111,7 +111,7 @@ def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int
         for n in ns:
             try:
                 tokens, secs = _vllm_request(server.url, model, ids, n, max_new_tokens, temperature, top_p, seed)
-                rows.append(SpeedRow(label, n, tokens, secs, "one request with n"))
+                rows.append(SpeedRow(label, n, tokens, secs))
             except Exception as e:  # noqa: BLE001 - the server may die at large n; the row says so
                 alive = server.healthy()
                 rows.append(SpeedRow(label, n, 0, 0.0, f"failed ({type(e).__name__}; server "
@@ -122,7 +122,8 @@ def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int
             log(f"vLLM n={n}: {rows[-1].tokens} tokens in {rows[-1].seconds:.1f}s")
     finally:
         server.stop()
-    return rows, f"vLLM: its own server, started after the in-process runs ({started:.0f} s to start)"
+    return rows, (f"vLLM: the bench's own server (testing/vllm_server.py: float32, prefix caching, 2 cores), "
+                  f"started after every other run ({started:.0f} s to start); one /v1/completions request with n")
 
 
 def _fmt(x: float) -> str:

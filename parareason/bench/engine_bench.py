@@ -163,7 +163,7 @@ def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[li
     ttftn = _time_to_first_token(eng, ids, cfg.ttft_n, cfg.ttft_reps)
     prefill = (f"{label}: time to first token n=1 {ttft1:.3f} s, n={cfg.ttft_n} {ttftn:.3f} s, "
                f"ratio **{ttftn / ttft1:.2f}** (target <= 1.3); dtype {eng.dtype_choice.describe()}")
-    print(prefill)
+    print(prefill.replace("**", ""))
     rows = []
     for n in cfg.ns:
         before = eng.stats.decode_rows, eng.stats.decode_forwards
@@ -260,8 +260,7 @@ def render_body(cfg: EngineBenchConfig, rows: list[SpeedRow], prompt_tokens: int
     skip_md = "".join(f"- skipped {a}: {r}\n" for a, r in skipped.items())
     return f"""
 Model `{cfg.model}`, one GSM8K chat prompt ({prompt_tokens} tokens), n samples of up to {cfg.max_new_tokens} new
-tokens, temperature {cfg.temperature}, top-p {cfg.top_p}, seed {cfg.seed} (embedded: seeds {cfg.seed}..{cfg.seed}+n-1
-per row). One engine computes at a time. tok/s = tokens counted / wall seconds including prefill. Embedded and
+tokens, temperature {cfg.temperature}, top-p {cfg.top_p}, seed {cfg.seed} (embedded: row i has seed {cfg.seed}+i). One engine computes at a time. tok/s = tokens counted / wall seconds including prefill. Embedded and
 vLLM count useful tokens (each row's tokens up to and including its EOS); **llama-batched-bench generates all
 {cfg.max_new_tokens} tokens in every row (random ids, no EOS)**, so its rows keep the batch full to the end.
 

@@ -5,7 +5,9 @@ to B sequences and decodes `-ntg` tokens in each, for every B of `-npl`; per B i
 one markdown row:
 
     |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
-    |    76 |    128 |   16 |   3264 |    0.412 |   184.43 |   41.020 |    49.93 |   41.432 |    50.47 |
+    |    76 |    128 |   16 |   3264 |    3.776 |    20.13 |  211.409 |     9.69 |  215.185 |     9.87 |
+
+(tests/fixtures/llama_batched_bench.txt, captured on a loaded 2-core machine).
 
 Its tokens are random ids and it never stops at an EOS: every row generates all TG
 tokens. The figure set against the engine's useful tokens/s is B*TG / T (generated
@@ -57,6 +59,18 @@ class BatchedBenchResult:
     n_kv_max: int | None
     threads: int | None
     command: list[str]
+    file_type: str  # the GGUF's quantization, e.g. Q4_K_M
+
+
+def gguf_file_type(path: Path) -> str:
+    """The GGUF's `general.file_type` as llama.cpp names it (Q4_K_M, ...), or "GGUF" if unreadable."""
+    try:
+        import gguf
+
+        field = gguf.GGUFReader(str(path)).fields["general.file_type"]
+        return gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name.removeprefix("MOSTLY_")
+    except Exception:  # noqa: BLE001 - a label only
+        return "GGUF"
 
 
 def parse_batched_bench(text: str) -> list[BatchedBenchRow]:
@@ -104,4 +118,4 @@ def run_batched_bench(model: str, prompt_tokens: int, new_tokens: int, parallel:
         tail = "\n".join(text.strip().splitlines()[-8:])
         raise RuntimeError(f"llama-batched-bench exited {proc.returncode} with {len(rows)} rows:\n{tail}")
     n_kv_max, n_threads = parse_params(text)
-    return BatchedBenchResult(rows, n_kv_max, n_threads, cmd)
+    return BatchedBenchResult(rows, n_kv_max, n_threads, cmd, gguf_file_type(gguf))

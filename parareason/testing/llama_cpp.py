@@ -93,11 +93,11 @@ def _link_shared_libraries(folder: Path) -> None:
     if not manifest.is_file():
         return
     for name, target in json.loads(manifest.read_text()).items():
-        link = folder / name
-        if not link.exists() and (folder / target).exists():
-            if link.is_symlink():
-                link.unlink()
-            link.symlink_to(target)
+        link = folder / name  # links may chain (libllama.so -> libllama.so.0 -> ...): order-free
+        if link.is_symlink() and Path(os.readlink(link)) == Path(target):
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
 
 
 def binary_env(folder: Path | None = None) -> dict[str, str]:

