@@ -1,17 +1,20 @@
-"""`parareason bench engine`: embedded engine vs transformers `generate` on n samples.
+"""`parareason bench engine`: the embedded engine against llama.cpp and vLLM CPU, at n=1, 16, 64.
 
-Both run the same weights in the same dtype (the engine's choice, `--dtype auto` by
-default: see dtype_choice.py) on the same chat prompt with the same sampling
-settings and token budget, in one process, one after the other:
+One chat prompt, n samples of `max_new_tokens`, the same sampling settings everywhere,
+one engine computing at a time:
 
-* engine: n sequences of one prompt (prompt prefilled once, batched decode, a row
-  leaves the batch at its EOS);
-* generate: `model.generate(num_return_sequences=n, do_sample=True)`, which prefills
-  n copies and keeps decoding every row until the last one ends.
+* embedded: one engine per weight format (`--weights full,float16,int8`), n sequences of
+  the prompt (prefilled once, batched decode, a row leaves the batch at its EOS); also
+  its time to first token for 16 copies vs one (prefill n vs 1);
+* the anchors (engine_anchors.py), each when installed, else skipped with how to install
+  it: llama.cpp's `llama-batched-bench -pps` on the shipped Q4 GGUF, vLLM CPU as the
+  bench's own float32 server (started last), and optionally transformers `generate`
+  (`num_return_sequences=n`, every row decodes until the last one ends).
 
 Useful tokens are each row's tokens up to and including its EOS (the engine produces
-no others). Also measured: time to first token (prefill + first sample) for n=1 vs
-n, and one decode step in float32 vs bfloat16 (what `--dtype auto` decides from).
+no others). The section in BENCHMARKS.md holds every row, the ratios of the best
+embedded format to each anchor at each n, and one decode step in float32 vs bfloat16
+(what `--dtype auto` decides from).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from parareason.bench.engine_anchors import (DEFAULT_ANCHORS, SpeedRow, best_embedded, llama_cpp_rows,
+                                             render_detail, render_speed_table, skip_reason, vllm_rows)
 from parareason.models import DEFAULT_MODEL
 
 DEFAULT_PROMPT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -126,25 +131,83 @@ def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, ste
 @dataclass
 class EngineBenchConfig:
     model: str = DEFAULT_MODEL
-    n: int = 16  # samples of the prompt
+    ns: tuple[int, ...] = (1, 16, 64)  # samples of the prompt, one run each
+    weights: tuple[str, ...] = ("full", "float16", "int8")  # embedded weight formats, one engine each
+    anchors: tuple[str, ...] = DEFAULT_ANCHORS  # llama.cpp, vllm, generate (engine_anchors.py)
     max_new_tokens: int = 128
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int = 0
     prompt: str = DEFAULT_PROMPT
+    ttft_n: int = 16  # prefill of n copies vs one
     ttft_reps: int = 3  # repetitions of the prefill timing
     dtype_check: bool = True  # also time one decode step in float32 and bfloat16
-    dtype: str = "auto"  # engine dtype; generate runs in the same one
+    dtype: str = "auto"  # compute dtype of `full` weights; generate runs in the same one
+    llama_threads: int = 2  # llama-batched-bench -t
     out_path: str | Path = "BENCHMARKS.md"
 
 
+TITLE = "Embedded engine vs llama.cpp and vLLM CPU (bench engine)"
+OLD_TITLES = ("Embedded engine vs transformers generate",)  # this bench's section before the anchors
+
+
+def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[list[SpeedRow], str, str]:
+    """One weight format: its rows (one per n), a prefill line, and its compute dtype."""
+    from parareason.backends.embedded import load_backend
+
+    eng = load_backend(cfg.model, dtype=cfg.dtype, weights=fmt)
+    dtype = eng.dtype_choice.dtype
+    label = f"embedded {fmt} ({dtype})" if fmt == "full" else f"embedded {fmt}"
+    _run_engine(eng, ids, 2, cfg.temperature, cfg.top_p, 4, cfg.seed)  # warm-up
+    ttft1 = _time_to_first_token(eng, ids, 1, cfg.ttft_reps)
+    ttftn = _time_to_first_token(eng, ids, cfg.ttft_n, cfg.ttft_reps)
+    prefill = (f"{label}: time to first token n=1 {ttft1:.3f} s, n={cfg.ttft_n} {ttftn:.3f} s, "
+               f"ratio **{ttftn / ttft1:.2f}** (target <= 1.3); dtype {eng.dtype_choice.describe()}")
+    print(prefill.replace("**", ""))
+    rows = []
+    for n in cfg.ns:
+        before = eng.stats.decode_rows, eng.stats.decode_forwards
+        run = _run_engine(eng, ids, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed)
+        batch_rows, fwd = eng.stats.decode_rows - before[0], eng.stats.decode_forwards - before[1]
+        note = f"mean decode batch {batch_rows / max(fwd, 1):.1f} over {fwd} forwards"
+        rows.append(SpeedRow(label, n, run.useful_tokens, run.seconds, note, embedded=True))
+        print(f"{label} n={n}: {run.useful_tokens} useful tokens in {run.seconds:.1f}s = {run.tokens_per_s:.1f} tok/s")
+    eng.close()
+    del eng
+    gc.collect()
+    return rows, prefill, dtype
+
+
+def _dtype_table(cfg: EngineBenchConfig, ids: list[int]) -> str:
+    lines = []
+    for batch in sorted({1, max(cfg.ns)}):
+        f32 = _decode_step_ms(cfg.model, "float32", ids, batch, 4)
+        bf16 = _decode_step_ms(cfg.model, "bfloat16", ids, batch, 4)
+        print(f"decode step, batch {batch}: float32 {f32:.0f} ms, bfloat16 {bf16:.0f} ms")
+        lines.append(f"| {batch} | {f32:.0f} | {bf16:.0f} |")
+    return ("One decode step of `full` weights (mean of 4, after warm-up):\n\n"
+            "| batch | float32 ms | bfloat16 ms |\n|---|---|---|\n" + "\n".join(lines) + "\n")
+
+
+def _anchor_rows(cfg: EngineBenchConfig, anchor: str, model_dir: Path, ids: list[int], eos_ids: frozenset[int],
+                 dtype: str) -> tuple[list[SpeedRow], str]:
+    if anchor == "generate":
+        rows = []
+        for n in cfg.ns:
+            run = _run_generate(model_dir, ids, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed,
+                                eos_ids, dtype)
+            rows.append(SpeedRow(f"transformers generate ({dtype})", n, run.useful_tokens, run.seconds,
+                                 "num_return_sequences=n; rows decode until the last ends"))
+        return rows, f"transformers generate: {dtype}, one call per n"
+    if anchor == "llama.cpp":
+        return llama_cpp_rows(cfg.model, len(ids), cfg.max_new_tokens, cfg.ns, cfg.llama_threads)
+    return vllm_rows(cfg.model, ids, cfg.ns, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+
+
 def run_engine_bench(cfg: EngineBenchConfig) -> Path:
-    """Useful tokens/s of the engine vs transformers generate; prefill n vs 1."""
-    model, n, max_new_tokens, temperature, top_p, seed = (cfg.model, cfg.n, cfg.max_new_tokens, cfg.temperature,
-                                                           cfg.top_p, cfg.seed)
-    prompt, ttft_reps, dtype_check, dtype, out_path = cfg.prompt, cfg.ttft_reps, cfg.dtype_check, cfg.dtype, cfg.out_path
+    """Useful tokens/s of each embedded weight format and of the installed anchors, at each n."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from parareason.backends.embedded import load_backend  # first: sets OpenMP env before torch
+    from parareason.backends.embedded import load_tokenizer  # first: sets OpenMP env before torch
 
     import torch
 
@@ -152,64 +215,62 @@ def run_engine_bench(cfg: EngineBenchConfig) -> Path:
     from parareason.models import resolve_model
 
     load_start = os.getloadavg()[0]
-    model_dir = resolve_model(model)
-    eng = load_backend(model, dtype=dtype)
-    chosen = eng.dtype_choice
-    ids = eng.tokenizer.chat_ids([{"role": "user", "content": prompt}])
-    eos_ids = eng.tokenizer.eos_token_ids
-    print(f"model {model}, prompt {len(ids)} tokens, n={n}, max_new_tokens={max_new_tokens}, "
-          f"T={temperature}, top_p={top_p}, seed={seed}, torch threads {torch.get_num_threads()}")
+    model_dir = resolve_model(cfg.model)
+    tok = load_tokenizer(cfg.model)
+    ids = tok.chat_ids([{"role": "user", "content": cfg.prompt}])
+    print(f"model {cfg.model}, prompt {len(ids)} tokens, n={list(cfg.ns)}, weights {list(cfg.weights)}, "
+          f"anchors {list(cfg.anchors)}, max_new_tokens={cfg.max_new_tokens}, T={cfg.temperature}, "
+          f"top_p={cfg.top_p}, seed={cfg.seed}, torch threads {torch.get_num_threads()}")
+    skipped = {a: r for a in cfg.anchors if (r := skip_reason(a, cfg.model))}
+    for anchor, reason in skipped.items():
+        print(f"skipping anchor {anchor}: {reason}")
 
-    ttft1 = _time_to_first_token(eng, ids, 1, ttft_reps)
-    ttftn = _time_to_first_token(eng, ids, n, ttft_reps)
-    print(f"time to first token: n=1 {ttft1:.3f}s, n={n} {ttftn:.3f}s (ratio {ttftn / ttft1:.2f})")
-
-    before = eng.stats.decode_rows, eng.stats.decode_forwards
-    e_run = _run_engine(eng, ids, n, temperature, top_p, max_new_tokens, seed)
-    rows, fwd = eng.stats.decode_rows - before[0], eng.stats.decode_forwards - before[1]
-    print(f"engine:   {e_run.useful_tokens} useful tokens in {e_run.seconds:.1f}s = "
-          f"{e_run.tokens_per_s:.1f} tok/s (mean batch {rows / max(fwd, 1):.1f} rows over {fwd} forwards)")
-    eng.close()
-    del eng
-    gc.collect()
-
-    g_run = _run_generate(model_dir, ids, n, temperature, top_p, max_new_tokens, seed, eos_ids, chosen.dtype)
-    print(f"generate: {g_run.useful_tokens} useful tokens in {g_run.seconds:.1f}s = "
-          f"{g_run.tokens_per_s:.1f} tok/s")
-    ratio = e_run.tokens_per_s / g_run.tokens_per_s if g_run.tokens_per_s else float("nan")
-    print(f"useful-token throughput ratio engine/generate: {ratio:.2f} (target >= 1.5)")
-
-    dtype_rows = ""
-    if dtype_check:
-        lines = []
-        for batch in (1, n):
-            f32 = _decode_step_ms(model, "float32", ids, batch, 4)
-            bf16 = _decode_step_ms(model, "bfloat16", ids, batch, 4)
-            print(f"decode step, batch {batch}: float32 {f32:.0f} ms, bfloat16 {bf16:.0f} ms")
-            lines.append(f"| {batch} | {f32:.0f} | {bf16:.0f} |")
-        dtype_rows = ("\nOne decode step (mean of 4, after warm-up), engine:\n\n"
-                      "| batch | float32 ms | bfloat16 ms |\n|---|---|---|\n" + "\n".join(lines) + "\n")
-
-    body = f"""
-Model `{model}`, both in {chosen.dtype} (engine dtype: {chosen.describe()}), {n} samples of one chat prompt ({len(ids)} tokens, GSM8K-style
-question), temperature {temperature}, top-p {top_p}, top-k off, max_new_tokens {max_new_tokens},
-seed {seed} (engine: seeds {seed}..{seed + n - 1} per row), torch threads {torch.get_num_threads()}.
-Useful tokens = each row's tokens up to and including its EOS.
-
-| | useful tokens | seconds | useful tok/s |
-|---|---|---|---|
-| engine | {e_run.useful_tokens} | {e_run.seconds:.1f} | {e_run.tokens_per_s:.1f} |
-| transformers generate(num_return_sequences={n}) | {g_run.useful_tokens} | {g_run.seconds:.1f} | {g_run.tokens_per_s:.1f} |
-
-- ratio engine / generate: **{ratio:.2f}x** (target >= 1.5x)
-- rows' lengths, engine: {sorted(e_run.row_tokens)}; generate: {sorted(g_run.row_tokens)}
-- engine mean decode batch {rows / max(fwd, 1):.1f} rows over {fwd} forwards
-- time to first token (prefill + first sample), median of {ttft_reps}: n=1 {ttft1:.3f} s, n={n} {ttftn:.3f} s,
-  ratio **{ttftn / ttft1:.2f}** (target <= 1.3)
-{dtype_rows}
-Machine load average (1 min): {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (on a shared
-machine other jobs slow both sides; the two runs are sequential, so the ratio is noisy).
-"""
-    path = write_section("Embedded engine vs transformers generate", body, path=out_path)
+    rows: list[SpeedRow] = []
+    prefill_lines, dtype = [], "float32"
+    for fmt in cfg.weights:
+        fmt_rows, line, fmt_dtype = _embedded_rows(cfg, fmt, ids)
+        rows += fmt_rows
+        prefill_lines.append(line)
+        dtype = fmt_dtype if fmt == "full" else dtype
+    dtype_md = _dtype_table(cfg, ids) if cfg.dtype_check else ""
+    anchor_lines = []
+    # in-process and llama.cpp first; vLLM last: its server is started after every other run
+    for anchor in sorted((a for a in cfg.anchors if a not in skipped), key=lambda a: a == "vllm"):
+        try:
+            got, line = _anchor_rows(cfg, anchor, model_dir, ids, tok.eos_token_ids, dtype)
+        except Exception as e:  # noqa: BLE001 - one broken anchor must not lose the others' figures
+            got, line = [], f"{anchor}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            print(line)
+        rows += got
+        anchor_lines.append(line)
+    for n in cfg.ns:
+        best = best_embedded(rows, n)
+        if best:
+            print(f"n={n}: best embedded {best.engine} {best.tokens_per_s:.1f} tok/s")
+    body = render_body(cfg, rows, len(ids), prefill_lines, anchor_lines, skipped, dtype_md,
+                       (load_start, os.getloadavg()[0]))
+    path = write_section(TITLE, body, path=cfg.out_path, old_titles=OLD_TITLES)
     print(f"wrote {path}")
     return path
+
+
+def render_body(cfg: EngineBenchConfig, rows: list[SpeedRow], prompt_tokens: int, prefill_lines: list[str],
+                anchor_lines: list[str], skipped: dict[str, str], dtype_md: str, load: tuple[float, float]) -> str:
+    """The BENCHMARKS.md section: the speed and ratio tables, then how each row was measured."""
+    skip_md = "".join(f"- skipped {a}: {r}\n" for a, r in skipped.items())
+    return f"""
+Model `{cfg.model}`, one GSM8K chat prompt ({prompt_tokens} tokens), n samples of up to {cfg.max_new_tokens} new
+tokens, temperature {cfg.temperature}, top-p {cfg.top_p}, seed {cfg.seed} (embedded: row i has seed {cfg.seed}+i). One engine computes at a time. tok/s = tokens counted / wall seconds including prefill. Embedded and
+vLLM count useful tokens (each row's tokens up to and including its EOS); **llama-batched-bench generates all
+{cfg.max_new_tokens} tokens in every row (random ids, no EOS)**, so its rows keep the batch full to the end.
+
+{render_speed_table(rows, cfg.ns)}
+
+{render_detail(rows)}
+
+{chr(10).join("- " + x for x in anchor_lines + prefill_lines)}
+{skip_md}
+{dtype_md}
+Machine load average (1 min): {load[0]:.1f} at start, {load[1]:.1f} at end (a shared machine's other jobs
+slow every row; the rows are sequential, so the ratios are noisy).
+"""

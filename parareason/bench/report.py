@@ -35,9 +35,17 @@ def invoked_command() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _section_pattern(title: str) -> re.Pattern[str]:
+    return re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+
+
 def write_section(title: str, body_md: str, path: str | Path = "BENCHMARKS.md",
-                  command: str | None = None) -> Path:
-    """Replace (or append) the `## title` section of `path` with fresh figures."""
+                  command: str | None = None, old_titles: tuple[str, ...] = ()) -> Path:
+    """Replace (or append) the `## title` section of `path` with fresh figures.
+
+    old_titles: earlier titles of the same benchmark; the first section found under
+    `title` or one of them is replaced in place, the others are removed.
+    """
     path = Path(path)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"## {title}\n\n"
@@ -45,7 +53,11 @@ def write_section(title: str, body_md: str, path: str | Path = "BENCHMARKS.md",
                f"- machine: {machine_description()}\n"
                f"- date: {stamp}\n\n{body_md.strip()}\n\n")
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure below was produced by the command shown with it.\n\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else text + section
-    path.write_text(text)
+    placed = False
+    for t in (title, *old_titles):
+        pattern = _section_pattern(t)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: "" if placed else section, text, count=1)
+            placed = True
+    path.write_text(text if placed else text + section)
     return path

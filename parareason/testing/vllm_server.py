@@ -49,9 +49,13 @@ def _stamp() -> Path:
     return venv_dir() / ".parareason-ready"
 
 
+def is_built() -> bool:
+    return _stamp().is_file() and venv_python().is_file()
+
+
 def build_venv(log=sys.stderr) -> Path:
     """Create the vLLM virtualenv unless a finished one is there (a stamp marks it)."""
-    if _stamp().is_file() and venv_python().is_file():
+    if is_built():
         return venv_python()
     venv = venv_dir()
     venv.parent.mkdir(parents=True, exist_ok=True)
