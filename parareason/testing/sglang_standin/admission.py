@@ -55,8 +55,8 @@ def abort(srv: StandinState, rid: str, abort_all: bool = False) -> None:
 
 def disconnect(srv: StandinState, live: LiveRequest) -> None:
     """The client hung up: SGLang aborts the request through `abort_request(rid)`."""
-    if live.finished or live.aborted:
-        return
+    if live.finished or live.aborted or live.rid in srv.disconnected_rids:
+        return  # ended already, or this hang-up was handled (stream's finally, then the background task)
     srv.disconnected_rids.append(live.rid)
     if live.abort_sent:
         return  # an earlier /abort_request set abort_sent: this abort is skipped, as on SGLang

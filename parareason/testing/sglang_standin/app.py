@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
-from parareason.testing.sglang_standin.admission import abort, dispatch
+from parareason.testing.sglang_standin.admission import abort, disconnect, dispatch
 from parareason.testing.sglang_standin.responses import collect, stream
 from parareason.testing.sglang_standin.sampling import apply_seed_mode
 from parareason.testing.sglang_standin.state import StandinState
@@ -165,7 +166,16 @@ def build_app(srv: StandinState) -> FastAPI:
         srv.tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(srv.tasks.discard)
         if streaming:
-            return StreamingResponse(stream(srv, live, req), media_type="text/event-stream")
+            # As SGLang's http_server: the response's background task aborts the request
+            # when the stream ends for any reason, a hang-up before the first byte included
+            # (a stream generator that never started runs no `finally`).
+            return StreamingResponse(stream(srv, live, req), media_type="text/event-stream",
+                                     background=BackgroundTask(_hung_up, srv, live))
         return await collect(srv, live, req)
 
     return app
+
+
+async def _hung_up(srv: StandinState, live: LiveRequest) -> None:
+    srv.live.pop(live.rid, None)
+    disconnect(srv, live)
