@@ -166,8 +166,9 @@ def build_app(srv: StandinState) -> FastAPI:
         srv.tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(srv.tasks.discard)
         if streaming:
-            # As SGLang's http_server: the response's background task aborts the request
-            # when the stream ends for any reason, a hang-up before the first byte included
+            # As SGLang (entrypoints/http_server.py: background=create_abort_task(obj)): the
+            # response's background task aborts the request when the stream ends for any
+            # reason, a hang-up before the first byte included
             # (a stream generator that never started runs no `finally`).
             return StreamingResponse(stream(srv, live, req), media_type="text/event-stream",
                                      background=BackgroundTask(_hung_up, srv, live))
