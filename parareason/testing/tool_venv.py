@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 PY = "{python}"  # stands for the tool venv's python in build steps
 
@@ -29,8 +29,10 @@ def is_ready(venv: Path) -> bool:
 
 
 def build(venv: Path, label: str, steps: Sequence[Sequence[str]], *, version: str,
-          env: Mapping[str, str] | None = None, log: TextIO = sys.stderr) -> Path:
-    """Create `venv` and run `steps` (PY = its python) unless a finished one is there."""
+          env: Mapping[str, str] | None = None, verify: Callable[[], object] | None = None,
+          log: TextIO = sys.stderr) -> Path:
+    """Create `venv` and run `steps` (PY = its python) unless a finished one is there;
+    `verify` (raising when the build is unusable) runs before the stamp is written."""
     if is_ready(venv):
         return python_of(venv)
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -40,8 +42,7 @@ def build(venv: Path, label: str, steps: Sequence[Sequence[str]], *, version: st
     for cmd in commands:
         print(f"{label} venv:", " ".join(cmd[2:] if cmd[1] == "-m" else cmd), file=log, flush=True)
         subprocess.run(cmd, check=True, env=None if env is None else dict(env))
-    return python_of(venv)
-
-
-def mark_ready(venv: Path, version: str) -> None:
+    if verify is not None:
+        verify()
     (venv / ".parareason-ready").write_text(version + "\n")
+    return python_of(venv)

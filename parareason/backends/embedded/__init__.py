@@ -60,7 +60,7 @@ def load_backend(model: str | None = None, *, dtype: str | None = None, weights:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from parareason.models import SHIPPED, ModelError, resolve_model
-    from parareason.backends.embedded.dtype_choice import AUTO, DTYPE_ENV, resolve_dtype
+    from parareason.backends.embedded.dtype_choice import resolve_dtype
     from parareason.backends.embedded.weights import PACKED_FORMATS, WEIGHTS_ENV, check_weight_format
     from parareason.backends.embedded.model import DecoderModel, ModelConfig
 
@@ -73,9 +73,8 @@ def load_backend(model: str | None = None, *, dtype: str | None = None, weights:
         model_dir = resolve_model(model)
         config = ModelConfig.from_hf_dir(model_dir)
         fmt = (weights or os.environ.get(WEIGHTS_ENV) or "full").strip().lower()
-        if fmt in PACKED_FORMATS and (dtype or os.environ.get(DTYPE_ENV) or AUTO).strip().lower() == AUTO:
-            dtype = "float32"  # fbgemm takes float32 activations: nothing to probe
-        choice = resolve_dtype(dtype, config.hidden_size, config.intermediate_size)
+        choice = resolve_dtype(dtype, config.hidden_size, config.intermediate_size,
+                               float32_only=fmt in PACKED_FORMATS)  # fbgemm takes float32 activations
         check_weight_format(fmt, choice.torch_dtype)  # before the weights load
         decoder = DecoderModel.from_dir(model_dir, choice.torch_dtype, config, weights=fmt)
         tokenizer = HFTokenizer(model_dir, name=model if model in SHIPPED else None)

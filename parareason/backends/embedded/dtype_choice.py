@@ -132,9 +132,13 @@ def _measure(inner: int, outer: int) -> tuple[float, float, bool]:
     return f32, bf16, False
 
 
-def resolve_dtype(requested: str | None, hidden_size: int, intermediate_size: int) -> DtypeChoice:
-    """The dtype to load weights in. None reads PARAREASON_DTYPE (default auto)."""
+def resolve_dtype(requested: str | None, hidden_size: int, intermediate_size: int,
+                  float32_only: bool = False) -> DtypeChoice:
+    """The dtype to load weights in. None reads PARAREASON_DTYPE (default auto).
+    float32_only: auto means float32 without probing (packed weights take float32 input)."""
     name = (requested or os.environ.get(DTYPE_ENV) or AUTO).strip().lower()
+    if name == AUTO and float32_only:
+        return DtypeChoice("float32", requested=AUTO)
     if name != AUTO:
         if name not in DTYPE_ALIASES:
             raise ValueError(f"dtype must be auto or one of {sorted(DTYPE_ALIASES)}, not {name!r}")

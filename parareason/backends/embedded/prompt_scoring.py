@@ -15,7 +15,7 @@ reported for the same tokens.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -40,15 +40,11 @@ def _check(engine: Any, ids: Sequence[int], top_logprobs: int) -> None:
 
 
 @torch.inference_mode()
-def score_prompt(engine: Any, input_ids: Sequence[int], top_logprobs: int = 0) -> PromptScores:
-    ids = [int(t) for t in input_ids]
-    _check(engine, ids, top_logprobs)
-    model, n = engine.model, len(ids)
+def position_logits(model: Any, ids: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, logits [Q, V]) per chunk of `ids`, causal over everything before: row j
+    predicts ids[start + j + 1]. A private KV pool; the engine's is never touched."""
+    n = len(ids)
     pool = model.new_kv_pool(n + 1)  # slot 0 is the pool's scratch slot; position i -> slot i + 1
-    k = max(top_logprobs, 1)
-    logprobs: list[float] = []
-    tops: list[list[tuple[int, float]]] = []
-    next_top: list[tuple[int, float]] = []
     for start in range(0, n, SCORE_CHUNK):
         chunk = ids[start:start + SCORE_CHUNK]
         q = len(chunk)
@@ -56,8 +52,21 @@ def score_prompt(engine: Any, input_ids: Sequence[int], top_logprobs: int = 0) -
         read = torch.arange(1, start + q + 1)[None]  # every slot so far, this chunk's included
         mask = (torch.arange(start + q)[None, :] <= qpos[:, None])[None, None]  # [1, 1, Q, L] causal
         # logits_at of shape [1, Q]: the model's LM head then runs at every position -> [1, Q, V].
-        logits = model.forward(torch.tensor([chunk]), qpos[None], pool, (qpos + 1)[None], read, mask,
-                               torch.arange(q)[None])[0]
+        yield start, model.forward(torch.tensor([chunk]), qpos[None], pool, (qpos + 1)[None], read, mask,
+                                   torch.arange(q)[None])[0]
+
+
+@torch.inference_mode()
+def score_prompt(engine: Any, input_ids: Sequence[int], top_logprobs: int = 0) -> PromptScores:
+    ids = [int(t) for t in input_ids]
+    _check(engine, ids, top_logprobs)
+    n = len(ids)
+    k = max(top_logprobs, 1)
+    logprobs: list[float] = []
+    tops: list[list[tuple[int, float]]] = []
+    next_top: list[tuple[int, float]] = []
+    for start, logits in position_logits(engine.model, ids):
+        q = logits.shape[0]
         logp = torch.log_softmax(logits.float(), dim=-1)  # [Q, V]
         # Position j predicts token j + 1; the last position of the prompt predicts what follows.
         targets = ids[start + 1:start + q + 1]
