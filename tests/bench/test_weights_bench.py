@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from parareason.backends.replay.tracefile import RecordedTrace
 from parareason.bench.weights_bench import WeightsBenchConfig, measure_drift, sc_credits, sc_table
 from tests.backends.test_replay_backend import question
 from tests.support.engine_util import TEST_MODEL

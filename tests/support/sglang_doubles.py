@@ -19,6 +19,7 @@ from parareason.backends.base import (
     GenerationRequest,
     SeqUpdate,
 )
+from parareason.server.background import free_port  # noqa: F401 - re-exported to the SGLang tests
 
 EOS = 256
 
@@ -166,10 +167,3 @@ def wait_until(cond, limit_s: float = 10.0, what: str = "condition") -> None:
         time.sleep(0.01)
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
