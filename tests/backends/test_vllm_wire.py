@@ -47,7 +47,8 @@ def test_usage_chunk_carries_cached_prompt_tokens_and_errors_are_read():
     c = decode_chunk({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 3,
                                                "prompt_tokens_details": {"cached_tokens": 32}}}, 0)
     assert (c.prompt_tokens, c.cached_tokens) == (40, 32)
-    assert decode_chunk({"error": {"message": "boom", "code": 500}}, 0).error == "boom"
+    err = decode_chunk({"error": {"message": "boom", "type": "InternalServerError", "param": None, "code": 500}}, 0)
+    assert (err.error, err.error_code) == ("boom", 500)
     bad = decode_chunk({"choices": [{"token_ids": [1, 2], "logprobs": {"token_logprobs": [-1.0]}}]}, 0)
     assert bad.error and "2 token ids" in bad.error
     with pytest.raises(ValueError):

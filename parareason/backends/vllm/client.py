@@ -32,7 +32,7 @@ import httpx
 from parareason.backends.base import (
     FINISH_ABORT, FINISH_ERROR, FINISH_LENGTH, Backend, BackendError, GenerationRequest, SeqUpdate, Tokenizer,
 )
-from parareason.backends.http.failures import RequestFailure
+from parareason.backends.http.failures import RETRYABLE_STATUS, RequestFailure
 from parareason.backends.http.routing import WorkerPool
 from parareason.backends.http.sse import SSEParser
 from parareason.backends.vllm.config import VLLMConfig
@@ -185,6 +185,7 @@ class VLLMBackend(Backend):
         await asyncio.gather(*tasks, return_exceptions=True)
         if getattr(self, "_client", None) is not None:
             await self._client.aclose()
+        await asyncio.get_running_loop().shutdown_asyncgens()  # httpx's stream generators, finalized here
 
     async def _make_client(self) -> httpx.AsyncClient:
         c = self.config
@@ -238,7 +239,11 @@ class VLLMBackend(Backend):
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
                     raise RequestFailure("status", f"HTTP {resp.status_code}: {text[:300]}", resp.status_code)
-                await self._read(seq, resp, state, deadline)
+                texts = resp.aiter_text()
+                try:
+                    await self._read(seq, texts, state, deadline)
+                finally:
+                    await texts.aclose()  # finalize now, not in a GC hook after the loop stopped
         except httpx.ConnectError as e:
             raise RequestFailure("connect", f"{url}: {e}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as e:
@@ -247,10 +252,9 @@ class VLLMBackend(Backend):
             raise RequestFailure("dropped", f"{url}: stream ended without a finish reason")
         return state
 
-    async def _read(self, seq: _Seq, resp: httpx.Response, state: _Attempt, deadline: float) -> None:
+    async def _read(self, seq: _Seq, texts: Any, state: _Attempt, deadline: float) -> None:
         c = self.config
         parser = SSEParser()
-        texts = resp.aiter_text().__aiter__()
         top_k = seq.req.params.top_logprobs
         while True:
             wait = c.first_token_timeout_s if state.tokens == 0 else c.stall_timeout_s
@@ -269,7 +273,10 @@ class VLLMBackend(Backend):
                     chunk = decode_chunk(json.loads(payload), top_k)
                 except (ValueError, TypeError) as e:
                     raise RequestFailure("protocol", f"unreadable chunk {payload[:200]!r}: {e}") from None
-                if chunk.error:
+                if chunk.error:  # a 5xx in the stream is retried like one before it (if no token came)
+                    if chunk.error_code in RETRYABLE_STATUS:
+                        raise RequestFailure("status", f"HTTP {chunk.error_code} in the stream: {chunk.error}",
+                                             chunk.error_code)
                     raise RequestFailure("server", chunk.error)
                 if chunk.prompt_tokens is not None:
                     state.usage = (chunk.prompt_tokens, chunk.cached_tokens or 0)

@@ -68,13 +68,17 @@ class Chunk:
     prompt_tokens: int | None = None  # from the final usage chunk
     cached_tokens: int | None = None
     error: str | None = None
+    error_code: int | None = None  # the HTTP status an error chunk names (vLLM: 500 for a generation error)
 
 
 def decode_chunk(data: dict[str, Any], top_k: int) -> Chunk:
     """A parsed `data:` payload of the completions stream -> Chunk."""
     if "error" in data:
         err = data["error"]
-        return Chunk(error=str(err.get("message", err) if isinstance(err, dict) else err))
+        if not isinstance(err, dict):
+            return Chunk(error=str(err))
+        code = err.get("code")
+        return Chunk(error=str(err.get("message", err)), error_code=code if isinstance(code, int) else None)
     out = Chunk()
     usage = data.get("usage")
     if usage:
