@@ -59,11 +59,19 @@ def _req(backend, seq_id: str, text: str, **params) -> GenerationRequest:
                                                                    **params}))
 
 
-def test_start_up_checks_read_the_server(backend):
+def test_start_up_checks_read_the_server(backend, server):
+    import httpx
+
     assert backend.max_model_len == 4096 and backend.model == MODEL
     assert backend.servers[0].prefix_caching is True
-    ids = backend.tokenizer.encode("The answer is \\boxed{42}.")
-    assert backend.facts["max_model_len"] == 4096 and backend.facts["cache_block_size"] == 128 and ids  # tokenizer probes matched at start-up
+    assert backend.facts["max_model_len"] == 4096 and backend.facts["cache_block_size"] == 128
+    # the server tokenizes the chat prompt (special tokens included) into the local ids
+    ids = backend.tokenizer.chat_ids([{"role": "user", "content": QUESTION}])
+    text = backend.tokenizer.decode_raw(ids)
+    r = httpx.post(server["url"] + "/tokenize", json={"model": MODEL, "prompt": text, "add_special_tokens": False},
+                   timeout=60)
+    assert r.status_code == 200 and len(ids) > 20
+    assert r.json()["tokens"] == ids
 
 
 def test_greedy_tokens_logprobs_and_prefix_cache_for_siblings(backend):
@@ -130,16 +138,21 @@ def test_sc_ffs_and_deepconf_end_to_end_over_vllm(server):
         rows = [{"id": "q", "prompt": FEW_SHOT, "answer": "72"}]
         [sc] = engine.run(rows, policy="sc", n=4, max_new_tokens=120, seed=3)
         [ffs] = engine.run(rows, policy="ffs", n=4, max_new_tokens=120, seed=3, policy_args={"k": 1})
+        # FFS aborted the samples still running when the first finished, and vLLM stopped
+        # them at once (the stream's close aborts the request; a step takes well under 1 s)
+        assert len(ffs.details["aborted"]) >= 1, ffs.details
+        deadline = time.monotonic() + 5
+        while engine.backend.server_metric("vllm:num_requests_running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert engine.backend.server_metric("vllm:num_requests_running") == 0
         [dc] = engine.run(rows, policy="deepconf", n=4, max_new_tokens=120, seed=3,
                           policy_args={"mode": "online", "warmup": 2, "window": 16, "top_logprobs": 5})
         for r in (sc, ffs, dc):
             assert r.error is None and r.usage["generated_tokens"] > 0
         assert sc.usage["cached_tokens"] >= 3 * 128  # four samples of one prompt share its whole blocks
         assert "threshold" in dc.details
-        deadline = time.monotonic() + 30
-        while engine.backend.server_metric("vllm:num_requests_running") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert engine.backend.server_metric("vllm:num_requests_running") == 0  # FFS's aborts took
+        # DeepConf's confidences were computed from 5 alternatives per token from vLLM
+        assert dc.details["top_logprobs"] == {"requested": 5, "fewest_returned": 5}, dc.details["top_logprobs"]
 
 
 def test_bench_engines_writes_one_table_with_ratios(server, tmp_path):
