@@ -3,7 +3,8 @@
 One GSM8K chat prompt, n samples of `max_new_tokens` at the same temperature, run
 one after the other in one process (never two engines computing at once):
 
-* embedded: the in-process engine, n sequences of the prompt (batched decode);
+* embedded: the in-process engine, n sequences of the prompt (batched decode), its
+  linear layers in `weights` (full, float16 or int8: `--weights`, as `bench engine`);
 * vLLM n=N: one `/v1/completions` request with `n` (vLLM's own parallel sampling);
 * parareason SC over vLLM: self-consistency through the vLLM backend (n streams of
   one request, same prefix, one affinity key);
@@ -47,6 +48,7 @@ class EnginesBenchConfig:
     max_new_tokens: int = 128
     temperature: float = 0.7
     seed: int = 0
+    weights: str = "full"  # the embedded engine's weight format (backends/embedded/weights.py)
     prompt: str = DEFAULT_PROMPT
     policies: tuple[str, ...] = ("deepconf", "ffs")
     policy_args: dict[str, dict[str, Any]] = field(default_factory=lambda: {
@@ -58,11 +60,13 @@ def _embedded(cfg: EnginesBenchConfig, ids: list[int]) -> EnginesRow:
     from parareason.backends.embedded import load_backend
     from parareason.bench.engine_bench import _run_engine
 
-    engine = load_backend(cfg.model)
+    engine = load_backend(cfg.model, weights=cfg.weights)
     _run_engine(engine, ids, 2, cfg.temperature, 1.0, 4, cfg.seed)  # warm-up
     run = _run_engine(engine, ids, cfg.n, cfg.temperature, 1.0, cfg.max_new_tokens, cfg.seed)
     engine.close()
-    return EnginesRow("embedded engine", run.useful_tokens, run.seconds, f"dtype {engine.dtype_choice.dtype}")
+    label = "embedded engine" if cfg.weights == "full" else f"embedded engine, {cfg.weights} weights"
+    return EnginesRow(label, run.useful_tokens, run.seconds,
+                      f"dtype {engine.dtype_choice.dtype}, {engine.model.weights} weights")
 
 
 def _vllm_native(cfg: EnginesBenchConfig, url: str, ids: list[int]) -> EnginesRow:
