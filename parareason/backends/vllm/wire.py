@@ -14,6 +14,19 @@ Read off vLLM 0.32 (`vllm/entrypoints/openai/completion/protocol.py` and `servin
 * finish: `finish_reason` "stop" with `stop_reason` None (EOS), an int (a stop token) or a
   str (a stop string); "length"; "abort" (the server gave up on it) becomes an error;
 * the client's `request_id` names the request in vLLM's logs; closing the stream aborts it.
+
+Why `/v1/completions` and not vLLM's token-in/token-out `POST /inference/v1/generate`
+(`vllm/entrypoints/scale_out/token_in_token_out/api_router.py`): that route takes
+`token_ids` plus vLLM's own `sampling_params` object and streams `choices[].token_ids`
+with numeric logprobs (`logprobs.content[].{token_id, logprob, top_logprobs}`,
+`protocol.py` `GenerateRequest`, `GenerateTokensStreamResponse`), but vLLM 0.32 registers
+it only on a server started with `--enable-scale-out` or `--tokens-only`; any other
+server answers it 403 "Scale-out endpoints are disabled" (`scale_out/factories.py`). A
+`--tokens-only` server also refuses stop strings (`token_in_token_out/serving.py`: no
+detokenizer), which the runtime's protocols need. The completions endpoint is on every
+`vllm serve` and, with `return_token_ids` and `return_tokens_as_token_ids`, carries the
+same facts (ids in, ids and logprobs by id out, cached tokens, stop reason); its cost is
+the server detokenizing text this client ignores.
 """
 from __future__ import annotations
 
