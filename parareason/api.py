@@ -28,7 +28,7 @@ from parareason.policies.build import policy_for_row
 from parareason.runtime.driver import drive_scheduler, request_seed
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
-from parareason.runtime.protocols import get_protocol
+from parareason.runtime.protocols import get_protocol, with_default_dialect
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.result import Result
 
@@ -80,7 +80,9 @@ class Engine:
         policy = policy_for_row(o.get("policy"), opts.policy, opts.policy_args, o.get("n", opts.n))
         protocol = o.get("protocol", opts.protocol)
         # the options were given for opts.protocol; a row naming another protocol gets its defaults
-        protocol_config = dict(opts.protocol_args) if protocol == opts.protocol else {}
+        # (for both, a model naming a released checkpoint of the protocol defaults to `trained`)
+        protocol_config = with_default_dialect(protocol, self.model,
+                                               opts.protocol_args if protocol == opts.protocol else {})
         return RequestSpec(id=row.id, prompt=row.prompt, policy=policy, protocol=protocol,
                            protocol_config=protocol_config, reference=row.answer,
                            params=params, limits=limits, keep_trace=opts.keep_trace)
@@ -96,7 +98,7 @@ class Engine:
         """
         options = opts.pop("options", None) or RunOptions()
         options = replace(options, **opts)
-        get_protocol(options.protocol, **options.protocol_args)  # a bad protocol option fails before any work
+        get_protocol(options.protocol, model=self.model, **options.protocol_args)  # a bad option fails before any work
         rows = normalize_items(prompts)
         specs = [self.build_request(r, options) for r in rows]  # all validated before any work
         with self._lock:

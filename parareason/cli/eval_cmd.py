@@ -189,7 +189,7 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
     rows = load_dataset(dataset, limit)
     per_policy = split_policy_args(parse_policy_args(policy_args), names)
     check_policies(names, per_policy, n)
-    protocol_config = protocol_args_for(protocol, protocol_args)
+    protocol_config = protocol_args_for(protocol, protocol_args, model)
     base_config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": protocol,
                    "protocol_args": protocol_config, "n": n,
                    "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,

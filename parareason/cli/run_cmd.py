@@ -66,7 +66,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     except PromptInputError as e:
         raise click.BadParameter(str(e), param_hint="PROMPTS") from None
     pargs = parse_policy_args(policy_args)
-    protocol_config = protocol_args_for(protocol, protocol_args)
+    protocol_config = protocol_args_for(protocol, protocol_args, model)
     validate_policies(rows, prompts, policy, pargs, n)
     out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}.jsonl"
     check_run_paths(prompts, out, trace_path)  # before anything is created...

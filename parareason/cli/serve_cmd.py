@@ -83,7 +83,8 @@ def serve(model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: 
 
     defaults = ServeDefaults(
         model_id=served_model_name or model, policy=policy, policy_args=parse_policy_args(policy_args),
-        protocol=protocol, protocol_args=protocol_args_for(protocol, protocol_args), n=n, max_n=max(max_n, n),
+        model=model, protocol=protocol, protocol_args=protocol_args_for(protocol, protocol_args, model), n=n,
+        max_n=max(max_n, n),
         max_new_tokens=max_new_tokens,
         max_new_tokens_limit=max_tokens_limit, temperature=temperature, top_p=top_p, seed=seed, budget=budget,
         deadline_s=deadline, max_deadline_s=max_deadline)

@@ -19,7 +19,7 @@ from parareason.policies.build import make_policy_instance
 from parareason.policies.registry import ALIASES, all_policy_names as policy_names
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
-from parareason.runtime.protocols import get_protocol, protocol_names
+from parareason.runtime.protocols import get_protocol, protocol_names, with_default_dialect
 from parareason.runtime.request import RequestSpec
 from parareason.server.schemas import ChatMessage, ParareasonOptions
 
@@ -45,6 +45,7 @@ class ServeDefaults:
     """Server-side defaults and caps (the options of `parareason serve`)."""
 
     model_id: str
+    model: str | None = None  # `serve --model` (else model_id): a released checkpoint defaults the dialect to trained
     policy: str = "sc"
     # Server-side policy parameters: "key" applies to the default policy, "policy.key"
     # to that policy whenever a request runs it (e.g. {"deepprune.judge": "answer"}).
@@ -143,7 +144,8 @@ class Router:
         if protocol not in protocol_names():
             raise RoutingError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}",
                                param="parareason.protocol")
-        protocol_args = {**(d.protocol_args if protocol == d.protocol else {}), **o.protocol_args}
+        protocol_args = with_default_dialect(protocol, d.model or d.model_id,
+                                             {**(d.protocol_args if protocol == d.protocol else {}), **o.protocol_args})
         try:  # a bad dialect or option is the client's error, named before anything runs
             get_protocol(protocol, **protocol_args)
         except (ValueError, TypeError) as e:

@@ -1,18 +1,25 @@
 """ParaThinker native inference on the embedded engine (parathinker_native.py), on the shipped
 small model with stand-in ids for `<think1>`..`<think8>` / `<summary>`: path isolation, the
 summary against a transformers forward with explicit positions and the block mask, and
-KV reuse (the summary computes only its own tokens)."""
+KV reuse (the summary computes only its own tokens). A tiny checkpoint with non-zero
+segment embeddings checks those (loaded from disk, added to K/V before RoPE) against an
+independent plain-torch forward (tests/support/parathinker_reference.py)."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import torch
 
+from parareason.backends.embedded import load_tokenizer
 from parareason.backends.embedded.engine import EngineOptions, TransformersEngine
+from parareason.backends.embedded.model import DecoderModel
 from parareason.backends.embedded.parathinker_native import ParaThinkerIds, layout
 from parareason.models import resolve_model
 from tests.support.engine_util import TEST_MODEL, greedy, request, run_all
+from tests.support.parathinker_reference import reference_logits
+from tests.support.tiny_model import tiny_config, tiny_state
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PT = ParaThinkerIds(opens=tuple(range(1000, 1008)), summary=1010)  # stand-ins: ordinary vocabulary ids
@@ -119,3 +126,92 @@ def test_summary_reuses_the_paths_kv(native, engine, hf):
 def test_native_only_with_the_checkpoints_tokens(native, engine):
     assert not engine.supports("parathinker_native")  # smollm2 has no <think1> token
     assert not native.supports("parathinker_native")  # stand-in ids: the protocol's markers differ
+
+
+# -- segment embeddings (ParaThinker's thought-specific embedding), on a tiny checkpoint ------
+
+SEGMENTS = 32  # vllm-parathinker qwen2.py: max_segments
+
+
+@pytest.fixture(scope="module")
+def seg_ckpt(tmp_path_factory):
+    """A tiny Qwen2 checkpoint whose layers carry non-zero `self_attn.seg_embeddings.weight`
+    (row 0 too, as a trained one has: prompt and summary tokens are segment 0), saved to
+    disk and loaded like a real one; the engine reads the layout off the stand-in ids."""
+    from safetensors.torch import save_file
+
+    tok = load_tokenizer(TEST_MODEL)
+    cfg = tiny_config(len(tok))
+    state = tiny_state(cfg, seed=3)
+    g = torch.Generator().manual_seed(4)
+    for i in range(cfg.num_layers):
+        state[f"model.layers.{i}.self_attn.seg_embeddings.weight"] = 0.5 * torch.randn(SEGMENTS, cfg.head_dim,
+                                                                                        generator=g)
+    d = tmp_path_factory.mktemp("seg-ckpt")
+    save_file(state, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
+        "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.rms_norm_eps,
+        "max_position_embeddings": cfg.max_position_embeddings, "tie_word_embeddings": True}))
+    eng = TransformersEngine(DecoderModel.from_dir(d), tok, EngineOptions(parathinker=PT))
+    yield eng, state, cfg
+    eng.close()
+
+
+def ref_logits(seg_ckpt, ids, segs=None, state=None):
+    """The reference's next-token logits after `ids`, in the ParaThinker layout of `ids`."""
+    _, own_state, cfg = seg_ckpt
+    lay = layout(ids, PT)
+    return reference_logits(state or own_state, cfg, ids, lay.positions, lay.segs if segs is None else segs,
+                            lay.mask(0, len(ids)))[-1]
+
+
+def assert_decoded_like_reference(seg_ckpt, ctx, got):
+    """Each greedily decoded token is the reference's argmax, with the reference's logprob."""
+    for i, tok in enumerate(got.tokens):
+        want = ref_logits(seg_ckpt, ctx + got.tokens[:i]).log_softmax(-1)
+        assert int(want.argmax()) == tok
+        assert got.logprobs[i] == pytest.approx(float(want[tok]), abs=1e-4)
+
+
+def test_segment_embeddings_load_from_the_checkpoint(seg_ckpt):
+    eng, state, _ = seg_ckpt
+    for i, lw in enumerate(eng.model.layers):
+        assert torch.equal(lw.seg, state[f"model.layers.{i}.self_attn.seg_embeddings.weight"])
+
+
+def test_summary_with_segment_embeddings_matches_the_reference(seg_ckpt):
+    eng, state, _ = seg_ckpt
+    prompt, p1, p2, tail = contexts(eng.tokenizer)
+    ids = prompt + p1 + p2 + tail
+    eng.prefix_cache.clear()
+    got, _ = first_logits(eng, "seg-cold", ids)  # nothing cached: every region computed in its layout
+    want = ref_logits(seg_ckpt, ids)
+    assert (got - want).abs().max() < 1e-4  # float32 on both sides
+    # the embeddings change this summary: without them, or with every token in segment 0,
+    # the reference gives other logits (so the match above says they were applied per path)
+    plain = {k: v for k, v in state.items() if "seg_embeddings" not in k}
+    assert (ref_logits(seg_ckpt, ids, state=plain) - want).abs().max() > 1e-2
+    assert (ref_logits(seg_ckpt, ids, segs=[0] * len(ids)) - want).abs().max() > 1e-2
+
+
+def test_paths_reuse_then_summary_decode_with_segment_embeddings(seg_ckpt):
+    eng, _, _ = seg_ckpt
+    prompt, p1, p2, tail = contexts(eng.tokenizer)
+    eng.prefix_cache.clear()
+    # an ordinary sequence holding the prompt runs first: the paths reuse its KV (segment 0)
+    first_logits(eng, "seg-prompt", prompt)
+    for k, p in ((1, p1), (2, p2)):
+        eng.submit(request(f"seg-path{k}", prompt + p, greedy(4)))
+    got = run_all(eng)
+    for k, p in ((1, p1), (2, p2)):  # decoded tokens carry segment k at restarted positions
+        assert got[f"seg-path{k}"].first.cached_tokens == len(prompt)
+        assert_decoded_like_reference(seg_ckpt, prompt + p, got[f"seg-path{k}"])
+    ids = prompt + p1 + p2 + tail
+    logits, seq = first_logits(eng, "seg-warm", ids)  # the paths' KV, segments included, reused
+    assert seq.prefill_computed_tokens == len(tail)
+    assert (logits - ref_logits(seg_ckpt, ids)).abs().max() < 1e-4
+    eng.submit(request("seg-sum", ids, greedy(4)))
+    assert_decoded_like_reference(seg_ckpt, ids, run_all(eng)["seg-sum"])

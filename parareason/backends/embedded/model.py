@@ -182,6 +182,8 @@ class DecoderModel:
         slot and are never read). read_slots: [B, L] every slot each row attends to, the
         new ones included (they are written before they are read). attn_mask: [B, 1, Q, L]
         bool, True = may attend. logits_at: [B] which of the Q positions gives logits.
+        seg_ids: [B, Q] ParaThinker segment of each new token (None: all 0); used only
+        when the checkpoint has segment embeddings.
         """
         c = self.config
         B, Q = input_ids.shape
@@ -202,8 +204,10 @@ class DecoderModel:
                 q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
                 k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
                 v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
-                if lw.seg is not None and seg_ids is not None:
-                    seg = F.embedding(seg_ids, lw.seg)[:, :, None, :]  # vllm-parathinker qwen2.py
+                if lw.seg is not None:  # vllm-parathinker qwen2.py: k, v += seg_embeddings(seg_ids)
+                    # no seg_ids: not a path, segment 0 (the collator's zeros), so an ordinary
+                    # prefill leaves the same KV as the native layout's prompt region reuses
+                    seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids, lw.seg)[:, :, None, :]
                     k, v = k + seg, v + seg
                 q = q * cos + rotate_half(q) * sin
                 k = k * cos + rotate_half(k) * sin

@@ -3,9 +3,12 @@
 Each protocol decides how a sample's threads are created and joined (see base.py).
 A protocol speaks one of two dialects:
 
-* `prompted` (the default): our own markup and instructions, for instruct models;
+* `prompted`: our own markup and instructions, for instruct models; the default where no
+  checkpoint is named;
 * `trained`: the format a paper's released checkpoints were trained on (APR,
-  ThreadWeaver, ParaThinker; each trained module cites the reference files it matches).
+  ThreadWeaver, ParaThinker; each trained module cites the reference files it matches);
+  the default when the model names a released checkpoint of the protocol
+  (checkpoints.py). An explicit `dialect` always wins.
   `plain` has no markup, so its two dialects are the same.
 
 Config values are checked here against the type of the protocol's own default for
@@ -19,6 +22,7 @@ import math
 from typing import Any
 
 from parareason.runtime.protocols.base import Protocol, ThreadOps
+from parareason.runtime.protocols.checkpoints import checkpoint_protocol, default_dialect
 
 DIALECTS = ("prompted", "trained")
 
@@ -66,9 +70,19 @@ def protocol_names() -> list[str]:
     return sorted(PROTOCOLS)
 
 
-def get_protocol(name: str, **config: Any) -> Protocol:
-    """A fresh protocol; `config` holds its options (`dialect` picks the format)."""
-    dialect = config.pop("dialect", "prompted")
+def with_default_dialect(name: str, model: str | None, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` plus the dialect `model` implies (`trained` for a released checkpoint of
+    protocol `name`); a given `dialect` is kept. Entry points resolve it where the model is
+    known, so the options a request carries (and a run's fingerprint) say the dialect."""
+    if "dialect" in config or default_dialect(name, model) == "prompted":
+        return dict(config)
+    return {**config, "dialect": "trained"}
+
+
+def get_protocol(name: str, *, model: str | None = None, **config: Any) -> Protocol:
+    """A fresh protocol; `config` holds its options (`dialect` picks the format; without
+    one, the default for `model`: see with_default_dialect)."""
+    dialect = config.pop("dialect") if "dialect" in config else default_dialect(name, model)
     if dialect not in DIALECTS:
         raise ValueError(f"protocol {name}: dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
     target = (TRAINED if dialect == "trained" else PROTOCOLS).get(name.lower())
@@ -80,4 +94,5 @@ def get_protocol(name: str, **config: Any) -> Protocol:
     return protocol_class(**config)
 
 
-__all__ = ["DIALECTS", "PROTOCOLS", "TRAINED", "Protocol", "ThreadOps", "get_protocol", "protocol_names"]
+__all__ = ["DIALECTS", "PROTOCOLS", "TRAINED", "Protocol", "ThreadOps", "checkpoint_protocol", "default_dialect",
+           "get_protocol", "protocol_names", "with_default_dialect"]

@@ -8,7 +8,11 @@ github.com/MobileLLM/ParaThinker @ 6d98fae21e824a61971c101d0496ce63d187c51e):
 `vllm/sequence.py` (`is_think_stage_finished`, `prepare_merged_sequence`); the special
 tokens are those `train/train_script.py` adds (`<think1>`..`<think8>`, `</think1>`..
 `</think8>`, `<summary>`, `</summary>`), looked up in the checkpoint's tokenizer by
-encoding them (one id each on a ParaThinker checkpoint).
+encoding them (one id each on a ParaThinker checkpoint). The summary's context has the
+layout the checkpoints were trained on, `train/custom_data_collator.py`
+(`ParallelCoTsDataCollator`): the prompt, each path from its `<think{k}>`, then `<summary>`;
+there each path's position ids restart after the prompt with `seg_ids` k, and the summary's
+continue after the longest path with segment 0 (what the native engine applies).
 
 * Prompt: `[BOS] <｜User｜>{question} You FIRST think ... \\boxed{}.<｜Assistant｜><think>`
   (the example's template, no chat template).
