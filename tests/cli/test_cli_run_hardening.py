@@ -101,6 +101,16 @@ def test_unusable_out_is_one_line_exit_2_and_creates_nothing(tmp_path, prompts, 
     assert created(tmp_path) == ["file.txt", "locked", "p.jsonl"] and not any(locked.iterdir())
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_out_in_a_folder_whose_permission_bits_lie_is_refused_before_running(tmp_path, prompts):
+    # /proc reads as writable (to root) but no file can be created in it: before, preflight
+    # passed and the run then exited 1 with a traceback-free but late error
+    res = invoke(prompts, "--out", "/proc/o.jsonl")
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0, res.output
+    assert res.output.startswith("Error: --out: /proc/o.jsonl: cannot create files in /proc")
+    assert "running" not in res.output
+
+
 def test_unknown_model_leaves_nothing_behind(tmp_path, prompts):
     out = tmp_path / "sub" / "out.jsonl"
     res = invoke(prompts, "--model", "no-such-model", "--out", out, backend="embedded")
