@@ -170,6 +170,12 @@ class Backend(ABC):
         """Hint: about `sequences` will be submitted together (a local engine may widen its
         batch to run them in one forward). Remote servers schedule for themselves."""
 
+    @property
+    def context_length(self) -> int | None:
+        """Optional: tokens of context (prompt + generated) a sequence may hold, when the
+        backend knows it; the server refuses a longer prompt with a 400 before scheduling."""
+        return None
+
     def score_prompt(self, input_ids: Sequence[int], top_logprobs: int = 0) -> PromptScores:
         """Optional: score a prompt's tokens with one forward pass (no sampling, no KV kept);
         `/v1/completions` with `echo` uses it. Called between `step()`s, from the thread

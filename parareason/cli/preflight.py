@@ -116,14 +116,22 @@ def validate_policies(rows: list[Any], source: Path, policy: str, pargs: dict[st
             raise click.BadParameter(f"{source}:{r.line}: {e}", param_hint="PROMPTS") from None
 
 
-def note_width_cap(rows: list[Any], n: int) -> None:
-    """Say once when some prompt asks for more samples than a request may run at once."""
+def cap_width(rows: list[Any], n: int) -> int:
+    """Cap `n` and rows' own `n` at the samples a request may run (its live-thread limit),
+    saying so once; the capped run `n`. Above it the policies that launch every sample at
+    the start (sc, ffs, bom, rpc) stopped at the cap anyway while the config recorded the
+    n asked for; now what runs is what is recorded."""
     from parareason.runtime.limits import Limits
 
     cap = Limits().max_live_threads
-    widths = [r.overrides.get("n", n) for r in rows]
-    over = [w for w in widths if cap is not None and w > cap]
+    if cap is None:
+        return n
+    over = [r for r in rows if r.overrides.get("n", n) > cap]
     if over:
-        click.echo(f"note: n={max(over)} is above the per-request cap of {cap} live threads; "
-                   f"at most {cap} samples of a prompt run at once ({len(over)} of {len(rows)} prompt(s))",
-                   err=True)
+        widest = max(r.overrides.get("n", n) for r in over)
+        click.echo(f"note: n={widest} is above the per-request cap of {cap} samples (live threads); "
+                   f"running n={cap} for {len(over)} of {len(rows)} prompt(s), and recording it", err=True)
+    for r in over:
+        if "n" in r.overrides:
+            r.overrides["n"] = cap
+    return min(n, cap)

@@ -57,7 +57,7 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     Interrupted? Rerun the same command with --resume --out FILE: finished prompts are
     kept, a half-written last line is repaired, the rest run again.
     """
-    from parareason.cli.preflight import check_model, check_run_paths, note_width_cap, validate_policies
+    from parareason.cli.preflight import cap_width, check_model, check_run_paths, validate_policies
     from parareason.io.prompts import PromptInputError, load_prompts
 
     check_backend_args(backend, urls)
@@ -71,12 +71,13 @@ def run(prompts: Path, model: str, backend: str, urls: tuple[str, ...], dtype: s
     out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}.jsonl"
     check_run_paths(prompts, out, trace_path)  # before anything is created...
     check_model(model, backend)  # ...or loaded
-    note_width_cap(rows, n)
+    asked_n, n = n, cap_width(rows, n)  # a capped n is what runs, so it is what is recorded
     # protocol_args only when given: runs written before the option existed keep their fingerprint
     config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": protocol,
               **({"protocol_args": protocol_config} if protocol_config else {}), "policy": policy,
               "policy_args": pargs, "n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
-              "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline}
+              "top_p": top_p, "seed": seed, "budget": budget, "deadline": deadline,
+              **({"n_asked": asked_n} if asked_n != n else {})}
     t_start = time.monotonic()
     writer = open_writer(out, config, resume=resume, force=force, rows=rows)
     try:

@@ -6,15 +6,14 @@ lines plus at most one partial last line (a write is always a prefix of the line
 `--resume` truncates that partial tail and reports which ids are already done, so
 rerunning yields the same set of results: none lost, none duplicated. A row whose
 `error` is set (a dead server, a prompt too long) is not done: resume drops it from the
-file (rewritten atomically) and runs that prompt again. A last line that
-is a complete result missing only its newline (a file edited by hand, another tool) is
-kept and its newline added, not redone.
+file (rewritten atomically) and runs that prompt again. A last line that is a complete
+result missing only its newline (a file edited by hand, another tool) is kept, not redone.
 
 One result that cannot be serialised (a lone surrogate, an object JSON cannot hold)
 never takes the others down: it is written as an error row (same id, prompt, policy,
-protocol; `error` says why; ASCII-escaped so it always encodes), so the run goes on
-and the run goes on; resume keeps such a row (writing it again would fail again). Non-finite floats are written as null, so every line
-is standard JSON; the sidecar is written with allow_nan=False.
+protocol; `error` says why; ASCII-escaped so it always encodes), and the run goes on;
+resume keeps such a row (writing it again would fail again). Non-finite floats are written
+as null, so every line is standard JSON; the sidecar is written with allow_nan=False.
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
 so resuming with different settings is detected and refused unless forced. A sidecar
@@ -27,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -101,7 +101,7 @@ def scan_results(path: Path, fingerprint: str | None = None, *, repair: bool = F
 
 def check_writable(path: str | Path) -> None:
     """ResultFileError unless `path` (and its `.config.json` beside it) can be written;
-    creates nothing, so a refused run leaves no empty file or folder behind."""
+    creates nothing (but a removed probe), so a refused run leaves no empty file or folder."""
     p = Path(path)
     if p.is_dir():
         raise ResultFileError(f"{p}: is a directory, expected a file path")
@@ -114,6 +114,10 @@ def check_writable(path: str | Path) -> None:
         raise ResultFileError(f"{p}: cannot create it, {folder} is a file, not a directory")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ResultFileError(f"{p}: cannot create files in {folder} (permission denied)")
+    try:  # permission bits do not tell everything (root, /proc, a read-only mount): try it
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ResultFileError(f"{p}: cannot create files in {folder} ({e.strerror or e})") from None
 
 
 def _is_complete_row(tail: bytes) -> bool:

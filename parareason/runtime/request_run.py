@@ -232,7 +232,8 @@ class RequestRun(ScopeHost):
             self.error = f"every sample failed: {self.samples[0].end_reason}"
         self.result = build_result(self.spec, self.root.decision or Decision(answer=None), threads=self.table.threads,
                                    usage=self.feed.usage_dict(), error=self.error, started_at=self.t0,
-                                   trace=self.trace, protocol_notes=self._protocol_notes())
+                                   trace=self.trace, protocol_notes=self._protocol_notes(),
+                                   omitted=self.table.omitted)
 
 
 def _apply_overrides(params: SamplingParams, o: SampleOverrides) -> SamplingParams:

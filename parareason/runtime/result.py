@@ -24,6 +24,9 @@ class Result:
     policy: str
     protocol: str
     threads: list[ThreadRecord] = field(default_factory=list)
+    # Refused threads (never run, 0 tokens) not listed in `threads`, counted by reason:
+    # only the first few refused are listed, so a spawn bomb cannot grow the row.
+    omitted_threads: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     latency_s: float = 0.0
     error: str | None = None

@@ -30,7 +30,8 @@ class Sample:
         self.params = params
         self.temperature = params.temperature
         self.protocol = protocol
-        self.threads: list[Thread] = []
+        self.threads: list[Thread] = []  # run ones, and refused ones the ThreadTable keeps
+        self.threads_made = 0  # every thread created, kept or not: numbers their ids
         self.main: Thread | None = None  # the answer-bearing thread (set by the protocol)
         self.end_status: Status | None = None
         self.end_reason: str | None = None

@@ -9,9 +9,15 @@ spawn depth, children per spawn, spawns per thread, and each run's token cap
 its join (`resume`) with the same reason: it would only spawn again. A sample ends when its
 threads have (`close_sample_if_done`); ended samples queue in `ended_samples` for the
 policy hooks.
+
+Refused threads are kept (listed in `threads`, hence in the result) only up to
+`KEPT_REFUSED`, plus refused roots (a few per sample); the rest are counted by reason in
+`omitted` (a spawn bomb refuses tens of thousands: the row would grow without bound).
+The protocol still gets every refused Thread object; it holds it until the join.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 from parareason.backends.base import Backend, Tokenizer
@@ -25,6 +31,7 @@ from parareason.runtime.trie import TokenTrie
 
 _END_EVENT = {Status.FINISHED: "finish", Status.PRUNED: "prune", Status.CANCELLED: "cancel",
               Status.FAILED: "fail", Status.LIMIT: "limit"}
+KEPT_REFUSED = 32  # refused threads listed per request; beyond it they are only counted
 
 
 class ThreadTable(ThreadOps):
@@ -35,7 +42,9 @@ class ThreadTable(ThreadOps):
         self.backend = backend
         self.tokenizer = tokenizer
         self.trace = trace
-        self.threads: list[Thread] = []  # every thread of the request, refused ones too
+        self.threads: list[Thread] = []  # every thread run, and the refused ones kept
+        self.kept_refused = 0  # refused threads with a parent in `threads`
+        self.omitted: Counter[str] = Counter()  # refused threads not kept, by reason
         self.pending: list[Thread] = []  # waiting for a backend run
         self.live = 0  # threads not yet ended
         self.admitted = 0  # threads placed in the trie (run), in total
@@ -111,9 +120,10 @@ class ThreadTable(ThreadOps):
         return None
 
     def _make_thread(self, sample: Sample, parent: Thread | None, role: str, stop_strings: tuple[str, ...]) -> Thread:
-        t = Thread(f"{sample.id}.t{len(sample.threads)}", sample, parent, node=None,
+        t = Thread(f"{sample.id}.t{sample.threads_made}", sample, parent, node=None,
                    depth=parent.depth + 1 if parent else 0, role=role, stop_strings=stop_strings)
-        sample.threads.append(t)
+        sample.threads_made += 1
+        sample.threads.append(t)  # `_refuse` takes it out again if it is not kept
         self.threads.append(t)
         return t
 
@@ -150,6 +160,15 @@ class ThreadTable(ThreadOps):
         # Never placed in the trie and never live: ends at once and is reported.
         t.set_status(Status.LIMIT, limit_reason(name))
         self.trace.emit("limit", thread=t.id, status=Status.LIMIT, reason=t.reason, tokens=0)
+        if t.parent is None or self.kept_refused < KEPT_REFUSED:
+            # roots (a sample's first thread, parathinker's paths: a few per sample) always
+            # stay: a sample's end reason and the statistics' samples are read from them
+            self.kept_refused += t.parent is not None
+        else:  # `_make_thread` (and Thread, to its parent's children) appended it last
+            t.sample.threads.pop()
+            self.threads.pop()
+            t.parent.children.pop()
+            self.omitted[t.reason] += 1
         return t
 
     def _admit(self, t: Thread) -> None:

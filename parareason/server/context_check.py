@@ -4,7 +4,8 @@ Without this check a too-long prompt reached the backend, every thread failed, a
 the client got a 200 with empty content. The prompt is counted exactly as the
 runtime will send it (the protocol's messages through the tokenizer's chat
 template, request_run.py `prompt_ids`), and compared with the backend's context:
-`max_positions` of the embedded engine. A backend that states no limit is not
+`Backend.context_length` (the embedded engine's positions, SGLang's `/server_info`
+context length, vLLM's `max_model_len`). A backend that states no limit is not
 checked here (its own error then fails the request with a 500).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from parareason.server.routing import RoutingError
 
 def context_limit(backend: Any) -> int | None:
     """Tokens of context the backend can hold, if it says."""
-    limit = getattr(backend, "max_positions", None)
+    limit = getattr(backend, "context_length", None)  # test doubles need not be Backends
     return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 

@@ -5,7 +5,8 @@ with a clear message instead of being silently ignored. Unknown top-level fields
 are kept in `model_extra`: OpenAI clients send many harmless optional ones (user,
 metadata, ...), and `unsupported.py` refuses those that would change the answer
 (tools, response_format, penalties, logit_bias). The `parareason` extension object
-is strict.
+is strict. Text fields refuse a lone surrogate (the JSON escape "\ud800" parses, but it
+is no Unicode: no tokenizer, trace or result file can hold it), naming the field.
 """
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # OpenAI allows 4; lm-eval's completions model sends a task's `until` list plus the EOS
 # string uncut (often more than 4), and checking a few more costs backends little.
 MAX_STOP_STRINGS = 16
+
+
+def valid_unicode(text: str, where: str = "") -> str:
+    """`text` unchanged, or a ValueError saying where it holds a lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{where}holds a lone surrogate (U+{ord(text[e.start]):04X} at character "
+                         f"{e.start + 1}), which is not valid Unicode") from None
+    return text
 
 
 class ParareasonOptions(BaseModel):
@@ -43,6 +54,16 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _unicode(cls, v: str | list[TextPart] | None) -> str | list[TextPart] | None:
+        # here, not on TextPart: a union member's error would be reported once per member
+        if isinstance(v, str):
+            valid_unicode(v)
+        for i, part in enumerate(v if isinstance(v, list) else []):
+            valid_unicode(part.text, f"part {i}'s text ")
+        return v
 
     def text(self) -> str:
         if self.content is None:
@@ -85,6 +106,8 @@ class _SamplingFields(BaseModel):
         items = [v] if isinstance(v, str) else (v or [])
         if len(items) > MAX_STOP_STRINGS or any(not s for s in items):
             raise ValueError(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings")
+        for i, item in enumerate(items):
+            valid_unicode(item, f"stop string {i} " if isinstance(v, list) else "")
         return v
 
     def stop_strings(self) -> tuple[str, ...]:
@@ -130,6 +153,9 @@ class CompletionRequest(_SamplingFields):
     def _not_empty(cls, v: Prompt) -> Prompt:
         if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
             raise ValueError("prompt is empty")
+        texts = [v] if isinstance(v, str) else [p for p in v if isinstance(p, str)]
+        for i, text in enumerate(texts):
+            valid_unicode(text, f"prompt {i} " if isinstance(v, list) else "")
         return v
 
     @field_validator("suffix", "best_of")

@@ -66,3 +66,13 @@ def test_a_trace_cut_by_its_cap_keeps_only_a_stated_answer():
     (context,), _, _ = rec.take(answers=True)
     (trace,) = context.traces
     assert trace.finish_reason == "length" and trace.answer is None  # no stray last number votes
+
+
+def test_states_the_inner_backends_context_length():
+    class Limited(ScriptedBackend):
+        @property
+        def context_length(self) -> int | None:
+            return 77
+
+    assert RecordingBackend(Limited(lambda ctx: FULL)).context_length == 77
+    assert RecordingBackend(ScriptedBackend(lambda ctx: FULL)).context_length is None  # states none

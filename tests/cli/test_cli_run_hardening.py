@@ -101,6 +101,16 @@ def test_unusable_out_is_one_line_exit_2_and_creates_nothing(tmp_path, prompts, 
     assert created(tmp_path) == ["file.txt", "locked", "p.jsonl"] and not any(locked.iterdir())
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_out_in_a_folder_whose_permission_bits_lie_is_refused_before_running(tmp_path, prompts):
+    # /proc reads as writable (to root) but no file can be created in it: before, preflight
+    # passed and the run then exited 1 with a traceback-free but late error
+    res = invoke(prompts, "--out", "/proc/o.jsonl")
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0, res.output
+    assert res.output.startswith("Error: --out: /proc/o.jsonl: cannot create files in /proc")
+    assert "running" not in res.output
+
+
 def test_unknown_model_leaves_nothing_behind(tmp_path, prompts):
     out = tmp_path / "sub" / "out.jsonl"
     res = invoke(prompts, "--model", "no-such-model", "--out", out, backend="embedded")
@@ -120,16 +130,31 @@ def test_trace_equal_to_out_and_out_equal_to_input_are_refused(tmp_path, prompts
     assert json.loads(prompts.read_text()) == {"id": "a", "prompt": "apples?", "answer": "8"}
 
 
-def test_n_above_the_cap_is_said_once(tmp_path):
+def roots(row):
+    """Samples a result ran: its root threads."""
+    return sum(1 for t in row["threads"] if t["parent"] is None)
+
+
+def test_n_above_the_cap_is_capped_said_once_and_recorded(tmp_path):
+    # before: the note said "at most 64 run at once", but sc ran 64 in total (launching
+    # stops at the first refusal) while the config recorded n=100
     p = tmp_path / "p.jsonl"
     p.write_text("".join(json.dumps({"id": str(i), "prompt": "apples?", "n": 80 if i else 2}) + "\n"
-                         for i in range(3)))
-    res = invoke(p, "-n", "100", "--out", tmp_path / "o.jsonl", "--max-new-tokens", "8", "-q")
+                         for i in range(3)) + json.dumps({"id": "run-n", "prompt": "apples?"}) + "\n")
+    out = tmp_path / "o.jsonl"
+    res = invoke(p, "-n", "100", "--out", out, "--max-new-tokens", "8", "-q")
     assert res.exit_code == 0, res.output
     assert res.output.count("above the per-request cap of 64") == 1
-    assert "n=80" in res.output and "2 of 3 prompt(s)" in res.output
+    assert "n=100" in res.output and "running n=64 for 3 of 4 prompt(s)" in res.output
+    [config] = json.loads((tmp_path / "o.jsonl.config.json").read_text()).values()
+    assert (config["n"], config["n_asked"]) == (64, 100)
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {k: roots(r) for k, r in rows.items()} == {"0": 2, "1": 64, "2": 64, "run-n": 64}
     res = invoke(p, "-n", "2", "--out", tmp_path / "o2.jsonl", "-q")
     assert res.output.count("above the per-request cap") == 1  # rows' own n count too
+    assert "n=80" in res.output and "2 of 4 prompt(s)" in res.output
+    [config] = json.loads((tmp_path / "o2.jsonl.config.json").read_text()).values()
+    assert config["n"] == 2 and "n_asked" not in config  # the run's own n was not capped
     p.write_text(json.dumps({"prompt": "apples?"}) + "\n")
     res = invoke(p, "-n", "4", "--out", tmp_path / "o3.jsonl", "-q")
     assert "above the per-request cap" not in res.output

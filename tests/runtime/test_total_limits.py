@@ -7,6 +7,7 @@ tokens per request (max_new_tokens x samples x 16 without a budget) and trace ev
 """
 from __future__ import annotations
 
+import json
 import zlib
 from collections import Counter
 
@@ -18,6 +19,7 @@ from parareason.backends.scripted import ScriptedBackend
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler
+from parareason.runtime.thread_table import KEPT_REFUSED
 from tests.support.runtime_policies import LaunchN
 
 BOMB = "<spawn>\n" + "\n".join(f"task {i}" for i in range(10)) + "\n</spawn>"
@@ -55,6 +57,48 @@ def test_the_spawn_bomb_ends_within_the_default_limits():
     assert reasons["limit:request_tokens_per_sample"] > 0  # the derived request cap ended it
     waits = Counter(e["thread"] for e in r.trace if e["ev"] == "wait")
     assert max(waits.values()) <= lim.max_spawns_per_thread + 1
+
+
+def refused_ids(r):
+    """Threads a limit refused at creation: their creation event is followed at once by
+    their `limit` end (a thread admitted and cut later ends after other events)."""
+    ev = r.trace
+    return {b["thread"] for a, b in zip(ev, ev[1:])
+            if a["ev"] in ("thread", "spawn", "fork") and b["ev"] == "limit" and b["thread"] == a["thread"]}
+
+
+def row_bytes(r):
+    """Size of the result's JSON row without its (separately bounded) trace."""
+    d = r.to_dict()
+    d.pop("trace", None)
+    return len(json.dumps(d))
+
+
+def bounded_records(r, n, lim):
+    """Thread records stay within the limits: those run, the kept refused ones, and
+    refused roots (a sample's first thread, parathinker's 3 paths and summary); the row
+    with them stays small. Every refused thread not listed is counted by reason."""
+    assert len(r.threads) <= lim.max_threads + KEPT_REFUSED + 4 * n
+    assert row_bytes(r) <= 200 * len(r.threads) + 4096
+    assert all(k.startswith("limit:") and v > 0 for k, v in r.omitted_threads.items())
+
+
+def test_refused_threads_are_counted_not_listed_beyond_a_few():
+    # 8 samples of a bomb: before, one row listed 2,508 threads (183 ran) at 256 tokens
+    # and ~60,000 (1.2 MB without its trace; 7.7 MB at 4096 tokens)
+    r = run(lambda c: BOMB, n=8, max_new_tokens=256, max_steps=100_000)
+    lim = Limits.for_request(max_new_tokens=256)
+    bounded_records(r, 8, lim)
+    refused = refused_ids(r)
+    refused_listed = [t for t in r.threads if t.id in refused]
+    assert len(refused_listed) <= KEPT_REFUSED + 8
+    assert sum(r.omitted_threads.values()) > 1000  # counted, not lost
+    assert set(r.omitted_threads) <= {"limit:max_children_per_spawn", "limit:max_live_threads",
+                                      "limit:max_spawns_per_thread", "limit:max_threads",
+                                      "limit:request_tokens_per_sample"}
+    assert len({t.id for t in r.threads}) == len(r.threads)  # ids stay unique
+    assert len(refused_listed) + sum(r.omitted_threads.values()) == len(refused)
+    assert r.to_dict()["omitted_threads"] == r.omitted_threads
 
 
 def test_a_thread_that_spawns_too_often_ends_at_the_limit():
@@ -122,8 +166,7 @@ def test_every_protocol_ends_within_the_default_limits(replies, protocol, n, tok
     assert len(ran(r)) <= lim.max_threads
     assert r.usage["generated_tokens"] == sum(t.tokens for t in r.threads)
     assert r.usage["generated_tokens"] <= max_new_tokens * n * lim.request_tokens_per_sample
-    # refused threads are reported, and each needs a line of its parent's output (or a path slot)
-    assert len(r.threads) <= lim.max_threads + r.usage["generated_tokens"] + 3 * n
+    bounded_records(r, n, lim)
     waits = Counter(e["thread"] for e in r.trace if e["ev"] == "wait")
     assert not waits or max(waits.values()) <= lim.max_spawns_per_thread + 1
     assert len(r.trace) <= lim.max_trace_events + 3 * len(r.threads) + 10

@@ -22,7 +22,7 @@ def _detail(resp):
 
 def _check_consistent(resp, text: str) -> dict:
     d = _detail(resp)
-    assert d["error"] is None
+    assert d["error"] is None and d["omitted_threads"] == {}  # no refused thread left unlisted
     assert resp.usage.completion_tokens == sum(t["tokens"] for t in d["threads"]) == d["usage"]["generated_tokens"]
     assert resp.usage.prompt_tokens == d["usage"]["prompt_tokens"] > 0
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens

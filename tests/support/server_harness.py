@@ -30,11 +30,14 @@ class RecordingBackend(ScriptedBackend):
 
     def __init__(self, *args: Any, max_positions: int | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        if max_positions is not None:  # a context limit, like the embedded engine's (context_check.py)
-            self.max_positions = max_positions
+        self._context_length = max_positions  # a context limit, like a real backend's (context_check.py)
         self.aborted: list[str] = []
         self.max_requests_per_step = 0
         self.max_seqs_per_step = 0
+
+    @property
+    def context_length(self) -> int | None:
+        return self._context_length
 
     def abort(self, seq_id: str) -> None:
         self.aborted.append(seq_id)

@@ -90,6 +90,10 @@ class TransformersEngine(Backend):
         pt = self.options.parathinker
         self.parathinker = ParaThinkerIds.from_tokenizer(tokenizer) if pt == "auto" else pt
 
+    @property
+    def context_length(self) -> int | None:
+        return self.max_positions  # the model's position embeddings: prompt + generated
+
     def supports(self, feature: str) -> bool:
         """Optional features protocols may ask for ("parathinker_native")."""
         # only when the protocol's markers encode to the ids the layout is read from

@@ -69,6 +69,10 @@ class RecordingBackend(Backend):
         self._order: list[_Rec] = []  # roots in submission order
         self._ends: dict[tuple[int, ...], _Rec] = {}  # context+tokens of a cut sequence -> its record
 
+    @property
+    def context_length(self) -> int | None:
+        return self.inner.context_length
+
     def submit(self, req: GenerationRequest) -> None:
         ctx = tuple(req.input_ids)
         rec = self._ends.pop(ctx, None)

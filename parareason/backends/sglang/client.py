@@ -92,6 +92,10 @@ class SGLangBackend(Backend):
         # What the start-up checks found, for a run's settings and results (see docs/sglang.md).
         self.facts: dict[str, Any] = self.server_facts.describe()
 
+    @property
+    def context_length(self) -> int | None:
+        return self.server_facts.context_length  # /server_info's, or the configured one
+
     # ------------------------------------------------------------------ caller side
 
     def submit(self, req: GenerationRequest) -> None:

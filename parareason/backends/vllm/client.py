@@ -95,6 +95,10 @@ class VLLMBackend(Backend):
         self.model = self.servers[0].model
         self.facts = describe(self.servers)  # what the start-up checks found (results' details)
 
+    @property
+    def context_length(self) -> int | None:
+        return self.max_model_len or None  # the least of the servers' (0: none said)
+
     # -- the caller's side ------------------------------------------------------------------
     def submit(self, req: GenerationRequest) -> None:
         room = self.max_model_len - len(req.input_ids)
