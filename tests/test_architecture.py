@@ -100,3 +100,16 @@ def test_no_import_cycles_at_module_level():
 def test_source_files_stay_short(module):
     lines = MODULES[module].read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_LINES, f"{MODULES[module].relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_backends_are_built_through_the_registry_only():
+    """One public `load_backend` (backends/registry.py); a backend package's own factory
+    is imported by the registry alone, so a bench or test cannot bypass its checks."""
+    defined = [m for m, tree in TREES.items() for node in ast.walk(tree)
+               if isinstance(node, ast.FunctionDef) and node.name == "load_backend"]
+    assert defined == ["parareason.backends.registry"]
+    sources = {**MODULES, **{str(p): p for p in (ROOT / "tests").rglob("*.py")}}
+    wrong = [str(p.relative_to(ROOT)) for m, p in sources.items() if m != "parareason.backends.registry"
+             and any(isinstance(n, ast.ImportFrom) and any(a.name == "build_engine" for a in n.names)
+                     for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
+    assert not wrong, f"import the embedded factory outside the registry: {wrong}"

@@ -32,9 +32,9 @@ class BackendSpec:
 
 
 def _embedded(model: str, urls: Sequence[str], **opts: Any) -> Backend:
-    from parareason.backends.embedded import load_backend as load_embedded
+    from parareason.backends.embedded import build_engine
 
-    return load_embedded(model, **opts)
+    return build_engine(model, **opts)
 
 
 def _sglang(model: str, urls: Sequence[str], **opts: Any) -> Backend:

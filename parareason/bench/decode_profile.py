@@ -155,10 +155,10 @@ def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandw
 
 
 def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.bench.report import write_section
 
-    engine = load_backend(cfg.model, dtype=cfg.dtype, weights=cfg.weights, max_batch_size=max(cfg.batches),
+    engine = load_backend("embedded", cfg.model, dtype=cfg.dtype, weights=cfg.weights, max_batch_size=max(cfg.batches),
                           kv_initial_capacity=cfg.context + max(cfg.batches) * (2 * cfg.steps + cfg.warmup + 8))
     try:
         ids = context_tokens(engine.tokenizer, cfg.context)

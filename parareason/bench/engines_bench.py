@@ -55,10 +55,10 @@ class EnginesBenchConfig:
 
 
 def _embedded(cfg: EnginesBenchConfig, ids: list[int]) -> EnginesRow:
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.bench.engine_bench import _run_engine
 
-    engine = load_backend(cfg.model)
+    engine = load_backend("embedded", cfg.model)
     _run_engine(engine, ids, 2, cfg.temperature, 1.0, 4, cfg.seed)  # warm-up
     run = _run_engine(engine, ids, cfg.n, cfg.temperature, 1.0, cfg.max_new_tokens, cfg.seed)
     engine.close()

@@ -100,9 +100,9 @@ def scheduler_cost(threads: int, tokens: int, seed: int = 0, keep_trace: bool = 
 
 def engine_decode_ms(model: str, batches: Sequence[int], steps: int) -> dict[int, float]:
     """Median wall time of one batched decode step of the real engine, per batch size."""
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    engine = load_backend(model, max_batch_size=max(batches))
+    engine = load_backend("embedded", model, max_batch_size=max(batches))
     ids = tuple(engine.tokenizer.chat_ids([{"role": "user", "content": PROMPT}]))
     out: dict[int, float] = {}
     for batch in batches:

@@ -45,9 +45,9 @@ class Drift:
 
 
 def _load(model: str, fmt: str):
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    return load_backend(model, dtype="float32", weights=fmt)
+    return load_backend("embedded", model, dtype="float32", weights=fmt)
 
 
 def _log_softmax_rows(engine: Any, ids: list[int]):

@@ -110,9 +110,9 @@ def test_real_small_model_gives_p_yes_from_logprobs():
     """The shipped SmolLM2-135M through the embedded engine: the judge's prompt runs as
     a real sequence and P(yes) comes from the first token's top logprobs (a model's
     judgement, not checked for quality: 135M is far too weak for that)."""
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    backend = load_backend("smollm2-135m")
+    backend = load_backend("embedded", "smollm2-135m")
     try:
         judge = LLMJudge(backend, LLMJudgeConfig(max_trace_chars=300, top_logprobs=20))
         assert judge._yes and judge._no and not judge._yes & judge._no

@@ -37,9 +37,9 @@ EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", 
 def results():
     """All policies as concurrent requests of one scheduler: their samples share the
     engine's batched decode steps, so the whole module costs about one policy's run."""
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    backend = load_backend("smollm2-135m")
+    backend = load_backend("embedded", "smollm2-135m")
     specs = [RequestSpec(id=name, prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),
                          params=SamplingParams(temperature=0.7, max_new_tokens=16, seed=0),
                          limits=Limits(tokens_per_request=BUDGET), reference=ROW["answer"])

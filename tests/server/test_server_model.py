@@ -11,9 +11,9 @@ MODEL = "smollm2-135m"
 
 @pytest.fixture(scope="module")
 def server():
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    backend = load_backend(MODEL)
+    backend = load_backend("embedded", MODEL)
     app = create_app(backend, ServeDefaults(model_id=MODEL, n=2, max_new_tokens=12, seed=0), close_backend=True)
     with serve_in_thread(app) as url:
         yield url, backend
