@@ -23,6 +23,7 @@ from typing import Sequence
 from parareason.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
 from parareason.backends.scripted import ScriptedBackend
 from parareason.bench.report import write_section
+from parareason.io.summary import markdown_table
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Decision, Policy, PolicyContext
 from parareason.runtime.request import RequestSpec
@@ -142,20 +143,22 @@ def run_scheduler_bench(counts: Sequence[int], tokens: int, with_engine: bool, m
     load_after = os.getloadavg()[0]
     lines = ["Scheduler + `BenchVotePolicy` (n plain samples, majority vote, `on_tokens` every step) on the "
              f"scripted test backend, one token per thread per step, {tokens} tokens per thread, seed {seed}, "
-             "trace kept. Time inside the backend double is excluded.", "",
-             "| threads | steps | thread-steps/s (scheduler only) | scheduler ms/step |"
-             + (f" {model} decode ms/step (batch = threads) | overhead share |" if decode else ""),
-             "|---|---|---|---|" + ("---|---|" if decode else "")]
+             "trace kept. Time inside the backend double is excluded.", ""]
+    columns = ["threads", "steps", "thread-steps/s (scheduler only)", "scheduler ms/step"]
+    if decode:
+        columns += [f"{model} decode ms/step (batch = threads)", "overhead share"]
+    cells = []
     for r in rows:
-        line = (f"| {r['threads']} | {r['steps']} | {r['thread_steps_per_s']:,.0f} | "
-                f"{r['scheduler_ms_per_step']:.3f} |")
+        row = [str(r["threads"]), str(r["steps"]), f"{r['thread_steps_per_s']:,.0f}",
+               f"{r['scheduler_ms_per_step']:.3f}"]
         if decode:
             d = decode[r["threads"]]
             share = r["scheduler_ms_per_step"] / d
-            line += f" {d:.0f} | {100 * share:.2f}% |"
+            row += [f"{d:.0f}", f"{100 * share:.2f}%"]
             print(f"{r['threads']:4d} threads: engine decode step {d:.0f} ms -> scheduler overhead "
                   f"{100 * share:.2f}% (target < 5%)")
-        lines.append(line)
+        cells.append(row)
+    lines.append(markdown_table(columns, cells).rstrip("\n"))
     if decode:
         lines += ["", f"Engine decode step: median of {engine_steps} float32 decode steps after warm-up, "
                   "all sequences sharing one prompt; overhead share = scheduler ms/step ÷ decode ms/step. "
