@@ -41,6 +41,10 @@ class BenchVotePolicy(Policy):
         self.n = n
         self.tokens_seen = 0
 
+    @property
+    def width(self) -> int:
+        return self.n
+
     def start(self, ctx: PolicyContext) -> None:
         for i in range(self.n):
             ctx.launch(tag=f"v{i}")

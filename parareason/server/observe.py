@@ -62,6 +62,10 @@ class ObservedPolicy(Policy):
         self.chosen: SampleView | None = None
         self.chosen_text = ""
 
+    @property
+    def width(self) -> int:
+        return self.inner.width  # the request's token cap is the real policy's
+
     def start(self, ctx: PolicyContext) -> None:
         self.inner.start(ctx)
 
