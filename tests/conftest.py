@@ -24,10 +24,10 @@ if os.environ.get("CI"):
 
 @pytest.fixture(scope="session")
 def engine():
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
     try:
-        eng = load_backend(TEST_MODEL, dtype="float32")
+        eng = load_backend("embedded", TEST_MODEL, dtype="float32")
     except Exception as e:  # noqa: BLE001 - the shipped model wheel is installed by `make setup`
         pytest.fail(f"{TEST_MODEL} must load for this test (make setup installs it): {e}")
     yield eng

@@ -22,19 +22,25 @@ Factory = Callable[..., Backend]  # factory(model, urls, **options) -> Backend
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """One registered backend: how to build it and how the CLI shows it."""
+    """One registered backend: how to build it and what the CLI needs to know of it (the
+    CLI reads these fields and never a backend's name)."""
 
     name: str
     factory: Factory
     help: str
     needs_urls: bool = False  # remote backends talk to servers given by --url
     public: bool = True  # False: accepted but never advertised (test doubles, replay)
+    cli: bool = True  # False: not a --backend choice (replay is built by `parareason replay` itself)
+    # --model names local files it loads (weights, or an HTTP client's tokenizer), so the
+    # CLI checks it before anything starts
+    resolves_local_model: bool = False
+    takes_engine_options: bool = False  # --dtype / --weights are its load options (a server picks its own)
 
 
 def _embedded(model: str, urls: Sequence[str], **opts: Any) -> Backend:
-    from parareason.backends.embedded import load_backend as load_embedded
+    from parareason.backends.embedded import build_engine
 
-    return load_embedded(model, **opts)
+    return build_engine(model, **opts)
 
 
 def _sglang(model: str, urls: Sequence[str], **opts: Any) -> Backend:
@@ -64,16 +70,21 @@ def _scripted(model: str, urls: Sequence[str], **opts: Any) -> Backend:
 
 
 BACKENDS: dict[str, BackendSpec] = {
-    "embedded": BackendSpec("embedded", _embedded, "in-process CPU engine"),
-    "sglang": BackendSpec("sglang", _sglang, "HTTP client of SGLang server(s)", needs_urls=True),
-    "vllm": BackendSpec("vllm", _vllm, "HTTP client of vLLM server(s) (token ids in and out)", needs_urls=True),
-    "replay": BackendSpec("replay", _replay, "recorded traces, no model (parareason replay)", public=False),
+    "embedded": BackendSpec("embedded", _embedded, "in-process CPU engine", resolves_local_model=True,
+                            takes_engine_options=True),
+    "sglang": BackendSpec("sglang", _sglang, "HTTP client of SGLang server(s)", needs_urls=True,
+                          resolves_local_model=True),
+    "vllm": BackendSpec("vllm", _vllm, "HTTP client of vLLM server(s) (token ids in and out)", needs_urls=True,
+                        resolves_local_model=True),
+    "replay": BackendSpec("replay", _replay, "recorded traces, no model (parareason replay)", public=False,
+                          cli=False),
     "scripted": BackendSpec("scripted", _scripted, "deterministic TEST DOUBLE, never a default", public=False),
 }
 
 
-def backend_names(*, public_only: bool = False) -> tuple[str, ...]:
-    return tuple(n for n, s in BACKENDS.items() if s.public or not public_only)
+def backend_names(*, public_only: bool = False, cli_only: bool = False) -> tuple[str, ...]:
+    """Registered names; public_only: those advertised; cli_only: the --backend choices."""
+    return tuple(n for n, s in BACKENDS.items() if (s.public or not public_only) and (s.cli or not cli_only))
 
 
 def backend_spec(name: str) -> BackendSpec:

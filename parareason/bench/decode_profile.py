@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from parareason.io.summary import markdown_table
 from parareason.models import DEFAULT_MODEL
 
 CATEGORIES = ("matmul", "lm_head", "attention", "sampling", "batch_prep", "other")
@@ -138,27 +139,25 @@ def context_tokens(tokenizer: Any, n: int) -> list[int]:
 
 def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandwidth: float) -> str:
     floor_ms = weight_bytes / bandwidth * 1000.0
-    head = ("| batch | step ms | tok/s | profiled step ms | " + " | ".join(CATEGORIES)
-            + " | weight floor ms | step / floor |\n|" + "---|" * (len(CATEGORIES) + 6) + "\n")
-    body = ""
-    for r in rows:
-        parts = " | ".join(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES)
-        body += (f"| {r.batch} | {r.step_ms:.1f} | {r.batch * 1000 / r.step_ms:.1f} | {r.profiled_ms:.1f} | {parts} "
-                 f"| {floor_ms:.1f} | {r.step_ms / floor_ms:.2f} |\n")
+    table = markdown_table(
+        ["batch", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms", "step / floor"],
+        [[str(r.batch), f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
+          *(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES),
+          f"{floor_ms:.1f}", f"{r.step_ms / floor_ms:.2f}"] for r in rows])
     ops = "\n".join(f"- batch {r.batch}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
     return (f"{cfg.model}, dtype {cfg.dtype}, weights {cfg.weights}; {cfg.context}-token chat prompt shared by "
             f"the rows, temperature {cfg.temperature}, top-p {cfg.top_p}; step ms: median of {cfg.steps} steps "
             f"after {cfg.warmup} warm-up; split: ms per step (share) under torch.profiler, which adds its own "
-            f"overhead (profiled step > step).\n\n{head}{body}\n"
+            f"overhead (profiled step > step).\n\n{table}\n"
             f"Weights read per step: {weight_bytes / 1e6:.0f} MB; copy bandwidth {bandwidth / 1e9:.1f} GB/s "
             f"(256 MB tensor copy, read + write, best of 5). Top ops by self time (ms per step):\n\n{ops}\n")
 
 
 def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.bench.report import write_section
 
-    engine = load_backend(cfg.model, dtype=cfg.dtype, weights=cfg.weights, max_batch_size=max(cfg.batches),
+    engine = load_backend("embedded", cfg.model, dtype=cfg.dtype, weights=cfg.weights, max_batch_size=max(cfg.batches),
                           kv_initial_capacity=cfg.context + max(cfg.batches) * (2 * cfg.steps + cfg.warmup + 8))
     try:
         ids = context_tokens(engine.tokenizer, cfg.context)

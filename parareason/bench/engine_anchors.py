@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from parareason.io.summary import markdown_table
+
 ANCHORS = ("llama.cpp", "vllm", "generate")
 DEFAULT_ANCHORS = ("llama.cpp", "vllm")
 
@@ -140,15 +142,12 @@ def render_speed_table(rows: Sequence[SpeedRow], ns: Sequence[int]) -> str:
     engines = list(dict.fromkeys(r.engine for r in rows))
     anchors = list(dict.fromkeys(r.engine for r in rows if not r.embedded))
     at = {(r.engine, r.n): r for r in rows}
-    head = ["engine"] + [f"n={n} tok/s" for n in ns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in engines:
-        cells = [_fmt(at[(e, n)].tokens_per_s) if (e, n) in at else "—" for n in ns]
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    speed = markdown_table(["engine"] + [f"n={n} tok/s" for n in ns],
+                           [[e] + [_fmt(at[(e, n)].tokens_per_s) if (e, n) in at else "—" for n in ns]
+                            for e in engines])
     if not anchors:
-        return "\n".join(lines)
-    ratio_head = ["n", "best embedded", "tok/s"] + [f"vs {a}" for a in anchors]
-    lines += ["", "| " + " | ".join(ratio_head) + " |", "|" + "---|" * len(ratio_head)]
+        return speed.rstrip("\n")
+    ratios = []
     for n in ns:
         best = best_embedded(rows, n)
         if best is None:
@@ -158,12 +157,12 @@ def render_speed_table(rows: Sequence[SpeedRow], ns: Sequence[int]) -> str:
             ref = at.get((a, n))
             ok = ref is not None and ref.tokens_per_s > 0
             cells.append(f"**{best.tokens_per_s / ref.tokens_per_s:.2f}x**" if ok else "—")
-        lines.append(f"| {n} | {best.engine} | {best.tokens_per_s:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        ratios.append([str(n), best.engine, f"{best.tokens_per_s:.1f}", *cells])
+    return speed + "\n" + markdown_table(["n", "best embedded", "tok/s"] + [f"vs {a}" for a in anchors],
+                                          ratios).rstrip("\n")
 
 
 def render_detail(rows: Sequence[SpeedRow]) -> str:
-    lines = ["| engine | n | tokens | seconds | tok/s | note |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.engine} | {r.n} | {r.tokens} | {r.seconds:.1f} | {_fmt(r.tokens_per_s)} | {r.note} |")
-    return "\n".join(lines)
+    return markdown_table(["engine", "n", "tokens", "seconds", "tok/s", "note"],
+                          [[r.engine, str(r.n), str(r.tokens), f"{r.seconds:.1f}", _fmt(r.tokens_per_s), r.note]
+                           for r in rows]).rstrip("\n")

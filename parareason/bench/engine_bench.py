@@ -112,9 +112,9 @@ def _run_generate(model_dir, ids: list[int], n: int, temperature: float, top_p: 
 
 def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, steps: int) -> float:
     from parareason.backends.base import GenerationRequest
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    engine = load_backend(model_name, dtype=dtype)
+    engine = load_backend("embedded", model_name, dtype=dtype)
     for i in range(batch):
         engine.submit(GenerationRequest(f"d{i}", tuple(ids), _params(1.0, 1.0, steps + 2, i, ignore_eos=True)))
     engine.step()  # prefill + first decode (warm-up)
@@ -153,9 +153,9 @@ OLD_TITLES = ("Embedded engine vs transformers generate",)  # this bench's secti
 
 def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[list[SpeedRow], str, str]:
     """One weight format: its rows (one per n), a prefill line, and its compute dtype."""
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    eng = load_backend(cfg.model, dtype=cfg.dtype, weights=fmt)
+    eng = load_backend("embedded", cfg.model, dtype=cfg.dtype, weights=fmt)
     dtype = eng.dtype_choice.dtype
     label = f"embedded {fmt} ({dtype})" if fmt == "full" else f"embedded {fmt}"
     _run_engine(eng, ids, 2, cfg.temperature, cfg.top_p, 4, cfg.seed)  # warm-up

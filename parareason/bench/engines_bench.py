@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from parareason.bench.engine_bench import DEFAULT_PROMPT
+from parareason.io.summary import markdown_table
 from parareason.models import DEFAULT_MODEL
 
 
@@ -57,10 +58,10 @@ class EnginesBenchConfig:
 
 
 def _embedded(cfg: EnginesBenchConfig, ids: list[int]) -> EnginesRow:
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
     from parareason.bench.engine_bench import _run_engine
 
-    engine = load_backend(cfg.model, weights=cfg.weights)
+    engine = load_backend("embedded", cfg.model, weights=cfg.weights)
     _run_engine(engine, ids, 2, cfg.temperature, 1.0, 4, cfg.seed)  # warm-up
     run = _run_engine(engine, ids, cfg.n, cfg.temperature, 1.0, cfg.max_new_tokens, cfg.seed)
     engine.close()
@@ -129,11 +130,10 @@ def render(cfg: EnginesBenchConfig, rows: list[EnginesRow], prompt_tokens: int) 
              f"tokens, T={cfg.temperature}, seed {cfg.seed}; ratios against vLLM's own n={cfg.n} request, "
              "measured in this run, one engine computing at a time"
              + (" (but the --url server stayed up during the embedded run: unfair to it)." if cfg.url else
-                " (the bench started vLLM after the embedded run)."), "",
-             "| run | useful tokens | wall s | tokens/s | tokens/s vs vLLM n | tokens vs vLLM n | wall vs vLLM n | note |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.label} | {r.tokens} | {r.seconds:.1f} | {r.tokens_per_s:.1f} | "
-                     f"{r.tokens_per_s / base.tokens_per_s:.2f}x | {r.tokens / max(base.tokens, 1):.2f} | "
-                     f"{r.seconds / base.seconds:.2f} | {r.note} |")
+                " (the bench started vLLM after the embedded run)."), ""]
+    cells = [[r.label, str(r.tokens), f"{r.seconds:.1f}", f"{r.tokens_per_s:.1f}",
+              f"{r.tokens_per_s / base.tokens_per_s:.2f}x", f"{r.tokens / max(base.tokens, 1):.2f}",
+              f"{r.seconds / base.seconds:.2f}", r.note] for r in rows]
+    lines.append(markdown_table(["run", "useful tokens", "wall s", "tokens/s", "tokens/s vs vLLM n",
+                                 "tokens vs vLLM n", "wall vs vLLM n", "note"], cells).rstrip("\n"))
     return "\n".join(lines)

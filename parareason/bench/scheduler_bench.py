@@ -23,6 +23,7 @@ from typing import Sequence
 from parareason.backends.base import Backend, GenerationRequest, SamplingParams, SeqUpdate
 from parareason.backends.scripted import ScriptedBackend
 from parareason.bench.report import write_section
+from parareason.io.summary import markdown_table
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Decision, Policy, PolicyContext
 from parareason.runtime.request import RequestSpec
@@ -39,6 +40,10 @@ class BenchVotePolicy(Policy):
     def __init__(self, n: int) -> None:
         self.n = n
         self.tokens_seen = 0
+
+    @property
+    def width(self) -> int:
+        return self.n
 
     def start(self, ctx: PolicyContext) -> None:
         for i in range(self.n):
@@ -100,9 +105,9 @@ def scheduler_cost(threads: int, tokens: int, seed: int = 0, keep_trace: bool = 
 
 def engine_decode_ms(model: str, batches: Sequence[int], steps: int) -> dict[int, float]:
     """Median wall time of one batched decode step of the real engine, per batch size."""
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    engine = load_backend(model, max_batch_size=max(batches))
+    engine = load_backend("embedded", model, max_batch_size=max(batches))
     ids = tuple(engine.tokenizer.chat_ids([{"role": "user", "content": PROMPT}]))
     out: dict[int, float] = {}
     for batch in batches:
@@ -142,20 +147,22 @@ def run_scheduler_bench(counts: Sequence[int], tokens: int, with_engine: bool, m
     load_after = os.getloadavg()[0]
     lines = ["Scheduler + `BenchVotePolicy` (n plain samples, majority vote, `on_tokens` every step) on the "
              f"scripted test backend, one token per thread per step, {tokens} tokens per thread, seed {seed}, "
-             "trace kept. Time inside the backend double is excluded.", "",
-             "| threads | steps | thread-steps/s (scheduler only) | scheduler ms/step |"
-             + (f" {model} decode ms/step (batch = threads) | overhead share |" if decode else ""),
-             "|---|---|---|---|" + ("---|---|" if decode else "")]
+             "trace kept. Time inside the backend double is excluded.", ""]
+    columns = ["threads", "steps", "thread-steps/s (scheduler only)", "scheduler ms/step"]
+    if decode:
+        columns += [f"{model} decode ms/step (batch = threads)", "overhead share"]
+    cells = []
     for r in rows:
-        line = (f"| {r['threads']} | {r['steps']} | {r['thread_steps_per_s']:,.0f} | "
-                f"{r['scheduler_ms_per_step']:.3f} |")
+        row = [str(r["threads"]), str(r["steps"]), f"{r['thread_steps_per_s']:,.0f}",
+               f"{r['scheduler_ms_per_step']:.3f}"]
         if decode:
             d = decode[r["threads"]]
             share = r["scheduler_ms_per_step"] / d
-            line += f" {d:.0f} | {100 * share:.2f}% |"
+            row += [f"{d:.0f}", f"{100 * share:.2f}%"]
             print(f"{r['threads']:4d} threads: engine decode step {d:.0f} ms -> scheduler overhead "
                   f"{100 * share:.2f}% (target < 5%)")
-        lines.append(line)
+        cells.append(row)
+    lines.append(markdown_table(columns, cells).rstrip("\n"))
     if decode:
         lines += ["", f"Engine decode step: median of {engine_steps} float32 decode steps after warm-up, "
                   "all sequences sharing one prompt; overhead share = scheduler ms/step ÷ decode ms/step. "

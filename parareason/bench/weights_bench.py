@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parareason.io.summary import markdown_table
 from parareason.models import DEFAULT_MODEL
 
 FIXED_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -45,9 +46,9 @@ class Drift:
 
 
 def _load(model: str, fmt: str):
-    from parareason.backends.embedded import load_backend
+    from parareason.backends.registry import load_backend
 
-    return load_backend(model, dtype="float32", weights=fmt)
+    return load_backend("embedded", model, dtype="float32", weights=fmt)
 
 
 def _log_softmax_rows(engine: Any, ids: list[int]):
@@ -120,14 +121,13 @@ def sc_table(traces: dict[str, Path], k: int) -> str:
     if "full" not in credits or not common:
         return "(SC@k needs a `full` trace file and questions common to every file)\n"
     base = [credits["full"][q] for q in common]
-    lines = [f"SC@{k} on the {len(common)} questions every trace file has:\n",
-             "| weights | SC accuracy | 95% CI | difference to full | paired 95% CI |", "|---|---|---|---|---|"]
+    rows = []
     for fmt, c in credits.items():
         vals = [c[q] for q in common]
-        ci = accuracy_ci(vals)
         diff, dci = paired_difference_ci(vals, base)
-        lines.append(f"| {fmt} | {sum(vals) / len(vals):.3f} | {_ci(ci)} | {diff:+.3f} | {_ci(dci)} |")
-    return "\n".join(lines) + "\n"
+        rows.append([fmt, f"{sum(vals) / len(vals):.3f}", _ci(accuracy_ci(vals)), f"{diff:+.3f}", _ci(dci)])
+    return (f"SC@{k} on the {len(common)} questions every trace file has:\n\n"
+            + markdown_table(["weights", "SC accuracy", "95% CI", "difference to full", "paired 95% CI"], rows))
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
@@ -140,10 +140,10 @@ def run_weights_bench(cfg: WeightsBenchConfig) -> str:
     drifts = measure_drift(cfg)
     body = [f"Model `{cfg.model}`, float32 activations. Drift: the fixed GSM8K question (chat template) and the "
             f"full model's greedy answer ({cfg.answer_tokens} tokens max), teacher-forced through each format.\n",
-            "| weights | mean KL(full ‖ weights) per token | mean abs logprob difference | argmax agreement |",
-            "|---|---|---|---|"]
-    body += [f"| {d.fmt} | {d.kl:.4f} | {d.abs_logprob_diff:.4f} | {100 * d.argmax_agreement:.1f}% |" for d in drifts]
-    body.append("")
+            markdown_table(["weights", "mean KL(full ‖ weights) per token", "mean abs logprob difference",
+                            "argmax agreement"],
+                           [[d.fmt, f"{d.kl:.4f}", f"{d.abs_logprob_diff:.4f}", f"{100 * d.argmax_agreement:.1f}%"]
+                            for d in drifts])]
     if cfg.traces:
         body.append(sc_table(cfg.traces, cfg.k))
     md = "\n".join(body)

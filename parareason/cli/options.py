@@ -19,10 +19,10 @@ from parareason.models import DEFAULT_MODEL
 from parareason.policies.registry import POLICY_NAMES
 from parareason.runtime.protocols import protocol_names
 
-PUBLIC_BACKENDS = backend_names(public_only=True)
-# Command-line backends: the registry's, except replay (built by `parareason replay` itself).
-# The hidden ones (the scripted test double) are accepted but never shown in help.
-CLI_BACKENDS = tuple(n for n in backend_names() if n != "replay")
+PUBLIC_BACKENDS = backend_names(public_only=True, cli_only=True)
+# Command-line backends: the registry's --backend choices; the hidden ones (the scripted
+# test double) are accepted but never shown in help.
+CLI_BACKENDS = backend_names(cli_only=True)
 
 
 def protocol_option(help: str = "How a sample's threads are created and joined.") -> Callable[..., Any]:
@@ -163,7 +163,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def engine_options(backend: str, dtype: str, weights: str = "full") -> dict[str, Any]:
     """Backend-specific load options: dtype and weights are the embedded engine's; a server
     picks its own. weights=full is left out, so settings recorded before it existed still match."""
-    if backend != "embedded":
+    if not BACKENDS[backend].takes_engine_options:
         return {}
     return {"dtype": dtype, **({"weights": weights} if weights != "full" else {})}
 

@@ -24,15 +24,14 @@ class OptionError(click.ClickException):
         super().__init__(f"{option}: {message}")
 
 
-# Backends that resolve --model to local files (the SGLang client loads its tokenizer).
-LOCAL_MODEL_BACKENDS = ("embedded", "sglang")
-
-
 def check_model(model: str, backend: str) -> None:
-    """Refuse an unknown --model before anything is created or loaded. The cheap tests
+    """Refuse an unknown --model before anything is created or loaded, for a backend that
+    resolves it to local files (the registry's `resolves_local_model`). The cheap tests
     mirror models.resolve_model's (alias, HF directory, .gguf file); for a name they do
     not accept, resolve_model itself gives the message without loading anything."""
-    if backend not in LOCAL_MODEL_BACKENDS:
+    from parareason.backends.registry import backend_spec
+
+    if not backend_spec(backend).resolves_local_model:
         return
     from parareason.models import SHIPPED, ModelError, resolve_model
 

@@ -25,6 +25,10 @@ class RecordAll(Policy):
     def __init__(self, n: int, top_logprobs: int = 0):
         self.n, self.top_logprobs = n, top_logprobs
 
+    @property
+    def width(self) -> int:
+        return self.n
+
     def start(self, ctx: PolicyContext) -> None:
         ov = SampleOverrides(top_logprobs=self.top_logprobs) if self.top_logprobs else None
         for _ in range(self.n):

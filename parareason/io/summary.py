@@ -95,7 +95,7 @@ def _ratio(x: float | None) -> str:
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A markdown table; every summary and benchmark table in the project is drawn by it."""
     head = "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
-    return head + "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
+    return head + "".join("| " + " | ".join(cells) + " |\n" for cells in rows)
 
 
 def ci_cell(ci: Sequence[float] | None) -> str:

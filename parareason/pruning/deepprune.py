@@ -83,6 +83,10 @@ class DeepPrunePolicy(Policy):
         return DeepPrunePolicy(copy.deepcopy(self.params, memo), judge=self._judge)
 
     @property
+    def width(self) -> int:
+        return self.params.width  # samples launched; DeepPrune has no `n`
+
+    @property
     def threshold(self) -> float:
         if self.params.threshold is not None:
             return self.params.threshold

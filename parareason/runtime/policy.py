@@ -161,6 +161,15 @@ class Policy(ABC):
     def on_scope_done(self, ctx: PolicyContext, scope: PolicyContext, decision: Decision) -> None:
         """A nested scope opened by this policy finished with `decision`."""
 
+    @property
+    def width(self) -> int:
+        """How many samples it runs side by side: the request's default token cap and the
+        backend's expected concurrency scale with it. Default: `params.n`, the sample count
+        of the parameter dataclass the built-in policies take, else 1; a policy whose width
+        is another value overrides this (DeepPrune's `width`, a wrapper's inner policy)."""
+        n = getattr(getattr(self, "params", None), "n", None)
+        return n if isinstance(n, int) and n > 0 else 1
+
     def is_done(self, ctx: PolicyContext) -> bool:
         """Default: done when no sample is live and no nested scope is open."""
         return ctx.open_scopes == 0 and not any(s.live for s in ctx.samples)
@@ -171,10 +180,5 @@ class Policy(ABC):
 
 
 def policy_width(policy: Any) -> int:
-    """How many samples a policy runs side by side: its `n` (or DeepPrune's `width`), else 1."""
-    for holder in (getattr(policy, "params", None), policy):
-        for attr in ("width", "n"):
-            value = getattr(holder, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    return 1
+    """How many samples a policy runs side by side (`Policy.width`); 1 for anything else."""
+    return policy.width if isinstance(policy, Policy) else 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView
+from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleView, Status
 from parareason.server.stops import cut_at_stop, sendable
 
 TextSink = Callable[[str], None]
@@ -38,9 +38,9 @@ def choose_sample(ctx: PolicyContext, samples: Sequence[SampleView], answer: str
     if answer is not None:
         matching = [s for s in samples if s.answer is not None and ctx.same_answer(s.answer, answer)]
         if matching:
-            return min(matching, key=lambda s: (s.status != "finished", s.generated_tokens))
-    ended = [s for s in samples if s.status in ("finished", "limit") and s.text]
-    return min(ended, key=lambda s: (s.status != "finished", s.generated_tokens)) if ended else None
+            return min(matching, key=lambda s: (s.status != Status.FINISHED, s.generated_tokens))
+    ended = [s for s in samples if s.status in (Status.FINISHED, Status.LIMIT) and s.text]
+    return min(ended, key=lambda s: (s.status != Status.FINISHED, s.generated_tokens)) if ended else None
 
 
 def stable_text(text: str) -> str:
@@ -61,6 +61,10 @@ class ObservedPolicy(Policy):
         self.sent = ""  # text already streamed
         self.chosen: SampleView | None = None
         self.chosen_text = ""
+
+    @property
+    def width(self) -> int:
+        return self.inner.width  # the request's token cap is the real policy's
 
     def start(self, ctx: PolicyContext) -> None:
         self.inner.start(ctx)

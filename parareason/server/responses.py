@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from parareason.runtime.result import Result
+from parareason.runtime.status import Status
 from parareason.server.observe import ObservedPolicy
 from parareason.server.routing import Route, ServeDefaults
 from parareason.server.schemas import PromptTokensDetails, UsageInfo
@@ -54,7 +55,7 @@ def finish_reason(observer: ObservedPolicy) -> str:
     if s is None:
         return "stop"
     reason = getattr(s, "end_reason", None) or ""
-    return "length" if s.status == "limit" or reason == "length" or reason.startswith("limit:") else "stop"
+    return "length" if s.status == Status.LIMIT or reason == "length" or reason.startswith("limit:") else "stop"
 
 
 def _jsonable(x: Any) -> Any:

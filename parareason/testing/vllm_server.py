@@ -28,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from parareason.models import DEFAULT_MODEL
 from parareason.server.background import free_port
 from parareason.testing import tool_venv
 
@@ -96,7 +97,7 @@ def server_env() -> dict[str, str]:
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def start_server(model: str = "qwen2.5-0.5b-coder", *, port: int | None = None,
+def start_server(model: str = DEFAULT_MODEL, *, port: int | None = None,
                  log_path: Path | None = None, timeout_s: float = START_TIMEOUT_S) -> VLLMServer:
     """Start vLLM on a free loopback port and wait until /health answers 200."""
     from parareason.models import resolve_model
@@ -124,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build the vLLM virtualenv (once per machine)")
     serve = sub.add_parser("serve", help="start the server and keep it up until interrupted")
-    serve.add_argument("--model", default="qwen2.5-0.5b-coder")
+    serve.add_argument("--model", default=DEFAULT_MODEL)
     serve.add_argument("--port", type=int, default=None)
     run = sub.add_parser("run", help="start the server, run a command with PARAREASON_VLLM_URL set, stop")
-    run.add_argument("--model", default="qwen2.5-0.5b-coder")
+    run.add_argument("--model", default=DEFAULT_MODEL)
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.cmd == "build":

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from parareason.backends.base import SamplingParams
-from parareason.backends.embedded import load_backend
+from parareason.backends.registry import load_backend
 from tests.support.engine_util import PROMPTS, TEST_MODEL, collect, greedy, request, run_all
 
 
@@ -166,7 +166,7 @@ def test_bad_sequences_end_with_error_and_others_continue(engine):
 
 
 def test_bfloat16_option_runs_the_same_engine():
-    eng = load_backend(TEST_MODEL, dtype="bfloat16")
+    eng = load_backend("embedded", TEST_MODEL, dtype="bfloat16")
     assert eng.model.embed.dtype == torch.bfloat16 and eng.pool.k.dtype == torch.bfloat16
     eng.submit(request("bf", chat(eng, PROMPTS[1]), greedy(4, ignore_eos=True)))
     out = run_all(eng)["bf"]
@@ -177,6 +177,6 @@ def test_load_errors_are_clear():
     from parareason.backends.base import BackendError
 
     with pytest.raises(BackendError, match="smollm2-135m"):
-        load_backend("no-such-model")
+        load_backend("embedded", "no-such-model")
     with pytest.raises(TypeError, match="max_batch_size"):
-        load_backend(TEST_MODEL, max_batch=3)
+        load_backend("embedded", TEST_MODEL, max_batch=3)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parareason.backends.embedded import dtype_choice, load_backend
+from parareason.backends.embedded import dtype_choice
 from parareason.backends.embedded.dtype_choice import DTYPE_ENV, resolve_dtype
+from parareason.backends.registry import load_backend
 from tests.support.engine_util import TEST_MODEL
 
 
@@ -48,7 +49,7 @@ def test_gemm_probe_measures_a_positive_rate():
 
 def test_engine_loads_in_the_chosen_dtype(measured):
     measured(220.0, 932.0)
-    eng = load_backend(TEST_MODEL, dtype="auto")
+    eng = load_backend("embedded", TEST_MODEL, dtype="auto")
     assert eng.dtype_choice.dtype == "bfloat16"
     assert eng.model.embed.dtype == torch.bfloat16 and eng.pool.k.dtype == torch.bfloat16
     eng.close()

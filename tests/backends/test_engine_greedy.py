@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from parareason.models import resolve_model
-from parareason.backends.embedded import load_backend
+from parareason.backends.registry import load_backend
 from tests.support.engine_util import PROMPTS, TEST_MODEL, greedy, request, run_all
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,7 +35,7 @@ def hf_greedy(model_dir, prompts_ids, max_new_tokens, eos_ids):
 
 
 def check_matches_generate(model_name: str, prompts: list[str], max_new_tokens: int) -> None:
-    engine = load_backend(model_name, dtype="float32")  # exact match needs the reference's dtype
+    engine = load_backend("embedded", model_name, dtype="float32")  # exact match needs the reference's dtype
     tok = engine.tokenizer
     ids = [tok.chat_ids([{"role": "user", "content": p}]) for p in prompts]
     for i, x in enumerate(ids):

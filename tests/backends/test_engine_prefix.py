@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from parareason.backends.embedded import load_backend
+from parareason.backends.registry import load_backend
 from tests.support.engine_util import PROMPTS, TEST_MODEL, greedy, request, run_all
 
 # Logprobs computed over reused KV vs from scratch: same float32 math, but KV written by
@@ -101,7 +101,7 @@ def test_aborted_sequence_kv_is_reused(engine):
 
 
 def test_lru_is_bounded_and_nothing_leaks():
-    eng = load_backend(TEST_MODEL, prefix_cache_tokens=40, kv_initial_capacity=64)
+    eng = load_backend("embedded", TEST_MODEL, prefix_cache_tokens=40, kv_initial_capacity=64)
     for i, p in enumerate(PROMPTS):
         eng.submit(request(f"s{i}", chat(eng, p), greedy(6, ignore_eos=True)))
     run_all(eng)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from parareason.backends.base import BackendError
-from parareason.backends.embedded import load_backend
+from parareason.backends.registry import load_backend
 from parareason.backends.embedded.weights import WEIGHTS_ENV, Linear, check_weight_format
 from parareason.cli.options import engine_options
 from tests.support.engine_util import TEST_MODEL
@@ -51,7 +51,7 @@ def test_int8_weights_stay_within_their_quantization_error():
 @needs_fbgemm
 @pytest.mark.parametrize("fmt", ["float16", "int8"])
 def test_packed_formats_decode_the_model_close_to_full(engine, fmt):
-    packed = load_backend(TEST_MODEL, weights=fmt)  # dtype auto resolves to float32 for packed weights
+    packed = load_backend("embedded", TEST_MODEL, weights=fmt)  # dtype auto resolves to float32 for packed weights
     try:
         assert packed.model.weights == fmt and packed.model.dtype == torch.float32
         ids = engine.tokenizer.encode("The capital of France is Paris. The capital of Italy is")
@@ -71,10 +71,10 @@ def test_bad_formats_fail_before_loading(monkeypatch):
         with pytest.raises(ValueError, match="compute in float32"):
             check_weight_format("int8", torch.bfloat16)
         with pytest.raises(BackendError, match="compute in float32"):
-            load_backend(TEST_MODEL, dtype="bfloat16", weights="int8")
+            load_backend("embedded", TEST_MODEL, dtype="bfloat16", weights="int8")
     monkeypatch.setenv(WEIGHTS_ENV, "int4")
     with pytest.raises(BackendError, match="weights must be one of"):
-        load_backend(TEST_MODEL, dtype="float32")
+        load_backend("embedded", TEST_MODEL, dtype="float32")
 
 
 def test_weights_are_part_of_the_resumable_settings():

@@ -118,6 +118,23 @@ def test_unknown_model_leaves_nothing_behind(tmp_path, prompts):
     assert created(tmp_path) == ["p.jsonl"]
 
 
+@pytest.mark.parametrize("backend", ["sglang", "vllm"])
+def test_unknown_model_of_a_remote_backend_fails_before_connecting(tmp_path, prompts, monkeypatch, backend):
+    """The HTTP clients load --model's tokenizer, so a typo is refused as early as with embedded."""
+    from dataclasses import replace
+
+    from parareason.backends.registry import BACKENDS
+
+    def never(*a, **k):
+        raise AssertionError(f"the {backend} backend was built")
+
+    monkeypatch.setitem(BACKENDS, backend, replace(BACKENDS[backend], factory=never))
+    out = tmp_path / "sub" / "out.jsonl"
+    res = invoke(prompts, "--model", "no-such-model", "--out", out, "--url", "http://127.0.0.1:9", backend=backend)
+    assert res.exit_code == 2 and "unknown model 'no-such-model'" in res.output and "loading" not in res.output
+    assert created(tmp_path) == ["p.jsonl"]
+
+
 def test_trace_equal_to_out_and_out_equal_to_input_are_refused(tmp_path, prompts):
     out = tmp_path / "out.jsonl"
     res = invoke(prompts, "--out", out, "--trace", tmp_path / "." / "out.jsonl")

@@ -106,19 +106,13 @@ def test_long_traces_are_cut_to_their_start_and_compared_as_equal_prefixes():
     assert "much more" not in prompt and prompt.count("#### 9") == 2 and p == pytest.approx(0.8)
 
 
-def test_real_small_model_gives_p_yes_from_logprobs():
-    """The shipped SmolLM2-135M through the embedded engine: the judge's prompt runs as
-    a real sequence and P(yes) comes from the first token's top logprobs (a model's
+def test_real_small_model_gives_p_yes_from_logprobs(engine):
+    """The shipped SmolLM2-135M (the session's shared embedded engine): the judge's prompt
+    runs as a real sequence and P(yes) comes from the first token's top logprobs (a model's
     judgement, not checked for quality: 135M is far too weak for that)."""
-    from parareason.backends.embedded import load_backend
-
-    backend = load_backend("smollm2-135m")
-    try:
-        judge = LLMJudge(backend, LLMJudgeConfig(max_trace_chars=300, top_logprobs=20))
-        assert judge._yes and judge._no and not judge._yes & judge._no
-        scores = judge.score_many([("48 / 2 = 24, and 48 + 24 = 72. #### 72", "So she sold 72 clips. #### 72"),
-                                   ("The answer is 72.", "The answer is 5.")])
-        assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
-        assert not backend.has_work()  # every judge sequence finished and was collected
-    finally:
-        backend.close()
+    judge = LLMJudge(engine, LLMJudgeConfig(max_trace_chars=300, top_logprobs=20))
+    assert judge._yes and judge._no and not judge._yes & judge._no
+    scores = judge.score_many([("48 / 2 = 24, and 48 + 24 = 72. #### 72", "So she sold 72 clips. #### 72"),
+                               ("The answer is 72.", "The answer is 5.")])
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    assert not engine.has_work()  # every judge sequence finished and was collected

@@ -1,7 +1,7 @@
 """Best-of-Majority's frequency filter relative to N, and FFS's strict paper rule."""
 from __future__ import annotations
 
-from tests.policies.test_policy_scripted import by_sample, run, statuses
+from tests.support.scripted_policies import by_sample, run, statuses
 
 
 def test_bom_frequency_is_relative_to_all_samples_drawn():

@@ -13,7 +13,7 @@ from parareason.policies.confidence_params import DeepConfParams
 from parareason.runtime.limits import Limits
 from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler
-from tests.policies.test_policy_scripted import MarkedConfidenceBackend, by_sample, policy_events, run
+from tests.support.scripted_policies import MarkedConfidenceBackend, by_sample, policy_events, run
 
 
 def test_calibration_counts_warmup_traces_without_an_answer():

@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from scipy.special import gamma
 
 from parareason.policies.rpc_weibull import WeibullMixture, reasoning_prune_mask
-from tests.policies.test_policy_scripted import by_sample, run
+from tests.support.scripted_policies import by_sample, run
 
 
 def ref_pdf(x, k, lam):

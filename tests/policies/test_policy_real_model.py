@@ -34,20 +34,15 @@ EXPECTED_DETAIL = {"self_consistency": "votes", "ffs": "tokens_saved_estimate", 
 
 
 @pytest.fixture(scope="module")
-def results():
-    """All policies as concurrent requests of one scheduler: their samples share the
-    engine's batched decode steps, so the whole module costs about one policy's run."""
-    from parareason.backends.embedded import load_backend
-
-    backend = load_backend("smollm2-135m")
+def results(engine):
+    """All policies as concurrent requests of one scheduler on the session's shared engine
+    (smollm2-135m): their samples share its batched decode steps, so the whole module
+    costs about one policy's run."""
     specs = [RequestSpec(id=name, prompt=ROW["question"], policy=make_policy(name, **SETTINGS[name]),
                          params=SamplingParams(temperature=0.7, max_new_tokens=16, seed=0),
                          limits=Limits(tokens_per_request=BUDGET), reference=ROW["answer"])
              for name in POLICY_NAMES]
-    try:
-        yield {r.id: r for r in Scheduler(backend).run(specs, max_concurrent=len(specs))}
-    finally:
-        backend.close()
+    yield {r.id: r for r in Scheduler(engine).run(specs, max_concurrent=len(specs))}
 
 
 def test_every_policy_has_a_smoke_setting():

@@ -3,8 +3,6 @@ models that speak the papers' markup): limits and budgets are kept, every thread
 spawn loop runs away, and markers in the prompt never create threads."""
 from __future__ import annotations
 
-import zlib
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +12,7 @@ from parareason.runtime.request import RequestSpec
 from parareason.runtime.scheduler import Scheduler
 from parareason.runtime.thread import END_STATES, LIVE_STATES
 from tests.runtime.test_runtime_properties import SETTINGS, RecordingBackend
+from tests.support.hashed_scripts import hashed_script
 from tests.support.runtime_policies import LaunchN
 
 APR_PROMPT = "Moving to Node #0\nCurrent State: 10:[1, 2, 3, 4], Operations: []"
@@ -25,33 +24,29 @@ MARKERS = ["<Calling Sub Searches>", "<Start Sub Search 0 at level 1> Moving to 
 MAX_CALLS, MAX_ITERATIONS, N_PATHS = 6, 6, 3
 
 
+def _branch(k, protocol):
+    if protocol == "apr":
+        starts = "".join(f"<Start Sub Search {i} at level 1> Moving to Node #0,0\n" for i in range(k))
+        return NODE + "<Calling Sub Searches>\n" + starts + "<End Calling Sub Searches>\n"
+    if protocol == "threadweaver":
+        return "<Parallel>\n<Outlines>\n" + "".join(f"<Outline>{i + 1}: p</Outline>\n" for i in range(k)) + "</Outlines>"
+    return None
+
+
+REPLIES = {
+    "answer": lambda k, p: f"so \\boxed{{{k}}} 10,10 equal: Goal Reached\nGoal Reached",
+    "branch": _branch,
+    "results": lambda k, p: "x <Sub Searches>\n<Goal Reached in Sub Search 0 at level 1 at Node #0,0>",
+    "unclosed": lambda k, p: {"apr": NODE + "<Calling Sub Searches>\n<Start Sub Search 0 at level 1> Moving to Node #0,0",
+                              "threadweaver": "<Parallel>\n<Outlines>\n<Outline>1: x"}.get(p, "<think1> half"),
+    "close": lambda k, p: {"threadweaver": f"part {k}</Thread>", "parathinker": f"hmm {k}</think1>"}.get(
+        p, f"\\boxed{{{k}}}</summary>"),
+    "foreign": lambda k, p: f"odd {k}</think3></Thread><Outlines>",
+}
+
+
 def make_script(behaviours, sizes, protocol):
-    def script(ctx):
-        h = zlib.crc32(ctx.text.encode()) ^ (ctx.params.seed or 0)
-        b, k = behaviours[h % len(behaviours)], sizes[(h >> 8) % len(sizes)]
-        if b == "text":
-            return "t" * (3 * k)
-        if b == "answer":
-            return f"so \\boxed{{{k}}} 10,10 equal: Goal Reached\nGoal Reached"
-        if b == "branch" and protocol == "apr":
-            starts = "".join(f"<Start Sub Search {i} at level 1> Moving to Node #0,0\n" for i in range(k))
-            return NODE + "<Calling Sub Searches>\n" + starts + "<End Calling Sub Searches>\n"
-        if b == "branch" and protocol == "threadweaver":
-            return "<Parallel>\n<Outlines>\n" + "".join(f"<Outline>{i + 1}: p</Outline>\n" for i in range(k)) + "</Outlines>"
-        if b == "results":
-            return "x <Sub Searches>\n<Goal Reached in Sub Search 0 at level 1 at Node #0,0>"
-        if b == "unclosed":
-            return {"apr": NODE + "<Calling Sub Searches>\n<Start Sub Search 0 at level 1> Moving to Node #0,0",
-                     "threadweaver": "<Parallel>\n<Outlines>\n<Outline>1: x"}.get(protocol, "<think1> half")
-        if b == "close":
-            return {"threadweaver": f"part {k}</Thread>", "parathinker": f"hmm {k}</think1>"}.get(
-                protocol, f"\\boxed{{{k}}}</summary>")
-        if b == "foreign":
-            return f"odd {k}</think3></Thread><Outlines>"
-        if b == "error":
-            raise RuntimeError("simulated backend fault")
-        return "l" * 120
-    return script
+    return hashed_script(behaviours, sizes, protocol, REPLIES)
 
 
 @st.composite

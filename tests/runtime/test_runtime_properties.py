@@ -6,8 +6,6 @@ every run is deterministic and hypothesis explores many different thread trees.
 """
 from __future__ import annotations
 
-import zlib
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +17,7 @@ from parareason.runtime.scheduler import Scheduler
 from parareason.runtime.status import Status
 from parareason.runtime.thread import END_STATES, LIVE_STATES
 from parareason.runtime.trace import without_times
+from tests.support.hashed_scripts import hashed_script
 from tests.support.runtime_policies import LaunchN, PruneAfter
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -30,28 +29,23 @@ MARKERS = ["<spawn>", "</spawn>", "<join>", "</join>", "<Parallel>", "<Outlines>
            "<Thread>", "</Thread>", "<think path=1>", "</think>", "<summary>", "</summary>"]
 
 
+def _branch(k, protocol):
+    if protocol == "threadweaver":
+        return "<Parallel><Outlines>\n" + "\n".join(f"{i + 1}: p" for i in range(k)) + "\n</Outlines>"
+    return "<spawn>\n" + "\n".join(f"task {i}" for i in range(k)) + "\n</spawn>"  # apr; plain/parathinker: text
+
+
+REPLIES = {
+    "answer": lambda k, p: f"so \\boxed{{{k}}}",
+    "branch": _branch,
+    "unclosed": lambda k, p: "<spawn>\nhalf" if p != "threadweaver" else "<Parallel><Outlines>1: x",
+    "close": lambda k, p: {"threadweaver": f"part {k}</Thread>", "parathinker": f"hmm {k}</think>"}.get(
+        p, f"\\boxed{{{k}}}</summary>"),
+}
+
+
 def make_script(behaviours: list[str], sizes: list[int], protocol: str):
-    def script(ctx):
-        h = zlib.crc32(ctx.text.encode()) ^ (ctx.params.seed or 0)
-        b = behaviours[h % len(behaviours)]
-        k = sizes[(h >> 8) % len(sizes)]
-        if b == "text":
-            return "t" * (3 * k)
-        if b == "answer":
-            return f"so \\boxed{{{k}}}"
-        if b == "branch" and protocol == "threadweaver":
-            return "<Parallel><Outlines>\n" + "\n".join(f"{i + 1}: p" for i in range(k)) + "\n</Outlines>"
-        if b == "branch":  # apr; for plain/parathinker it is just text
-            return "<spawn>\n" + "\n".join(f"task {i}" for i in range(k)) + "\n</spawn>"
-        if b == "unclosed":
-            return "<spawn>\nhalf" if protocol != "threadweaver" else "<Parallel><Outlines>1: x"
-        if b == "close":
-            return {"threadweaver": f"part {k}</Thread>", "parathinker": f"hmm {k}</think>"}.get(
-                protocol, f"\\boxed{{{k}}}</summary>")
-        if b == "error":
-            raise RuntimeError("simulated backend fault")
-        return "l" * 120
-    return script
+    return hashed_script(behaviours, sizes, protocol, REPLIES)
 
 
 @st.composite

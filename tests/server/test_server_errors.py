@@ -21,6 +21,10 @@ class ExplodingPolicy(Policy):
     def __init__(self, n: int) -> None:
         self.n = n
 
+    @property
+    def width(self) -> int:
+        return self.n
+
     def start(self, ctx):
         for _ in range(self.n):
             ctx.launch()

@@ -1,22 +1,22 @@
-"""Smoke test of `parareason serve` on a real model (smollm2-135m, the small shipped GGUF)."""
+"""Smoke test of `parareason serve` on a real model (smollm2-135m, the small shipped GGUF, as the
+session's shared `engine` fixture)."""
 from __future__ import annotations
 
 import pytest
 
 from parareason.server import ServeDefaults, create_app
+from tests.support.engine_util import TEST_MODEL
 from tests.support.server_harness import client, serve_in_thread
 
-MODEL = "smollm2-135m"
+MODEL = TEST_MODEL
 
 
 @pytest.fixture(scope="module")
-def server():
-    from parareason.backends.embedded import load_backend
-
-    backend = load_backend(MODEL)
-    app = create_app(backend, ServeDefaults(model_id=MODEL, n=2, max_new_tokens=12, seed=0), close_backend=True)
+def server(engine):
+    """The session's shared engine (tests/conftest.py), left open for the next module."""
+    app = create_app(engine, ServeDefaults(model_id=MODEL, n=2, max_new_tokens=12, seed=0))
     with serve_in_thread(app) as url:
-        yield url, backend
+        yield url, engine
 
 
 def test_real_model_chat_and_stream(server):

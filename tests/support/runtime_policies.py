@@ -18,6 +18,10 @@ class LaunchN(Policy):
         self.token_events: list[tuple[str, int]] = []
         self.ended: list[str] = []
 
+    @property
+    def width(self) -> int:
+        return self.n
+
     def start(self, ctx: PolicyContext) -> None:
         for i in range(self.n):
             ctx.launch(tag=f"n{i}", overrides=self.overrides)
@@ -65,6 +69,10 @@ class Nested(Policy):
         self.k, self.n, self.budget = k, n, budget
         self.children: list[LaunchN] = []
         self.decisions: list[Decision] = []
+
+    @property
+    def width(self) -> int:
+        return self.n
 
     def start(self, ctx: PolicyContext) -> None:
         for i in range(self.k):

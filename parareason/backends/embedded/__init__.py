@@ -1,4 +1,6 @@
-"""Embedded CPU engine, the default backend. Entry point: `load_backend(model, **opts)`.
+"""Embedded CPU engine, the default backend. Build it with
+`parareason.backends.registry.load_backend("embedded", model, **opts)`; `build_engine`
+here is the registry's factory, not a second public entry point.
 
 dtype: "auto" by default: the engine times a float32 and a bfloat16 GEMM of the
 model's shape on this CPU and takes bfloat16 only where it is clearly faster (CPUs
@@ -31,7 +33,7 @@ from parareason.backends.base import BackendError  # noqa: E402
 from parareason.backends.embedded.engine import EngineOptions, EngineStats, TransformersEngine  # noqa: E402,E501
 from parareason.backends.embedded.tokenizer import HFTokenizer  # noqa: E402
 
-__all__ = ["EngineOptions", "EngineStats", "HFTokenizer", "TransformersEngine", "load_backend", "load_tokenizer"]
+__all__ = ["EngineOptions", "EngineStats", "HFTokenizer", "TransformersEngine", "load_tokenizer"]
 
 def _set_threads(num_threads: int | None) -> None:
     import torch
@@ -48,9 +50,10 @@ def load_tokenizer(model: str | None = None) -> HFTokenizer:
     return HFTokenizer(resolve_model(model), name=model if model in SHIPPED else None)
 
 
-def load_backend(model: str | None = None, *, dtype: str | None = None, weights: str | None = None,
+def build_engine(model: str | None = None, *, dtype: str | None = None, weights: str | None = None,
                  num_threads: int | None = None, **opts) -> TransformersEngine:
     """Build the engine for `model` (alias, HF directory or .gguf; None = default alias).
+    The registry's factory for "embedded": callers use registry.load_backend.
 
     dtype: auto | float32 | bfloat16 | float16; None reads PARAREASON_DTYPE (default
     auto: measured on this CPU, see dtype_choice.py).

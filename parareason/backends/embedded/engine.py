@@ -77,7 +77,7 @@ class TransformersEngine(Backend):
     def __init__(self, model: DecoderModel, tokenizer: HFTokenizer, options: EngineOptions | None = None,
                  dtype_choice: DtypeChoice | None = None):
         self.model = model
-        self.dtype_choice = dtype_choice  # how the weights' dtype was chosen (load_backend)
+        self.dtype_choice = dtype_choice  # how the weights' dtype was chosen (build_engine)
         self.tokenizer = tokenizer
         self.options = options or EngineOptions()
         self.max_positions = model.config.max_position_embeddings

@@ -18,10 +18,10 @@ def main() -> None:  # pragma: no cover - manual use
     ap.add_argument("--real-defaults", action="store_true",
                     help="seeds ignored and temperature-scaled logprobs, as a server started without flags")
     args = ap.parse_args()
-    from parareason.backends.embedded import load_backend  # lazy: heavy import
+    from parareason.backends.registry import load_backend  # lazy: heavy import
 
     modes = (StandinModes.real_defaults if args.real_defaults else StandinModes)(context_length=args.context_length)
-    srv = SGLangStandin(load_backend(args.model), host=args.host, port=args.port, modes=modes,
+    srv = SGLangStandin(load_backend("embedded", args.model), host=args.host, port=args.port, modes=modes,
                         incremental_streaming_output=args.incremental_streaming_output).start()
     print(f"SGLang stand-in (test server) for {args.model} on {srv.url}; Ctrl-C stops it", flush=True)
     try:
