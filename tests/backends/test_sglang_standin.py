@@ -188,6 +188,30 @@ def test_context_limit_and_seed_and_logprob_modes():
         assert greedy["meta_info"]["output_token_logprobs"][0][0] == -0.01  # greedy: unscaled
 
 
+def test_scheduler_refuses_an_input_of_max_req_input_len_and_caps_max_new_tokens():
+    # context 30: max_req_len 29, max_req_input_len 24 (managers/tp_worker.py:568-572).
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(context_length=30)) as s:
+        assert httpx.get(f"{s.url}/server_info").json()["max_req_input_len"] == 24
+        body = {"input_ids": [7] * 25, "stream": True, "return_logprob": True, "top_logprobs_num": 2,
+                "sampling_params": {"max_new_tokens": 3}}  # 25 + 3 fit the tokenizer manager's check
+        r = httpx.post(f"{s.url}/generate", json=body, timeout=10)
+        events = _events(r)
+        assert r.status_code == 200 and events[-1] == "[DONE]" and len(events) == 2
+        chunk = json.loads(events[0])
+        meta = chunk["meta_info"]
+        assert meta["finish_reason"] == {
+            "type": "abort", "status_code": 400, "err_type": "BadRequestError",
+            "message": "Input length (25 tokens) exceeds the maximum allowed length (24 tokens). "
+                       "Use a shorter input or enable --allow-auto-truncate."}
+        assert len(chunk["output_ids"]) == 1 and meta["prompt_tokens"] == 1  # the stub input, prefilled
+        assert meta["output_token_logprobs"] == [] and meta["output_top_logprobs"] == []
+        plain = httpx.post(f"{s.url}/generate", json={**body, "stream": False}, timeout=10)
+        assert plain.status_code == 400 and "exceeds the maximum allowed length" in plain.json()["error"]["message"]
+        quiet = {"input_ids": [7] * 10, "sampling_params": {"max_new_tokens": 20}}  # 30: fits the context
+        out = httpx.post(f"{s.url}/generate", json=quiet, timeout=10).json()
+        assert out["meta_info"]["finish_reason"] == {"type": "length", "length": 18}  # 29 - 10 - 1
+
+
 def test_duplicate_rid_in_flight_is_rejected(srv):
     def run() -> None:
         body = {"input_ids": [1], "rid": "dup-1", "stream": True, "sampling_params": {"max_new_tokens": 10_000}}

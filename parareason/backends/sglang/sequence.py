@@ -148,7 +148,8 @@ class SequenceStreams:
             seq.first_chunk = False
             try:
                 plan = build_body(seq.req, seq.rid, cfg, self.facts.context_length,
-                                  self.facts.dp_size if len(self.pool.urls) == 1 else 1)
+                                  self.facts.dp_size if len(self.pool.urls) == 1 else 1,
+                                  max_req_input_len=self.facts.max_req_input_len)
             except ContextFull as e:
                 self.emit(seq, FinishEvent(FINISH_ERROR, error=str(e)))
                 return

@@ -10,10 +10,12 @@ SGLang 0.5.23 (paths under `sglang/srt/`):
 * seeds: `sampling/sampling_batch_info.py` uses `sampling_seed` only with
   `--enable-deterministic-inference` (`/server_info`'s
   `enable_deterministic_inference`; `/get_server_info` on older versions).
-* context length: `managers/tokenizer_manager.py` refuses input >= context
-  length and input + max_new_tokens > context length (`/server_info`'s
-  `context_length`, else `max_req_input_len`, which the scheduler sets 6 below it
-  at most, `managers/tp_worker.py`).
+* context length: `managers/tokenizer_manager.py:1338, 1358` refuses input >=
+  context length and input + max_new_tokens > context length (`/server_info`'s
+  `context_length`); the scheduler aborts input >= `max_req_input_len`
+  (`/server_info` carries it: `utils/common.py:3591` merges the scheduler's
+  `get_init_info`, `managers/scheduler.py:1946`), 6 below the context length at
+  most (`managers/tp_worker.py:568-572`). `request_body.py` applies both.
 * data parallelism: `dp_size` > 1 behind one URL without a router.
 * router: sglang-router (model gateway) lists its workers on `GET /workers`.
 """
@@ -37,6 +39,7 @@ UNKNOWN = "unknown"
 class ServerFacts:
     version: str | None = None
     context_length: int | None = None
+    max_req_input_len: int | None = None  # the scheduler's input limit (None: context_length - 6)
     allow_auto_truncate: bool = False
     seeds_honoured: bool | None = None  # None: the server did not say
     logprobs: str = UNKNOWN  # LOGPROBS_ORIGINAL | LOGPROBS_SCALED | UNKNOWN
@@ -46,13 +49,16 @@ class ServerFacts:
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts for a run's settings and results."""
         return {"logprobs": self.logprobs, "seeded_reruns_repeat": bool(self.seeds_honoured),
-                "context_length": self.context_length, "server_version": self.version}
+                "context_length": self.context_length, "max_req_input_len": self.max_req_input_len,
+                "server_version": self.version}
 
     def read_server_info(self, info: dict[str, Any]) -> None:
         self.version = info.get("version") or self.version
         ctx = info.get("context_length")
-        if ctx is None and isinstance(info.get("max_req_input_len"), int):
-            ctx = info["max_req_input_len"] + 6  # tp_worker.py: max_req_input_len = context_len - 1 - 5
+        limit = info.get("max_req_input_len")
+        self.max_req_input_len = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+        if ctx is None and self.max_req_input_len is not None:
+            ctx = self.max_req_input_len + 6  # tp_worker.py:568-572: max_req_input_len = context_len - 1 - 5
         self.context_length = int(ctx) if ctx else None
         self.allow_auto_truncate = bool(info.get("allow_auto_truncate"))
         if "enable_deterministic_inference" in info:

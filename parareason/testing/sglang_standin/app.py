@@ -16,6 +16,7 @@ from parareason.testing.sglang_standin.wire import (
     ContractError,
     LiveRequest,
     check_context,
+    check_scheduler,
     error_response,
     parse_generate,
     sse_stream,
@@ -76,7 +77,7 @@ def build_app(srv: StandinState) -> FastAPI:
         return JSONResponse({
             "model_path": srv.model_path, "incremental_streaming_output": srv.incremental,
             "stream_output": False, "version": "standin", "context_length": ctx,
-            "max_req_input_len": None if ctx is None else ctx - 6,
+            "max_req_input_len": modes.max_req_input_len,
             "allow_auto_truncate": modes.allow_auto_truncate,
             "enable_deterministic_inference": modes.deterministic_inference,
             "admin_api_key": None, "dp_size": modes.dp_size})
@@ -150,11 +151,12 @@ def build_app(srv: StandinState) -> FastAPI:
             req = check_context(req, modes.context_length, modes.allow_auto_truncate)
         except ValueError as e:
             return value_error_response(str(e), streaming)
+        req, rejection = check_scheduler(req, modes.max_req_len, modes.max_req_input_len, modes.allow_auto_truncate)
         req = apply_seed_mode(req, modes)
         ids = list(req.input_ids)
         cached = min(srv.radix.match(ids), max(0, len(ids) - 1))
         srv.radix.insert(ids)
-        live = LiveRequest(req.seq_id, asyncio.Queue(), len(ids), cached, ids)
+        live = LiveRequest(req.seq_id, asyncio.Queue(), len(ids), cached, ids, rejection=rejection)
         if req.params.max_new_tokens == 0:  # prefill only: warms the cache
             live.finished = True
             chunk = srv.chunk(live, [], [], [], {"type": "length", "length": 0}, req, 0)
