@@ -5,8 +5,11 @@ SGLang 0.5.23 (paths under `sglang/srt/`):
   (non-greedy) batches unless the server runs with SGLANG_RETURN_ORIGINAL_LOGPROB=1.
   Found by a probe: one 1-token request with top logprobs at T=1 and at T=0.5
   for the same prompt; the alternatives at a position do not depend on the
-  token drawn, so different numbers mean scaled logprobs. Not convertible back
-  exactly (that needs the whole distribution), so it is reported, not fixed.
+  token drawn, so different numbers mean scaled logprobs. Every returned
+  alternative is compared, by token id: for a confident first token both runs
+  give ~0 to the top-1 whether scaled or not, and only the lower ranks differ.
+  Not convertible back exactly (that needs the whole distribution), so it is
+  reported, not fixed.
 * seeds: `sampling/sampling_batch_info.py` uses `sampling_seed` only with
   `--enable-deterministic-inference` (`/server_info`'s
   `enable_deterministic_inference`; `/get_server_info` on older versions).
@@ -106,15 +109,29 @@ def probe_body(input_ids: list[int], temperature: float) -> dict[str, Any]:
                                 "presence_penalty": 0.0}}
 
 
+# Run-to-run noise (bf16 kernels, batch composition) stays well inside this; at T=0.5 a
+# logprob of -5 becomes about -10, so scaling is far outside it.
+PROBE_ABS_TOL, PROBE_REL_TOL = 1e-3, 0.1
+
+
+def _differ(a: float, b: float) -> bool:
+    return abs(a - b) > PROBE_ABS_TOL + PROBE_REL_TOL * max(abs(a), abs(b))
+
+
 async def probe_logprobs(client: httpx.AsyncClient, url: str, input_ids: list[int]) -> str:
-    """LOGPROBS_SCALED if the top alternatives' logprobs change with the temperature."""
-    firsts = []
+    """LOGPROBS_SCALED if any top alternative's logprob changes with the temperature."""
+    runs: list[dict[int, float]] = []
     for temperature in (1.0, 0.5):
         try:
             r = await client.post(f"{url}/generate", json=probe_body(input_ids, temperature))
             top = r.json()["meta_info"]["output_top_logprobs"][0]
-            firsts.append(float(top[0][0]))
+            runs.append({int(t[1]): float(t[0]) for t in top if t is not None and t[0] is not None})
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
             log.warning("SGLang logprob probe at %s failed (%s); logprob scaling unknown", url, e)
             return UNKNOWN
-    return LOGPROBS_SCALED if abs(firsts[0] - firsts[1]) > 1e-4 else LOGPROBS_ORIGINAL
+    shared = runs[0].keys() & runs[1].keys()  # the same ids, in the same order: T keeps the ranking
+    if not shared:
+        log.warning("SGLang logprob probe at %s returned no alternatives; logprob scaling unknown", url)
+        return UNKNOWN
+    differs = any(_differ(runs[0][t], runs[1][t]) for t in shared)
+    return LOGPROBS_SCALED if differs else LOGPROBS_ORIGINAL
