@@ -17,7 +17,7 @@ as null, so every line is standard JSON; the sidecar is written with allow_nan=F
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
 so resuming with different settings is detected and refused unless forced. A sidecar
-`<out>.config.json` maps fingerprints to the settings, to say *what* differs.
+`<out>.config.json` maps fingerprints to the settings (plus the backend's `backend_facts`).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from typing import Any, Mapping
 from parareason.runtime.result import Result
 
 FINGERPRINT_KEY = "config_fingerprint"
+BACKEND_FACTS = "backend_facts"  # in the sidecar entry only, never in the fingerprint
 UNWRITABLE = "result could not be written"  # a deterministic failure: resume keeps such rows
 
 
@@ -207,7 +208,7 @@ class ResultWriter:
                       if row.get("error") and not str(row["error"]).startswith(UNWRITABLE)}
             if failed:
                 self._drop_rows(failed)
-        self._write_config_sidecar()
+        self.write_settings()
         return self
 
     def _drop_rows(self, ids: set[str]) -> None:
@@ -247,19 +248,22 @@ class ResultWriter:
             old = known.get(fp)
             if not isinstance(old, dict):
                 continue
-            for k in sorted(set(old) | set(self.config)):
+            for k in sorted((set(old) | set(self.config)) - {BACKEND_FACTS}):
                 if old.get(k) != self.config.get(k):
                     parts.append(f"{k} {old.get(k)!r} -> {self.config.get(k)!r}")
         return ", ".join(dict.fromkeys(parts))
 
-    def _write_config_sidecar(self) -> None:
+    def write_settings(self, facts: Mapping[str, Any] | None = None) -> None:
+        """The sidecar entry of this run: its settings, plus the backend's facts once it loaded."""
         try:
             known = json.loads(self.config_path.read_text())
             if not isinstance(known, dict):
                 known = {}
         except (OSError, ValueError):
             known = {}
-        known[self.fingerprint] = self.config
+        old = known.get(self.fingerprint)
+        facts = facts or (old.get(BACKEND_FACTS) if isinstance(old, dict) else None)  # a resume keeps them
+        known[self.fingerprint] = {**self.config, **({BACKEND_FACTS: dict(facts)} if facts else {})}
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
         try:
             text = json.dumps(known, indent=1, sort_keys=True, default=str, allow_nan=False)
