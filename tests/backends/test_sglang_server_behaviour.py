@@ -170,6 +170,15 @@ def test_router_workers_become_the_abort_targets():
             assert worker.abort_requests[0]["rid"].startswith("via-router.")
 
 
+def test_an_older_router_without_get_workers_is_read_from_list_workers():
+    with SGLangStandin(ScriptTestBackend()) as worker:
+        modes = StandinModes(router=True, router_legacy=True, router_workers=(worker.url,))
+        with SGLangStandin(ScriptTestBackend(), modes=modes) as router, \
+                load_sglang_backend(router.url, TOK, **QUICK) as b:
+            assert b.server_facts.router_workers == [worker.url]
+            assert "/workers" in router.paths and "/list_workers" in router.paths
+
+
 def test_dp_size_sends_a_stable_routed_dp_rank_per_affinity_key():
     with SGLangStandin(ScriptTestBackend(), modes=StandinModes(dp_size=4)) as srv, \
             load_sglang_backend(srv.url, TOK, **QUICK) as b:

@@ -20,7 +20,10 @@ SGLang 0.5.23 (paths under `sglang/srt/`):
   `get_init_info`, `managers/scheduler.py:1946`), 6 below the context length at
   most (`managers/tp_worker.py:568-572`). `request_body.py` applies both.
 * data parallelism: `dp_size` > 1 behind one URL without a router.
-* router: sglang-router (model gateway) lists its workers on `GET /workers`.
+* router: sglang-router (model gateway) lists its workers on `GET /workers`
+  (`{"workers": [{"url", "is_healthy", ...}]}`); older, actix-web routers only on
+  `GET /list_workers` (`{"urls": [...]}`, no health), a route newer ones keep as
+  "legacy" (`sgl-router/src/server.rs` in the SGLang repository).
 """
 from __future__ import annotations
 
@@ -82,15 +85,26 @@ async def server_info(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 
 
 async def router_workers(client: httpx.AsyncClient, url: str) -> list[tuple[str, bool]] | None:
-    """(worker URL, healthy) from an sglang-router's `GET /workers`; None if `url` is no router."""
+    """(worker URL, healthy) from an sglang-router's `GET /workers` (older routers:
+    `GET /list_workers`, which says nothing of health); None if `url` is no router."""
+    listed = await _get_json(client, f"{url}/workers", "workers")
+    if listed is None:
+        urls = await _get_json(client, f"{url}/list_workers", "urls")
+        listed = None if urls is None else [{"url": u} for u in urls if isinstance(u, str)]
+    if listed is None:
+        return None
+    return [(_reachable(str(w.get("url")), url), bool(w.get("is_healthy", True)))
+            for w in listed if isinstance(w, dict) and w.get("url")]
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, key: str) -> list | None:
+    """The list under `key` of a 200 JSON answer, else None."""
     try:
-        r = await client.get(f"{url}/workers")
-        listed = r.json().get("workers") if r.status_code == 200 else None
+        r = await client.get(url)
+        listed = r.json().get(key) if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
-    if not isinstance(listed, list):
-        return None
-    return [(_reachable(str(w.get("url")), url), bool(w.get("is_healthy", True))) for w in listed if w.get("url")]
+    return listed if isinstance(listed, list) else None
 
 
 def _reachable(worker: str, router: str) -> str:

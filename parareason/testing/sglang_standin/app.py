@@ -54,11 +54,17 @@ def build_app(srv: StandinState) -> FastAPI:
 
     @app.get("/workers")
     async def workers() -> Response:
-        if not modes.router:
+        if not modes.router or modes.router_legacy:
             return JSONResponse(NOT_FOUND, status_code=404)
         listed = [{"url": u, "is_healthy": modes.healthy_workers, "worker_type": "regular"}
                   for u in modes.router_workers]
         return JSONResponse({"workers": listed, "total": len(listed)})
+
+    @app.get("/list_workers")
+    async def list_workers() -> Response:
+        if not modes.router:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        return JSONResponse({"urls": list(modes.router_workers)})
 
     @app.get("/get_model_info")
     @app.get("/model_info")

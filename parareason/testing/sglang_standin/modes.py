@@ -41,7 +41,9 @@ Each mode mirrors one place of SGLang's source (paths under `sglang/srt/`):
   an admin key set, it needs `Authorization: Bearer <admin key>`, else 401.
 * `router`: an sglang-router (model gateway) front: `/health` is its liveness,
   always 200; `/abort_request` and `/tokenize` are not forwarded (404); `GET
-  /workers` lists `router_workers` with `is_healthy`; `healthy_workers=False`
+  /workers` lists `router_workers` with `is_healthy` (`router_legacy`: an older,
+  actix-web router without it, whose `GET /list_workers` gives `{"urls": [...]}`;
+  newer ones keep that route too, `sgl-router/src/server.rs`); `healthy_workers=False`
   makes `/readiness` and the forwarded endpoints answer 503
   (docs/advanced_features/sgl_model_gateway.md in the SGLang repository).
 """
@@ -65,6 +67,7 @@ class StandinModes:
     router: bool = False
     healthy_workers: bool = True  # router mode: False = every worker is down
     router_workers: tuple[str, ...] = ()  # router mode: what GET /workers lists
+    router_legacy: bool = False  # router mode: no GET /workers, only GET /list_workers
     dp_size: int = 1  # reported by /server_info (the stand-in itself has one "rank")
 
     @property
