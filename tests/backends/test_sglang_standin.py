@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -140,14 +141,29 @@ def test_abort_inside_the_dispatch_window_is_lost_and_the_disconnect_abort_skipp
         assert r.status_code == 200
 
 
-def test_disconnect_inside_the_dispatch_window_still_aborts():
-    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(dispatch_window_s=0.3)) as s:
+def test_disconnect_aborts_two_seconds_later_as_create_abort_task_does():
+    # managers/tokenizer_manager.py:2427-2438: sleep(2), then abort the rid if still held.
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(dispatch_window_s=0.3), step_interval_s=0.01) as s:
+        body = {"input_ids": [1, 2], "rid": "gone-1", "stream": True, "sampling_params": {"max_new_tokens": 10_000}}
+        with httpx.stream("POST", f"{s.url}/generate", json=body, timeout=20):
+            wait_until(lambda: "gone-1" in s.live, what="rid registered")
+            live = s.live["gone-1"]
+        wait_until(lambda: s.disconnected_rids == ["gone-1"], what="disconnect seen")
+        hung_up_at = time.monotonic()
+        wait_until(lambda: s.backend.submitted, what="dispatched after the hang-up")
+        time.sleep(max(0.0, hung_up_at + 1.0 - time.monotonic()))
+        assert s.backend.has_work() and not live.aborted  # 1 s after the hang-up it still runs
+        wait_until(lambda: live.aborted and not s.backend.has_work(), what="aborted after the delay")
+        assert time.monotonic() - hung_up_at >= 2.0
+
+
+def test_disconnect_inside_a_dispatch_window_longer_than_the_delay_still_aborts():
+    modes = StandinModes(dispatch_window_s=0.3, disconnect_abort_delay_s=0.0)
+    with SGLangStandin(ScriptTestBackend(), modes=modes) as s:
         body = {"input_ids": [1, 2], "rid": "gone-1", "stream": True, "sampling_params": {"max_new_tokens": 60}}
         with httpx.stream("POST", f"{s.url}/generate", json=body, timeout=20):
             wait_until(lambda: "gone-1" in s.live, what="rid registered")
         wait_until(lambda: s.disconnected_rids == ["gone-1"], what="disconnect seen")
-        import time
-
         time.sleep(0.6)  # past the window: the forwarded disconnect abort reached the scheduler first
         assert not s.backend.submitted
 

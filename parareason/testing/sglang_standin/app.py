@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from parareason.testing.sglang_standin.admission import abort, disconnect, dispatch
+from parareason.testing.sglang_standin.admission import abort, dispatch, hung_up
 from parareason.testing.sglang_standin.responses import collect, stream
 from parareason.testing.sglang_standin.sampling import apply_seed_mode
 from parareason.testing.sglang_standin.state import StandinState
@@ -179,12 +179,9 @@ def build_app(srv: StandinState) -> FastAPI:
             # reason, a hang-up before the first byte included
             # (a stream generator that never started runs no `finally`).
             return StreamingResponse(stream(srv, live, req), media_type="text/event-stream",
-                                     background=BackgroundTask(_hung_up, srv, live))
+                                     background=BackgroundTask(hung_up, srv, live))
         return await collect(srv, live, req)
 
     return app
 
 
-async def _hung_up(srv: StandinState, live: LiveRequest) -> None:
-    srv.live.pop(live.rid, None)
-    disconnect(srv, live)

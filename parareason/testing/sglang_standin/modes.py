@@ -37,6 +37,9 @@ Each mode mirrors one place of SGLang's source (paths under `sglang/srt/`):
   it knows exactly, only once (`abort_sent`); the scheduler then aborts every
   request whose rid starts with it (`managers/scheduler.py` `abort_request`).
   An abort inside the window is lost, and the disconnect abort after it skipped.
+* `disconnect_abort_delay_s`: a streaming client's hang-up aborts its request
+  only this long after (`create_abort_task` sleeps 2 s,
+  `managers/tokenizer_manager.py:2427-2438`; see `admission.py`).
 * `admin_api_key`: `/abort_request` is `ADMIN_OPTIONAL` (`utils/auth.py`): with
   an admin key set, it needs `Authorization: Bearer <admin key>`, else 401.
 * `router`: an sglang-router (model gateway) front: `/health` is its liveness,
@@ -63,6 +66,7 @@ class StandinModes:
     deterministic_inference: bool = True  # False: sampling_seed is ignored, as by default on SGLang
     original_logprob: bool = True  # False: temperature-scaled logprobs, as by default on SGLang
     dispatch_window_s: float = 0.0  # rid known to the tokenizer manager, not yet to the scheduler
+    disconnect_abort_delay_s: float = 2.0  # create_abort_task's sleep (tokenizer_manager.py:2430)
     admin_api_key: str | None = None
     router: bool = False
     healthy_workers: bool = True  # router mode: False = every worker is down

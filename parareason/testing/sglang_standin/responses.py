@@ -1,7 +1,8 @@
 """How the stand-in answers one /generate: a stream of output objects, or one JSON.
 
 Both read the request's updates (pushed by the engine thread) and apply the
-injected faults (`faults.py`); a client that hangs up aborts its request, as on SGLang.
+injected faults (`faults.py`); a client that hangs up aborts its request, as on SGLang
+(a streaming one after `create_abort_task`'s delay: `admission.py`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import AsyncIterator
 from fastapi.responses import JSONResponse, Response
 
 from parareason.backends.base import GenerationRequest, SeqUpdate
-from parareason.testing.sglang_standin.admission import disconnect
+from parareason.testing.sglang_standin.admission import disconnect, hung_up
 from parareason.testing.sglang_standin.sampling import scale_logprobs
 from parareason.testing.sglang_standin.state import StandinState
 from parareason.testing.sglang_standin.wire import (
@@ -93,8 +94,12 @@ async def stream(srv: StandinState, live: LiveRequest, req: GenerationRequest) -
                 yield b"data: [DONE]\n\n"
                 return
     finally:
-        srv.live.pop(live.rid, None)
-        disconnect(srv, live)  # the client hung up (or a fault dropped it): SGLang aborts it
+        if live.finished:
+            srv.live.pop(live.rid, None)
+        elif not live.hung_up:  # the client hung up (or a fault dropped it): SGLang's delayed abort
+            task = asyncio.get_running_loop().create_task(hung_up(srv, live))
+            srv.tasks.add(task)  # (the response's background task would start it too)
+            task.add_done_callback(srv.tasks.discard)
 
 
 async def collect(srv: StandinState, live: LiveRequest, req: GenerationRequest) -> Response:

@@ -43,6 +43,7 @@ class LiveRequest:
     running: bool = False  # the backend decodes it
     cancel_on_dispatch: bool = False  # the client hung up before the scheduler had it
     rejection: str | None = None  # the scheduler's abort message (its input became one stub token)
+    hung_up: bool = False  # the streaming client went away (its abort follows after a delay)
 
 
 # Pushed to a request's updates when it is aborted while still queued.
