@@ -17,7 +17,8 @@ as null, so every line is standard JSON; the sidecar is written with allow_nan=F
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
 so resuming with different settings is detected and refused unless forced. A sidecar
-`<out>.config.json` maps fingerprints to the settings (plus the backend's `backend_facts`).
+`<out>.config.json` maps fingerprints to the settings, to say *what* differs (and holds
+the backend's facts: `settings_sidecar.py`).
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from parareason.io.settings_sidecar import describe_difference, write_entry
 from parareason.runtime.result import Result
 
 FINGERPRINT_KEY = "config_fingerprint"
-BACKEND_FACTS = "backend_facts"  # in the sidecar entry only, never in the fingerprint
 UNWRITABLE = "result could not be written"  # a deterministic failure: resume keeps such rows
 
 
@@ -239,38 +240,14 @@ class ResultWriter:
         return msg + ". Use another --out, or --force to keep them and continue."
 
     def _describe_difference(self) -> str:
-        try:
-            known = json.loads(self.config_path.read_text())
-        except (OSError, ValueError):
-            return ""
-        parts = []
-        for fp in sorted(self.existing.other_fingerprints):
-            old = known.get(fp)
-            if not isinstance(old, dict):
-                continue
-            for k in sorted((set(old) | set(self.config)) - {BACKEND_FACTS}):
-                if old.get(k) != self.config.get(k):
-                    parts.append(f"{k} {old.get(k)!r} -> {self.config.get(k)!r}")
-        return ", ".join(dict.fromkeys(parts))
+        return describe_difference(self.config_path, self.existing.other_fingerprints, self.config)
 
     def write_settings(self, facts: Mapping[str, Any] | None = None) -> None:
         """The sidecar entry of this run: its settings, plus the backend's facts once it loaded."""
         try:
-            known = json.loads(self.config_path.read_text())
-            if not isinstance(known, dict):
-                known = {}
-        except (OSError, ValueError):
-            known = {}
-        old = known.get(self.fingerprint)
-        facts = facts or (old.get(BACKEND_FACTS) if isinstance(old, dict) else None)  # a resume keeps them
-        known[self.fingerprint] = {**self.config, **({BACKEND_FACTS: dict(facts)} if facts else {})}
-        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
-        try:
-            text = json.dumps(known, indent=1, sort_keys=True, default=str, allow_nan=False)
+            write_entry(self.config_path, self.fingerprint, self.config, facts)
         except ValueError as e:
             raise ResultFileError(f"{self.config_path}: settings hold a NaN or infinite number ({e})") from None
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.config_path)
 
     @property
     def done_ids(self) -> set[str]:

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from parareason.cli.main import main
-from parareason.io.results import BACKEND_FACTS, config_fingerprint
+from parareason.io.results import config_fingerprint
+from parareason.io.settings_sidecar import BACKEND_FACTS
 
 TABLE = {"apples": "3 + 5 = 8 \\boxed{8}"}
 SCALED = {"logprobs": "temperature-scaled", "seeded_reruns_repeat": False}
