@@ -94,16 +94,26 @@ class Engine:
 
         `on_result` is called as each prompt finishes (possibly out of order), `on_step`
         with scheduler-wide figures after each step ({"live_threads", "generated_tokens"}).
-        Keyword options are the fields of RunOptions.
+        Keyword options are the fields of RunOptions. Where the backend reports facts that
+        change results (e.g. SGLang's temperature-scaled logprobs), each Result's
+        `details["backend"]` holds them.
         """
         options = opts.pop("options", None) or RunOptions()
         options = replace(options, **opts)
         get_protocol(options.protocol, model=self.model, **options.protocol_args)  # a bad option fails before any work
         rows = normalize_items(prompts)
         specs = [self.build_request(r, options) for r in rows]  # all validated before any work
+        facts = dict(self.backend.facts)
+
+        def finished(result: Result) -> None:
+            if facts:
+                result.details["backend"] = dict(facts)
+            if on_result is not None:
+                on_result(result)
+
         with self._lock:
             done = drive_scheduler(self.backend, specs, max_concurrent=options.max_concurrent,
-                                   on_result=on_result, on_step=on_step, trace_sink=trace_sink)
+                                   on_result=finished, on_step=on_step, trace_sink=trace_sink)
         return [done[r.id] for r in rows]
 
     async def arun(self, prompts: Iterable[PromptLike], **opts: Any) -> list[Result]:

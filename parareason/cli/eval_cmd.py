@@ -103,6 +103,8 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
             click.echo(f"[{policy}] {len(rows) - len(todo)} of {len(rows)} already done -> {writer.path}")
             if todo:
                 engine = engine_for(policy)
+                if engine.backend.facts:  # known only once loaded: added to this run's settings
+                    writer.write_settings(engine.backend.facts)
                 reporter = make_reporter(len(rows), already_done=len(rows) - len(todo), quiet=quiet,
                                          label=policy)
 
@@ -126,13 +128,26 @@ def evaluate_policies(*, rows: list[Any], policies: Sequence[str], out_dir: Path
     summaries = with_baseline(summaries)
     source = sc_curve_source(policies)
     curve = sc_at_k_curve(results_of[source]) if source is not None else []
-    paths = write_summary(out_dir, summaries, meta, curve=curve, curve_policy=source)
+    facts = backend_facts(results_of)
+    paths = write_summary(out_dir, summaries, {**meta, **({"backend_facts": facts} if facts else {})},
+                          curve=curve, curve_policy=source)
     Console(highlight=False, width=200).print(summary_table(summaries, title=f"{meta.get('dataset', '')}"))
     if curve:
         click.echo(f"SC@k from {source}'s samples: " + ", ".join(
             f"k={p.k} {100 * p.accuracy:.1f}% at {p.tokens_per_prompt:.0f} tokens" for p in curve))
     click.echo(f"wrote {paths['md']}, {paths['json']}, {paths['png']}")
     return summaries
+
+
+def backend_facts(results_of: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """The backend's facts as the results recorded them (`details["backend"]`, set by the API),
+    so a fully resumed eval that loads no backend still reports them."""
+    for rows in results_of.values():
+        for row in rows:
+            facts = (row.get("details") or {}).get("backend")
+            if facts:
+                return dict(facts)
+    return None
 
 
 def sc_curve_source(policies: Sequence[str]) -> str | None:

@@ -130,6 +130,8 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
     from parareason.backends.base import BackendError
 
     engine = open_engine(model, backend, urls, dtype, weights)
+    if engine.backend.facts:  # known only now: the settings sidecar gets them (results' rows too, by the API)
+        writer.write_settings(engine.backend.facts)
     click.echo(f"running {len(todo)} prompt(s)")
     sink = None
     if trace_path is not None:
@@ -140,8 +142,6 @@ def execute(todo: list[Any], writer: Any, *, total: int, model: str, backend: st
     previous_sigterm = stop_on_sigterm()
 
     def finished(result: Any) -> None:
-        if engine.backend.facts:  # e.g. SGLang's temperature-scaled logprobs: results say so
-            result.details["backend"] = engine.backend.facts
         writer.append(result)  # flushed + fsync'd before the next one
         reporter.prompt_done(result)
 

@@ -17,7 +17,8 @@ as null, so every line is standard JSON; the sidecar is written with allow_nan=F
 
 Each line carries `config_fingerprint` (a hash of the settings that change results),
 so resuming with different settings is detected and refused unless forced. A sidecar
-`<out>.config.json` maps fingerprints to the settings, to say *what* differs.
+`<out>.config.json` maps fingerprints to the settings, to say *what* differs (and holds
+the backend's facts: `settings_sidecar.py`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from parareason.io.settings_sidecar import describe_difference, write_entry
 from parareason.runtime.result import Result
 
 FINGERPRINT_KEY = "config_fingerprint"
@@ -207,7 +209,7 @@ class ResultWriter:
                       if row.get("error") and not str(row["error"]).startswith(UNWRITABLE)}
             if failed:
                 self._drop_rows(failed)
-        self._write_config_sidecar()
+        self.write_settings()
         return self
 
     def _drop_rows(self, ids: set[str]) -> None:
@@ -238,35 +240,14 @@ class ResultWriter:
         return msg + ". Use another --out, or --force to keep them and continue."
 
     def _describe_difference(self) -> str:
-        try:
-            known = json.loads(self.config_path.read_text())
-        except (OSError, ValueError):
-            return ""
-        parts = []
-        for fp in sorted(self.existing.other_fingerprints):
-            old = known.get(fp)
-            if not isinstance(old, dict):
-                continue
-            for k in sorted(set(old) | set(self.config)):
-                if old.get(k) != self.config.get(k):
-                    parts.append(f"{k} {old.get(k)!r} -> {self.config.get(k)!r}")
-        return ", ".join(dict.fromkeys(parts))
+        return describe_difference(self.config_path, self.existing.other_fingerprints, self.config)
 
-    def _write_config_sidecar(self) -> None:
+    def write_settings(self, facts: Mapping[str, Any] | None = None) -> None:
+        """The sidecar entry of this run: its settings, plus the backend's facts once it loaded."""
         try:
-            known = json.loads(self.config_path.read_text())
-            if not isinstance(known, dict):
-                known = {}
-        except (OSError, ValueError):
-            known = {}
-        known[self.fingerprint] = self.config
-        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
-        try:
-            text = json.dumps(known, indent=1, sort_keys=True, default=str, allow_nan=False)
+            write_entry(self.config_path, self.fingerprint, self.config, facts)
         except ValueError as e:
             raise ResultFileError(f"{self.config_path}: settings hold a NaN or infinite number ({e})") from None
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.config_path)
 
     @property
     def done_ids(self) -> set[str]:

@@ -109,19 +109,33 @@ def test_live_start_up_facts(backend):
 
 
 def test_live_context_cap_and_full_context(backend):
-    """Item 3: max_new_tokens is capped to the context (finish length), a full context is an error."""
+    """Item 3: max_new_tokens is capped to what the scheduler allows (finish length), an input
+    of max_req_input_len tokens is an error. SGLang 0.5.23 (`sglang/srt/`): the scheduler aborts
+    input >= max_req_input_len = max_req_len - 5 (managers/scheduler.py:3246-3254,
+    managers/utils.py:272-285, managers/tp_worker.py:568-572) and caps max_new_tokens to
+    max_req_len - input - 1 (managers/scheduler.py:2710-2717), max_req_len = min(context - 1, KV - 1)."""
+    import httpx
+
     from parareason.backends.base import GenerationRequest, SamplingParams
 
-    ctx = backend.facts["context_length"]
+    ctx, limit = backend.facts["context_length"], backend.facts["max_req_input_len"]
+    limit = limit if limit is not None else ctx - 6
+    max_req_len = min(limit + 5, ctx - 1)
     filler = backend.tokenizer.encode(" one two three four five six seven eight nine ten")
-    ids = tuple((filler * (ctx // len(filler) + 1))[: ctx - 4])
+    ids = tuple((filler * (limit // len(filler) + 1))[: limit - 1])  # the longest input it runs
     backend.submit(GenerationRequest("live-cap", ids, SamplingParams(temperature=0.0, max_new_tokens=100,
                                                                      ignore_eos=True)))
-    backend.submit(GenerationRequest("live-full", ids + tuple(filler[:4]), SamplingParams(max_new_tokens=8)))
+    full = ids + tuple(filler[:1])  # limit tokens: the scheduler would abort it
+    backend.submit(GenerationRequest("live-full", full, SamplingParams(max_new_tokens=1)))
     seen = _run(backend)
     cap = seen["live-cap"]
-    assert cap[-1].finish_reason == "length" and sum(len(u.token_ids) for u in cap) == 4, cap[-1].error
+    assert cap[-1].finish_reason == "length", cap[-1].error
+    assert sum(len(u.token_ids) for u in cap) == max_req_len - len(ids) - 1  # 5 unless the KV pool is smaller
     assert seen["live-full"][-1].finish_reason == "error" and "context full" in seen["live-full"][-1].error
+    # The server itself: input + max_new_tokens fit the context, the scheduler still refuses the input.
+    body = {"input_ids": list(full), "sampling_params": {"max_new_tokens": 1}}
+    r = httpx.post(f"{backend.urls[0]}/generate", json=body, timeout=120)
+    assert r.status_code == 400 and "exceeds the maximum allowed length" in r.text, r.text
 
 
 def test_live_many_streams_with_a_short_stall_timeout():

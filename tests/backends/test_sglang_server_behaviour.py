@@ -31,16 +31,44 @@ def test_logprob_scaling_is_detected_and_recorded(caplog):
 
 
 def test_context_length_caps_max_new_tokens_and_a_full_context_is_an_error():
+    # The scheduler allows max_req_len - n - 1 = ctx - n - 2 new tokens and refuses n >= ctx - 6.
     ctx = len(PROMPT) + 10
     with SGLangStandin(ScriptTestBackend(), modes=StandinModes(context_length=ctx)) as srv, \
             load_sglang_backend(srv.url, TOK, **QUICK) as b:
-        assert b.facts["context_length"] == ctx
+        assert b.facts["context_length"] == ctx and b.facts["max_req_input_len"] == ctx - 6
         b.submit(req("capped", max_new_tokens=500))
-        b.submit(req("full", ids=TOK.encode("x" * ctx), max_new_tokens=5))
+        b.submit(req("longest", ids=TOK.encode("x" * (ctx - 7)), max_new_tokens=500))
+        b.submit(req("full", ids=TOK.encode("x" * (ctx - 6)), max_new_tokens=1))
         seen = {k: collect(v) for k, v in run_to_end(b).items()}
-    assert seen["capped"]["reason"] == "length" and len(seen["capped"]["tokens"]) == 10, seen["capped"]["error"]
-    assert srv.generate_requests[-1]["sampling_params"]["max_new_tokens"] == 10
+    assert seen["capped"]["reason"] == "length" and len(seen["capped"]["tokens"]) == 8, seen["capped"]["error"]
+    assert seen["longest"]["reason"] == "length" and len(seen["longest"]["tokens"]) == 5, seen["longest"]["error"]
+    sent = {r["rid"].split(".")[0]: r["sampling_params"]["max_new_tokens"] for r in srv.generate_requests
+            if "rid" in r}
+    assert sent == {"capped": 8, "longest": 5}  # "full" never sent
     assert seen["full"]["reason"] == "error" and "context full" in seen["full"]["error"]
+
+
+def test_the_servers_max_req_input_len_is_the_limit_when_the_kv_pool_is_smaller():
+    # tp_worker.py: max_req_len = min(context - 1, KV pool - 1) = 39, max_req_input_len = 34.
+    modes = StandinModes(context_length=100, kv_pool_tokens=40)
+    with SGLangStandin(ScriptTestBackend(), modes=modes) as srv, load_sglang_backend(srv.url, TOK, **QUICK) as b:
+        assert b.facts["context_length"] == 100 and b.facts["max_req_input_len"] == 34
+        b.submit(req("capped", max_new_tokens=500))
+        b.submit(req("full", ids=TOK.encode("x" * 34), max_new_tokens=1))
+        seen = {k: collect(v) for k, v in run_to_end(b).items()}
+    assert seen["capped"]["reason"] == "length" and len(seen["capped"]["tokens"]) == 39 - len(PROMPT) - 1
+    assert seen["full"]["reason"] == "error" and "context full" in seen["full"]["error"]
+
+
+def test_a_scheduler_refusal_is_an_error_without_the_stub_token():
+    # Told a larger context than the server has, the client sends an input the scheduler aborts.
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(context_length=30)) as srv, \
+            load_sglang_backend(srv.url, TOK, **QUICK, context_length=100) as b:
+        b.submit(req("refused", ids=TOK.encode("x" * 25), max_new_tokens=3))  # 25 + 3 <= 30: past the tokenizer
+        c = collect(run_to_end(b)["refused"])
+    assert c["reason"] == "error" and "Input length (25 tokens) exceeds the maximum allowed length (24" in c["error"]
+    assert c["tokens"] == []  # the one token the server streams is the stub input's, not ours
+    assert len([r for r in srv.generate_requests if r.get("rid", "").startswith("refused.")]) == 1  # not retried
 
 
 def test_server_side_context_refusal_streams_as_an_error_chunk():
@@ -59,13 +87,12 @@ def test_abort_before_the_first_chunk_closes_the_stream_instead_of_a_lost_abort_
             load_sglang_backend(srv.url, TOK, **QUICK) as b:
         b.submit(req("early", max_new_tokens=400))
         wait_until(lambda: srv.live, what="request registered on the server")
+        [live] = srv.live.values()
         b.abort("early")
         assert [u.finish_reason for u in run_to_end(b)["early"]] == ["abort"]
         wait_until(lambda: srv.disconnected_rids, what="stream closed")
-        import time
-
-        time.sleep(0.8)  # past the dispatch window
-        assert not [r for r in srv.backend.submitted if r.seq_id.startswith("early.")]  # never ran
+        # The hang-up's abort (create_abort_task, 2 s later) lands, past the dispatch window.
+        wait_until(lambda: live.aborted and not srv.backend.has_work(), what="stopped by the disconnect abort")
         assert srv.abort_requests == []  # no /abort_request that the window would have swallowed
 
 
@@ -140,6 +167,15 @@ def test_router_workers_become_the_abort_targets():
             run_to_end(b)
             wait_until(lambda: worker.abort_requests, what="abort sent to the worker")
             assert worker.abort_requests[0]["rid"].startswith("via-router.")
+
+
+def test_an_older_router_without_get_workers_is_read_from_list_workers():
+    with SGLangStandin(ScriptTestBackend()) as worker:
+        modes = StandinModes(router=True, router_legacy=True, router_workers=(worker.url,))
+        with SGLangStandin(ScriptTestBackend(), modes=modes) as router, \
+                load_sglang_backend(router.url, TOK, **QUICK) as b:
+            assert b.server_facts.router_workers == [worker.url]
+            assert "/workers" in router.paths and "/list_workers" in router.paths
 
 
 def test_dp_size_sends_a_stable_routed_dp_rank_per_affinity_key():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -140,14 +141,29 @@ def test_abort_inside_the_dispatch_window_is_lost_and_the_disconnect_abort_skipp
         assert r.status_code == 200
 
 
-def test_disconnect_inside_the_dispatch_window_still_aborts():
-    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(dispatch_window_s=0.3)) as s:
+def test_disconnect_aborts_two_seconds_later_as_create_abort_task_does():
+    # managers/tokenizer_manager.py:2427-2438: sleep(2), then abort the rid if still held.
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(dispatch_window_s=0.3), step_interval_s=0.01) as s:
+        body = {"input_ids": [1, 2], "rid": "gone-1", "stream": True, "sampling_params": {"max_new_tokens": 10_000}}
+        with httpx.stream("POST", f"{s.url}/generate", json=body, timeout=20):
+            wait_until(lambda: "gone-1" in s.live, what="rid registered")
+            live = s.live["gone-1"]
+        wait_until(lambda: s.disconnected_rids == ["gone-1"], what="disconnect seen")
+        hung_up_at = time.monotonic()
+        wait_until(lambda: s.backend.submitted, what="dispatched after the hang-up")
+        time.sleep(max(0.0, hung_up_at + 1.0 - time.monotonic()))
+        assert s.backend.has_work() and not live.aborted  # 1 s after the hang-up it still runs
+        wait_until(lambda: live.aborted and not s.backend.has_work(), what="aborted after the delay")
+        assert time.monotonic() - hung_up_at >= 2.0
+
+
+def test_disconnect_inside_a_dispatch_window_longer_than_the_delay_still_aborts():
+    modes = StandinModes(dispatch_window_s=0.3, disconnect_abort_delay_s=0.0)
+    with SGLangStandin(ScriptTestBackend(), modes=modes) as s:
         body = {"input_ids": [1, 2], "rid": "gone-1", "stream": True, "sampling_params": {"max_new_tokens": 60}}
         with httpx.stream("POST", f"{s.url}/generate", json=body, timeout=20):
             wait_until(lambda: "gone-1" in s.live, what="rid registered")
         wait_until(lambda: s.disconnected_rids == ["gone-1"], what="disconnect seen")
-        import time
-
         time.sleep(0.6)  # past the window: the forwarded disconnect abort reached the scheduler first
         assert not s.backend.submitted
 
@@ -186,6 +202,30 @@ def test_context_limit_and_seed_and_logprob_modes():
         greedy = httpx.post(f"{s.url}/generate", json={**seeded, "sampling_params": {"max_new_tokens": 1,
                                                                                       "temperature": 0}}).json()
         assert greedy["meta_info"]["output_token_logprobs"][0][0] == -0.01  # greedy: unscaled
+
+
+def test_scheduler_refuses_an_input_of_max_req_input_len_and_caps_max_new_tokens():
+    # context 30: max_req_len 29, max_req_input_len 24 (managers/tp_worker.py:568-572).
+    with SGLangStandin(ScriptTestBackend(), modes=StandinModes(context_length=30)) as s:
+        assert httpx.get(f"{s.url}/server_info").json()["max_req_input_len"] == 24
+        body = {"input_ids": [7] * 25, "stream": True, "return_logprob": True, "top_logprobs_num": 2,
+                "sampling_params": {"max_new_tokens": 3}}  # 25 + 3 fit the tokenizer manager's check
+        r = httpx.post(f"{s.url}/generate", json=body, timeout=10)
+        events = _events(r)
+        assert r.status_code == 200 and events[-1] == "[DONE]" and len(events) == 2
+        chunk = json.loads(events[0])
+        meta = chunk["meta_info"]
+        assert meta["finish_reason"] == {
+            "type": "abort", "status_code": 400, "err_type": "BadRequestError",
+            "message": "Input length (25 tokens) exceeds the maximum allowed length (24 tokens). "
+                       "Use a shorter input or enable --allow-auto-truncate."}
+        assert len(chunk["output_ids"]) == 1 and meta["prompt_tokens"] == 1  # the stub input, prefilled
+        assert meta["output_token_logprobs"] == [] and meta["output_top_logprobs"] == []
+        plain = httpx.post(f"{s.url}/generate", json={**body, "stream": False}, timeout=10)
+        assert plain.status_code == 400 and "exceeds the maximum allowed length" in plain.json()["error"]["message"]
+        quiet = {"input_ids": [7] * 10, "sampling_params": {"max_new_tokens": 20}}  # 30: fits the context
+        out = httpx.post(f"{s.url}/generate", json=quiet, timeout=10).json()
+        assert out["meta_info"]["finish_reason"] == {"type": "length", "length": 18}  # 29 - 10 - 1
 
 
 def test_duplicate_rid_in_flight_is_rejected(srv):

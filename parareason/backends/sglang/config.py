@@ -26,8 +26,9 @@ class SGLangConfig(HTTPClientConfig):
     tokenizer_probes: tuple[str, ...] = DEFAULT_TOKENIZER_PROBES
     health_timeout_s: float = 30.0  # SGLang's /health runs a 1-token generation
     admin_api_key: str | None = None  # a server with --admin-api-key wants it on /abort_request
-    # The server refuses input + max_new_tokens beyond its context length; None reads it
-    # from /server_info at start-up, and max_new_tokens is capped to what fits.
+    # The server refuses input + max_new_tokens beyond its context length; None reads it (and
+    # the scheduler's max_req_input_len) from /server_info at start-up, and max_new_tokens is
+    # capped to what fits. Set, it replaces both (input limit: context_length - 6).
     context_length: int | None = None
     probe_logprobs: bool = True  # at start-up: are logprobs temperature-scaled? (2 tiny requests)
     # Plain `launch_server --dp-size N` has no prefix affinity: send routed_dp_rank (hash of

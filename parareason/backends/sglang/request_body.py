@@ -4,10 +4,18 @@ What the server would otherwise do differently from the embedded engine
 (SGLang 0.5.23, paths under `sglang/srt/`):
 * Unset sampling values come from the model's generation_config.json
   (`--sampling-defaults model`), so the neutral ones are sent explicitly.
-* input + max_new_tokens beyond the context length is a refused request
-  (`managers/tokenizer_manager.py` `_validate_one_request`): max_new_tokens is
-  capped to what fits, so reaching the cap ends the thread with `length`; an
-  input that already fills the context is a `ContextFull` error.
+* The context is checked twice. The tokenizer manager refuses input >= context
+  length and input + max_new_tokens > context length
+  (`managers/tokenizer_manager.py:1338, 1358`). The scheduler then aborts any
+  input >= `max_req_input_len` (`managers/scheduler.py:3246-3254`,
+  `managers/utils.py:272-285`: "Input length ... exceeds the maximum allowed
+  length"), which is `max_req_len - 5` with `max_req_len = min(context_len - 1,
+  KV pool - 1)` (`managers/tp_worker.py:568-572`), and it quietly caps
+  max_new_tokens to `max_req_len - input - 1` (`managers/scheduler.py:2710-2717`).
+  So max_new_tokens is capped to what both allow (reaching the cap ends the
+  thread with `length`), and an input of `max_req_input_len` tokens or more is a
+  `ContextFull` error. (The scheduler may cap further to fit its KV pool,
+  `max_new_tokens_for_memory`, which the client cannot know.)
 * `ignore_eos` also disables `stop_token_ids` (`managers/schedule_batch.py`
   `_check_token_based_finish`), while the embedded engine honours stop ids
   without EOS: with both, the stop ids are left out and checked by the client.
@@ -39,16 +47,39 @@ def dp_rank(key: str, dp_size: int) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % dp_size
 
 
+def input_limit(context_length: int | None, max_req_input_len: int | None) -> int | None:
+    """The scheduler's `max_req_input_len`: the server's figure (`/server_info`), else context
+    length - 6 (`managers/tp_worker.py:568-572`: min(context_len - 1, KV pool - 1) - 5); the
+    smaller when both are known (a context length set on the client is a limit too)."""
+    derived = None if context_length is None else context_length - 6
+    known = [x for x in (max_req_input_len, derived) if x is not None]
+    return min(known) if known else None
+
+
+def max_new_allowed(n_input: int, context_length: int | None, max_req_input_len: int | None) -> int | None:
+    """The most new tokens the server lets an input of `n_input` tokens have; None: no limit known.
+    Raises ContextFull for an input the scheduler would abort."""
+    limit = input_limit(context_length, max_req_input_len)
+    if limit is None:
+        return None
+    if n_input >= limit:
+        raise ContextFull(f"context full: {n_input} input tokens reach the server's maximum input length "
+                          f"of {limit} tokens (context length {context_length}); the scheduler refuses them")
+    max_req_len = limit + 5  # managers/tp_worker.py:572
+    if context_length is not None:
+        max_req_len = min(max_req_len, context_length - 1)
+    # managers/scheduler.py:2710-2717 caps to max_req_len - input - 1; the tokenizer
+    # manager's input + max_new <= context length (tokenizer_manager.py:1358) then holds too.
+    return max_req_len - n_input - 1
+
+
 def build_body(req: GenerationRequest, rid: str, config: SGLangConfig, context_length: int | None = None,
-               dp_size: int = 1) -> BodyPlan:
+               dp_size: int = 1, max_req_input_len: int | None = None) -> BodyPlan:
     p = req.params
     max_new = p.max_new_tokens
-    if context_length is not None:
-        room = context_length - len(req.input_ids)
-        if room <= 0:
-            raise ContextFull(f"context full: {len(req.input_ids)} input tokens leave no room in the server's "
-                              f"context length of {context_length} tokens")
-        max_new = min(max_new, room)
+    allowed = max_new_allowed(len(req.input_ids), context_length, max_req_input_len)
+    if allowed is not None:
+        max_new = min(max_new, allowed)
     sp: dict[str, Any] = {
         "max_new_tokens": max_new,
         "temperature": p.temperature,

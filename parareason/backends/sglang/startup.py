@@ -78,8 +78,8 @@ class StartupChecks:
         if cfg.probe_logprobs:
             probe_ids = list(self.tokenizer.encode(cfg.tokenizer_probes[0]))
             facts.logprobs = await probe_logprobs(self.client, alive[0], probe_ids)
-        if cfg.context_length is not None:
-            facts.context_length = cfg.context_length
+        if cfg.context_length is not None:  # overrides both of the server's figures
+            facts.context_length, facts.max_req_input_len = cfg.context_length, None
         self._warn(facts)
         return model_info, facts
 

@@ -114,11 +114,21 @@ class ChunkDecoder:
         if isinstance(fr, str):
             fr = {"type": fr}
         delta.finish = fr
+        if is_rejection(fr):
+            # Its one token came from a stub input (schedule_batch.py:2233-2235): not ours.
+            delta.token_ids, delta.logprobs, delta.top_logprobs = [], [], []
+            return delta
         if meta.get("prompt_tokens") is not None:
             delta.prompt_tokens = int(meta["prompt_tokens"])
             delta.cached_tokens = int(meta.get("cached_tokens") or 0)
         self.ids.extend(new)
         return delta
+
+
+def is_rejection(finish: dict[str, Any] | None) -> bool:
+    """The scheduler refused the request (`Req.set_finish_with_abort`, managers/schedule_batch.py:
+    2221-2238, status 400): e.g. an input of `max_req_input_len` tokens or more."""
+    return isinstance(finish, dict) and finish.get("type") == "abort" and finish.get("status_code") == 400
 
 
 def _align(lst: list | None, n_before: int, k_new: int) -> list | None:

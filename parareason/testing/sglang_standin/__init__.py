@@ -22,10 +22,13 @@ What it mimics:
   `/detokenize`, `/flush_cache`, `/v1/models`.
 * SGLang's error shapes (HTTP 200 + error chunk while streaming, 400 otherwise)
   and abort chunks ("Aborted"; "Abort in waiting queue" without usage).
-* A client that hangs up aborts its request.
-* `StandinModes` (modes.py): context limit, queue delay and retraction, seeds
+* A client that hangs up aborts its request (a streaming one 2 s later, as
+  SGLang's `create_abort_task`; the request runs on meanwhile).
+* `StandinModes` (modes.py): context limit (the tokenizer manager's and the
+  scheduler's checks), queue delay and retraction, seeds
   ignored unless deterministic, temperature-scaled logprobs, the dispatch
-  window, an admin key, router mode, dp size.
+  window, the disconnect abort's delay, an admin key, router mode (and an older
+  router's `/list_workers`), dp size.
 
 Fault injection (`StandinFaults`, mutable while running): HTTP 500 for the next
 N requests, drop the connection after K streamed tokens, stall (send nothing)

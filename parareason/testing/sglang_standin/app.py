@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from parareason.testing.sglang_standin.admission import abort, disconnect, dispatch
+from parareason.testing.sglang_standin.admission import abort, dispatch, hung_up
 from parareason.testing.sglang_standin.responses import collect, stream
 from parareason.testing.sglang_standin.sampling import apply_seed_mode
 from parareason.testing.sglang_standin.state import StandinState
@@ -16,6 +16,7 @@ from parareason.testing.sglang_standin.wire import (
     ContractError,
     LiveRequest,
     check_context,
+    check_scheduler,
     error_response,
     parse_generate,
     sse_stream,
@@ -53,11 +54,17 @@ def build_app(srv: StandinState) -> FastAPI:
 
     @app.get("/workers")
     async def workers() -> Response:
-        if not modes.router:
+        if not modes.router or modes.router_legacy:
             return JSONResponse(NOT_FOUND, status_code=404)
         listed = [{"url": u, "is_healthy": modes.healthy_workers, "worker_type": "regular"}
                   for u in modes.router_workers]
         return JSONResponse({"workers": listed, "total": len(listed)})
+
+    @app.get("/list_workers")
+    async def list_workers() -> Response:
+        if not modes.router:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        return JSONResponse({"urls": list(modes.router_workers)})
 
     @app.get("/get_model_info")
     @app.get("/model_info")
@@ -76,7 +83,7 @@ def build_app(srv: StandinState) -> FastAPI:
         return JSONResponse({
             "model_path": srv.model_path, "incremental_streaming_output": srv.incremental,
             "stream_output": False, "version": "standin", "context_length": ctx,
-            "max_req_input_len": None if ctx is None else ctx - 6,
+            "max_req_input_len": modes.max_req_input_len,
             "allow_auto_truncate": modes.allow_auto_truncate,
             "enable_deterministic_inference": modes.deterministic_inference,
             "admin_api_key": None, "dp_size": modes.dp_size})
@@ -150,11 +157,12 @@ def build_app(srv: StandinState) -> FastAPI:
             req = check_context(req, modes.context_length, modes.allow_auto_truncate)
         except ValueError as e:
             return value_error_response(str(e), streaming)
+        req, rejection = check_scheduler(req, modes.max_req_len, modes.max_req_input_len, modes.allow_auto_truncate)
         req = apply_seed_mode(req, modes)
         ids = list(req.input_ids)
         cached = min(srv.radix.match(ids), max(0, len(ids) - 1))
         srv.radix.insert(ids)
-        live = LiveRequest(req.seq_id, asyncio.Queue(), len(ids), cached, ids)
+        live = LiveRequest(req.seq_id, asyncio.Queue(), len(ids), cached, ids, rejection=rejection)
         if req.params.max_new_tokens == 0:  # prefill only: warms the cache
             live.finished = True
             chunk = srv.chunk(live, [], [], [], {"type": "length", "length": 0}, req, 0)
@@ -171,12 +179,9 @@ def build_app(srv: StandinState) -> FastAPI:
             # reason, a hang-up before the first byte included
             # (a stream generator that never started runs no `finally`).
             return StreamingResponse(stream(srv, live, req), media_type="text/event-stream",
-                                     background=BackgroundTask(_hung_up, srv, live))
+                                     background=BackgroundTask(hung_up, srv, live))
         return await collect(srv, live, req)
 
     return app
 
 
-async def _hung_up(srv: StandinState, live: LiveRequest) -> None:
-    srv.live.pop(live.rid, None)
-    disconnect(srv, live)

@@ -1,7 +1,8 @@
 """How the stand-in answers one /generate: a stream of output objects, or one JSON.
 
 Both read the request's updates (pushed by the engine thread) and apply the
-injected faults (`faults.py`); a client that hangs up aborts its request, as on SGLang.
+injected faults (`faults.py`); a client that hangs up aborts its request, as on SGLang
+(a streaming one after `create_abort_task`'s delay: `admission.py`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import AsyncIterator
 from fastapi.responses import JSONResponse, Response
 
 from parareason.backends.base import GenerationRequest, SeqUpdate
-from parareason.testing.sglang_standin.admission import disconnect
+from parareason.testing.sglang_standin.admission import disconnect, hung_up
 from parareason.testing.sglang_standin.sampling import scale_logprobs
 from parareason.testing.sglang_standin.state import StandinState
 from parareason.testing.sglang_standin.wire import (
@@ -20,7 +21,9 @@ from parareason.testing.sglang_standin.wire import (
     error_response,
     finish_json,
     queued_abort_object,
+    rejected_finish,
     sse_data,
+    value_error_response,
 )
 
 
@@ -64,8 +67,8 @@ async def stream(srv: StandinState, live: LiveRequest, req: GenerationRequest) -
                 return
             assert isinstance(u, SeqUpdate)
             n_before = len(out)
-            _extend(out, lps, tops, u, req, srv)
-            finish = finish_json(u, out, live.aborted) if u.finished else None
+            _extend(out, lps, tops, u, req, srv, live)
+            finish = _finish(u, out, live) if u.finished else None
             if faults.nan_after_tokens is not None and len(out) >= faults.nan_after_tokens and not u.finished:
                 finish = {"type": "stop", "matched": "NaN happened"}  # schedule_batch.py: bad logits
                 live.finished = True
@@ -91,8 +94,12 @@ async def stream(srv: StandinState, live: LiveRequest, req: GenerationRequest) -
                 yield b"data: [DONE]\n\n"
                 return
     finally:
-        srv.live.pop(live.rid, None)
-        disconnect(srv, live)  # the client hung up (or a fault dropped it): SGLang aborts it
+        if live.finished:
+            srv.live.pop(live.rid, None)
+        elif not live.hung_up:  # the client hung up (or a fault dropped it): SGLang's delayed abort
+            task = asyncio.get_running_loop().create_task(hung_up(srv, live))
+            srv.tasks.add(task)  # (the response's background task would start it too)
+            task.add_done_callback(srv.tasks.discard)
 
 
 async def collect(srv: StandinState, live: LiveRequest, req: GenerationRequest) -> Response:
@@ -108,9 +115,11 @@ async def collect(srv: StandinState, live: LiveRequest, req: GenerationRequest) 
                 live.finished = True
                 return JSONResponse(queued_abort_object(live, False))
             assert isinstance(u, SeqUpdate)
-            _extend(out, lps, tops, u, req, srv)
+            _extend(out, lps, tops, u, req, srv, live)
             if u.finished:
                 live.finished = True
+                if live.rejection is not None:  # tokenizer_manager.py:1916-1918: raised, answered 400
+                    return value_error_response(live.rejection, streaming=False)
                 srv.radix.insert(live.input_ids + out)
                 return JSONResponse(srv.chunk(live, out, lps, tops, finish_json(u, out, live.aborted), req, 0,
                                               whole=True))
@@ -119,10 +128,18 @@ async def collect(srv: StandinState, live: LiveRequest, req: GenerationRequest) 
         disconnect(srv, live)
 
 
+def _finish(u: SeqUpdate, out: list[int], live: LiveRequest) -> dict:
+    if live.rejection is not None:  # the scheduler's abort, after the stub token's prefill
+        return rejected_finish(live.rejection)
+    return finish_json(u, out, live.aborted)
+
+
 def _extend(out: list[int], lps: list[float], tops: list, u: SeqUpdate, req: GenerationRequest,
-            srv: StandinState) -> None:
+            srv: StandinState, live: LiveRequest) -> None:
     """Append one backend update, its logprobs as the server's sampler reports them."""
     new_lps, new_tops = scale_logprobs(u, req.params, srv.modes)
     out += u.token_ids
+    if live.rejection is not None:
+        return  # set_finish_with_abort turned return_logprob off (schedule_batch.py:2236)
     lps += new_lps
     tops += new_tops or [[] for _ in u.token_ids]

@@ -42,6 +42,8 @@ class LiveRequest:
     dispatched: bool = False  # the scheduler holds it (queued or running)
     running: bool = False  # the backend decodes it
     cancel_on_dispatch: bool = False  # the client hung up before the scheduler had it
+    rejection: str | None = None  # the scheduler's abort message (its input became one stub token)
+    hung_up: bool = False  # the streaming client went away (its abort follows after a delay)
 
 
 # Pushed to a request's updates when it is aborted while still queued.
@@ -93,6 +95,35 @@ def check_context(req: GenerationRequest, context_length: int | None, auto_trunc
                 f"completion to fit within the limit.")
         req = replace(req, params=replace(req.params, max_new_tokens=max(0, context_length - n)))
     return req
+
+
+def check_scheduler(req: GenerationRequest, max_req_len: int | None, max_req_input_len: int | None,
+                    auto_truncate: bool) -> tuple[GenerationRequest, str | None]:
+    """The scheduler's own checks: (request as it runs, abort message or None).
+
+    `managers/scheduler.py:2710-2717` caps max_new_tokens to max_req_len - input - 1
+    first; then `managers/utils.py:272-285` refuses (or, auto-truncating, cuts) an input
+    of max_req_input_len tokens or more, and `schedule_batch.py:2233-2238` replaces a
+    refused input by one stub token that is still prefilled (its logprobs are off: the
+    answer drops them).
+    """
+    if max_req_len is None or max_req_input_len is None:
+        return req, None
+    n = len(req.input_ids)
+    p = replace(req.params, max_new_tokens=max(0, min(req.params.max_new_tokens, max_req_len - n - 1)))
+    req = replace(req, params=p)
+    if n < max_req_input_len:
+        return req, None
+    if auto_truncate:
+        return replace(req, input_ids=req.input_ids[:max_req_input_len]), None
+    message = (f"Input length ({n} tokens) exceeds the maximum allowed length ({max_req_input_len} tokens). "
+               f"Use a shorter input or enable --allow-auto-truncate.")
+    return replace(req, input_ids=(0,), params=replace(p, max_new_tokens=1)), message
+
+
+def rejected_finish(message: str) -> dict[str, Any]:
+    """`FINISH_ABORT(message, 400, "BadRequestError").to_json()` (`managers/schedule_batch.py:332-345`)."""
+    return {"type": "abort", "message": message, "status_code": 400, "err_type": "BadRequestError"}
 
 
 def parse_generate(body: dict[str, Any], tokenizer: Tokenizer) -> tuple[GenerationRequest, bool]:
