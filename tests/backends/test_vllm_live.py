@@ -137,9 +137,13 @@ def test_sc_ffs_and_deepconf_end_to_end_over_vllm(server):
     with parareason.Engine(MODEL, backend="vllm", urls=[server["url"]]) as engine:
         rows = [{"id": "q", "prompt": FEW_SHOT, "answer": "72"}]
         [sc] = engine.run(rows, policy="sc", n=4, max_new_tokens=120, seed=3)
-        [ffs] = engine.run(rows, policy="ffs", n=4, max_new_tokens=120, seed=3, policy_args={"k": 1})
-        # FFS aborted the samples still running when the first finished, and vLLM stopped
-        # them at once (the stream's close aborts the request; a step takes well under 1 s)
+        # FFS needs a sample that finishes with an answer: at 120 tokens none of the few-shot
+        # prompt's did (its chat answers run ~200-300 tokens), so FFS gets the bare question
+        # and room to answer; the samples still running when the first finished are aborted
+        [ffs] = engine.run([{"id": "q", "prompt": QUESTION, "answer": "72"}], policy="ffs", n=6,
+                           max_new_tokens=400, seed=3, policy_args={"k": 1})
+        # ... and vLLM stopped them at once (the stream's close aborts the request; a step
+        # takes well under 1 s)
         assert len(ffs.details["aborted"]) >= 1, ffs.details
         deadline = time.monotonic() + 5
         while engine.backend.server_metric("vllm:num_requests_running") and time.monotonic() < deadline:
