@@ -4,17 +4,11 @@ usage error before anything loads."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
-import httpx
 from click.testing import CliRunner
 
 from parareason.cli.main import main
-from tests.support.server_harness import client, free_port
+from tests.support.server_harness import client, serve_process
 
 REPLY = "It is 7. \\boxed{7}"
 TRAINED_2 = ["--protocol", "parathinker", "--protocol-arg", "dialect=trained", "--protocol-arg", "n_paths=2"]
@@ -72,23 +66,8 @@ def test_serve_bad_protocol_arg_fails_before_loading():
 
 
 def test_serve_protocol_args_apply_to_its_protocol():
-    port = free_port()
-    env = {**os.environ, "PARAREASON_SCRIPTED_DEFAULT": REPLY, "PARAREASON_SCRIPTED_TOKENS_PER_STEP": "4"}
-    cmd = [sys.executable, "-m", "parareason.cli.main", "serve", "--backend", "scripted", "--model", "toy",
-           "--port", str(port), "-n", "1", "--log-level", "warning", *TRAINED_2]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() - t0 < 60, "server did not come up"
-            time.sleep(0.2)
+    env = {"PARAREASON_SCRIPTED_DEFAULT": REPLY, "PARAREASON_SCRIPTED_TOKENS_PER_STEP": "4"}
+    with serve_process("-n", "1", *TRAINED_2, env=env) as (url, output):
         c = client(url)
         d = c.chat.completions.create(model="toy", messages=[{"role": "user", "content": "3+4?"}]).model_extra[
             "parareason"]
@@ -99,15 +78,7 @@ def test_serve_protocol_args_apply_to_its_protocol():
         d = c.chat.completions.create(model="toy", messages=[{"role": "user", "content": "3+4?"}],
                                       extra_body=body).model_extra["parareason"]
         assert len(d["threads"]) == 3 and "approximation" not in d["details"]  # n_paths=2 still holds
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    out = proc.stdout.read() if proc.stdout else ""
-    assert "serving toy" in out and "Traceback" not in out
+    assert "serving toy" in output[0] and "Traceback" not in output[0]
 
 
 def _values(x):

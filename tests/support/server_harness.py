@@ -2,10 +2,15 @@
 driven by the official openai client, backed by the scripted test backend."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import httpx
 import openai
 
 from parareason.backends.scripted import ScriptContext, ScriptedBackend
@@ -81,3 +86,37 @@ def wait_until(cond: Any, timeout_s: float = 10.0, what: str = "condition") -> N
         if time.monotonic() - t0 > timeout_s:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+@contextmanager
+def serve_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """`parareason serve --backend scripted --model toy ARGS` as a real process on a free
+    port: yields (its URL, a list that holds its output once it has stopped). It stops by
+    SIGINT, as a user's Ctrl-C does."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "parareason.cli.main", "serve", "--backend", "scripted", "--model", "toy",
+           "--port", str(port), "--log-level", "warning", *args]
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() - t0 < 60, "server did not come up"
+            time.sleep(0.2)
+        yield url, output
+    finally:
+        proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully (lifespan stops the engine loop)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        output.append(proc.stdout.read() if proc.stdout else "")
