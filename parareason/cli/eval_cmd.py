@@ -197,6 +197,8 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
              limit: int | None, out_dir: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Evaluate policies on DATASET (JSONL with question/prompt + answer), graded with
     math-verify. The model is loaded once and shared by all policies."""
+    from parareason.cli.preflight import cap_width
+
     check_backend_args(backend, urls)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names or len(set(names)) != len(names):
@@ -205,8 +207,9 @@ def eval_cmd(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dty
     per_policy = split_policy_args(parse_policy_args(policy_args), names)
     check_policies(names, per_policy, n)
     protocol_config = protocol_args_for(protocol, protocol_args, model)
+    asked_n, n = n, cap_width(rows, n)  # as in run: a capped n is what runs, so it is what is recorded
     base_config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": protocol,
-                   "protocol_args": protocol_config, "n": n,
+                   "protocol_args": protocol_config, "n": n, **({"n_asked": asked_n} if asked_n != n else {}),
                    "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "budget": budget, "deadline": deadline}
     options = dict(protocol=protocol, protocol_args=protocol_config, n=n, max_new_tokens=max_new_tokens,

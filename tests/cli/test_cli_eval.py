@@ -79,3 +79,20 @@ def test_eval_rejects_rows_without_answers_and_bad_policy_args(tmp_path):
     assert res.exit_code == 2 and "not in --policies" in res.output
     res = CliRunner().invoke(main, ["eval", str(data), "--out-dir", str(tmp_path / "o"), "--policies", "sc,sc"])
     assert res.exit_code == 2 and "distinct" in res.output
+
+
+def test_eval_caps_n_like_run_and_records_it(tmp_path, monkeypatch):
+    # before: eval recorded n=100 while sc could run only the per-request cap of 64
+    monkeypatch.setattr(api, "load_backend", scripted_factory([]))
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:2]))
+    out = tmp_path / "ev"
+    res = CliRunner().invoke(main, ["eval", str(data), "-n", "100", "--max-new-tokens", "8", "--out-dir", str(out),
+                                    "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("above the per-request cap of 64") == 1
+    configs = [c for f in out.glob("*.config.json") for c in json.loads(f.read_text()).values()]
+    assert configs and all((c["n"], c["n_asked"]) == (64, 100) for c in configs)
+    rows = [json.loads(x) for x in (out / "results-sc.jsonl").read_text().splitlines()]
+    ran = [sum(1 for t in r["threads"] if t["parent"] is None) for r in rows]  # root threads = samples
+    assert ran == [64, 64], ran
