@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from parareason.backends.base import Backend, SamplingParams
-from parareason.backends.registry import load_backend
+from parareason.backends.registry import DEFAULT_BACKEND, load_backend
 from parareason.io.prompts import PromptRow, normalize_items
 from parareason.models import DEFAULT_MODEL
 from parareason.policies.build import policy_for_row
@@ -57,7 +57,7 @@ class RunOptions:
 class Engine:
     """A loaded backend, reused across `run` calls (load once, evaluate many times)."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, backend: str | Backend = "embedded",
+    def __init__(self, model: str = DEFAULT_MODEL, *, backend: str | Backend = DEFAULT_BACKEND,
                  urls: Sequence[str] = (), **backend_opts: Any):
         self.model = model
         if isinstance(backend, Backend):
@@ -131,7 +131,7 @@ class Engine:
         self.close()
 
 
-def run(prompts: Iterable[PromptLike] | PromptLike, *, model: str = DEFAULT_MODEL, backend: str = "embedded",
+def run(prompts: Iterable[PromptLike] | PromptLike, *, model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND,
         urls: Sequence[str] = (), **opts: Any) -> list[Result]:
     """One-shot: load the model, run the prompts, release the model."""
     if isinstance(prompts, (str, Mapping, PromptRow)):

@@ -69,6 +69,8 @@ def _scripted(model: str, urls: Sequence[str], **opts: Any) -> Backend:
     return scripted_from_environment(**opts)
 
 
+DEFAULT_BACKEND = "embedded"  # the engine that runs the shipped models on this CPU, no server
+
 BACKENDS: dict[str, BackendSpec] = {
     "embedded": BackendSpec("embedded", _embedded, "in-process CPU engine", resolves_local_model=True,
                             takes_engine_options=True),
@@ -95,7 +97,7 @@ def backend_spec(name: str) -> BackendSpec:
                          f"{', '.join(backend_names(public_only=True))}") from None
 
 
-def load_backend(name: str = "embedded", model: str = DEFAULT_MODEL, urls: Sequence[str] = (),
+def load_backend(name: str = DEFAULT_BACKEND, model: str = DEFAULT_MODEL, urls: Sequence[str] = (),
                  **opts: Any) -> Backend:
     """Build a backend by name; `opts` are that backend's own load options."""
     spec = backend_spec(name)

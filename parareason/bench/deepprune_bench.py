@@ -18,6 +18,7 @@ from parareason.bench.policy_runs import (LEADING_COLUMNS, PolicyRun, leading_ce
                                           result_counts, write_results)
 from parareason.io.summary import markdown_table
 from parareason.models import DEFAULT_MODEL
+from parareason.backends.registry import DEFAULT_BACKEND
 
 
 @dataclass
@@ -64,7 +65,7 @@ class DeepPruneBenchConfig:
     max_new_tokens: int = 384
     temperature: float = 0.7
     max_concurrent: int = 2  # questions sharing a batch
-    backend: str = "embedded"
+    backend: str = DEFAULT_BACKEND
     urls: tuple[str, ...] = ()
     out: Path = Path("BENCHMARKS.md")  # markdown file whose 'DeepPrune vs self-consistency' section is replaced
     results_path: Path | None = None  # also write every Result (JSONL) here

@@ -30,6 +30,7 @@ from parareason.io.statistics import sc_at_k_curve
 from parareason.io.summary import (PolicySummary, ci_cell, difference_cell, markdown_table, sc_curve_markdown, summarize,
                                    with_baseline, write_summary)
 from parareason.models import DEFAULT_MODEL
+from parareason.backends.registry import DEFAULT_BACKEND
 
 BASELINE = "self_consistency"
 DEFAULT_POLICIES = ("self_consistency", "ffs", "deepconf", "bom", "multi_temp", "rpc", "scale")
@@ -91,7 +92,7 @@ class PoliciesBenchConfig:
     max_new_tokens: int = 384
     temperature: float = 0.7
     max_concurrent: int = 2  # questions sharing a batch
-    backend: str = "embedded"
+    backend: str = DEFAULT_BACKEND
     urls: tuple[str, ...] = ()
     dtype: str = "auto"
     load_options: dict[str, Any] = field(default_factory=dict)  # the backend's load options (part of the config)

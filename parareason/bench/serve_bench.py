@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from parareason.models import DEFAULT_MODEL
+from parareason.backends.registry import DEFAULT_BACKEND
 
 # GSM8K train rows 0-7 (github.com/openai/grade-school-math, MIT): question, answer.
 QUESTIONS: list[tuple[str, str]] = [
@@ -119,7 +120,7 @@ def _run_phase(label: str, url: str, backend: Any, bodies: list[dict[str, Any]],
 @dataclass
 class ServeBenchConfig:
     model: str = DEFAULT_MODEL
-    backend: str = "embedded"
+    backend: str = DEFAULT_BACKEND
     urls: tuple[str, ...] = ()  # SGLang server URL(s) with backend "sglang"
     num_requests: int = 8  # requests per phase (GSM8K train rows 0..K-1)
     policy: str = "sc"

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from parareason.backends.registry import BACKENDS, backend_names
+from parareason.backends.registry import BACKENDS, DEFAULT_BACKEND, backend_names
 from parareason.models import DEFAULT_MODEL
 from parareason.policies.registry import POLICY_NAMES
 from parareason.runtime.protocols import protocol_names
@@ -144,7 +144,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--model", default=DEFAULT_MODEL, show_default=True,
                      help="Model alias (qwen2.5-0.5b-coder, smollm2-135m), HF directory or .gguf path."),
-        click.option("--backend", type=BackendType(), default="embedded", show_default=True,
+        click.option("--backend", type=BackendType(), default=DEFAULT_BACKEND, show_default=True,
                      help="; ".join(f"{n}: {BACKENDS[n].help}" for n in PUBLIC_BACKENDS) + "."),
         click.option("--url", "urls", multiple=True,
                      help="Server URL of a remote backend (repeat for several workers)."),

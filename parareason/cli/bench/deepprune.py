@@ -7,6 +7,7 @@ import click
 
 from parareason.cli.options import BackendType, FiniteFloatRange
 from parareason.cli.bench import gsm8k_options
+from parareason.backends.registry import DEFAULT_BACKEND
 
 
 @click.command()
@@ -20,7 +21,7 @@ from parareason.cli.bench import gsm8k_options
 @click.option("--max-new-tokens", type=int, default=384, show_default=True)
 @click.option("--temperature", type=FiniteFloatRange(min=0), default=0.7, show_default=True)
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
-@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
+@click.option("--backend", type=BackendType(), default=DEFAULT_BACKEND, show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"),
               show_default=True, help="Markdown file whose 'DeepPrune vs self-consistency' section is replaced.")

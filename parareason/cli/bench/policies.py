@@ -8,6 +8,7 @@ import click
 from parareason.bench.policies_bench import DEFAULT_POLICIES, PoliciesBenchConfig, policy_order, run_policies_bench
 from parareason.cli.options import DTYPE_CHOICES, FiniteFloatRange, WEIGHTS_CHOICES, WEIGHTS_HELP, BackendType, engine_options, open_engine, parse_policy_args
 from parareason.cli.bench import gsm8k_options
+from parareason.backends.registry import DEFAULT_BACKEND
 
 
 @click.command()
@@ -19,7 +20,7 @@ from parareason.cli.bench import gsm8k_options
 @click.option("--policy-arg", "policy_args", multiple=True, metavar="[POLICY.]KEY=VALUE",
               help="Override a derived setting (repeatable), e.g. deepconf.consensus=0.7.")
 @click.option("--max-concurrent", type=int, default=2, show_default=True, help="Questions sharing a batch.")
-@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
+@click.option("--backend", type=BackendType(), default=DEFAULT_BACKEND, show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL (repeat for several workers).")
 @click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True,
               help="Embedded engine dtype (auto: measured on this CPU).")

@@ -6,11 +6,12 @@ import click
 from parareason.bench.serve_bench import QUESTIONS, ServeBenchConfig, run_serve_bench
 from parareason.cli.options import BackendType, FiniteFloatRange, check_backend_args
 from parareason.models import DEFAULT_MODEL
+from parareason.backends.registry import DEFAULT_BACKEND
 
 
 @click.command("serve")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--backend", type=BackendType(), default="embedded", show_default=True)
+@click.option("--backend", type=BackendType(), default=DEFAULT_BACKEND, show_default=True)
 @click.option("--url", "urls", multiple=True, help="SGLang server URL(s) with --backend sglang.")
 @click.option("--requests", "num_requests", type=click.IntRange(1, len(QUESTIONS)), default=8, show_default=True,
               help="requests per phase (GSM8K train rows 0..K-1)")
