@@ -19,7 +19,7 @@ from parareason.policies.build import make_policy_instance
 from parareason.policies.registry import ALIASES, all_policy_names as policy_names
 from parareason.runtime.limits import Limits
 from parareason.runtime.policy import Policy
-from parareason.runtime.protocols import get_protocol, protocol_names, with_default_dialect
+from parareason.runtime.protocols import default_dialect, get_protocol, protocol_names, protocol_options, with_default_dialect
 from parareason.runtime.request import RequestSpec
 from parareason.server.schemas import ChatMessage, ParareasonOptions
 
@@ -144,8 +144,7 @@ class Router:
         if protocol not in protocol_names():
             raise RoutingError(f"unknown protocol {protocol!r}; choose one of {', '.join(protocol_names())}",
                                param="parareason.protocol")
-        protocol_args = with_default_dialect(protocol, d.model or d.model_id,
-                                             {**(d.protocol_args if protocol == d.protocol else {}), **o.protocol_args})
+        protocol_args = self._protocol_args(protocol, o.protocol_args)
         try:  # a bad dialect or option is the client's error, named before anything runs
             get_protocol(protocol, **protocol_args)
         except (ValueError, TypeError) as e:
@@ -197,6 +196,24 @@ class Router:
             raise
         except Exception as e:  # noqa: BLE001 - any bad name/argument is the client's error
             raise RoutingError(f"cannot build policy {route.policy!r}: {e}", param="parareason.policy") from None
+
+    def _protocol_args(self, protocol: str, asked: dict[str, Any]) -> dict[str, Any]:
+        """The request's protocol_args over the server's (`serve --protocol-arg`), which apply to
+        the served protocol only. A request that switches dialect keeps the server's options
+        its dialect also takes (n_paths) and drops the others (the trained dialect's
+        finish_ratio would be unknown to the prompted one: a 400 for nothing)."""
+        d = self.defaults
+        model = d.model or d.model_id
+        if protocol != d.protocol:
+            return with_default_dialect(protocol, model, dict(asked))
+        served = with_default_dialect(protocol, model, d.protocol_args)
+        dialect = asked.get("dialect", served.get("dialect", default_dialect(protocol, model)))
+        try:
+            known = protocol_options(protocol, dialect)
+        except ValueError:  # a bad dialect: get_protocol names it
+            known = set(served)
+        kept = {k: v for k, v in served.items() if k in known}  # the request's dialect, if any, wins below
+        return with_default_dialect(protocol, model, {**kept, **asked})
 
     @staticmethod
     def _system_prompt(protocol: str, protocol_args: dict[str, Any], client_system: str | None) -> str | None:

@@ -41,3 +41,19 @@ def test_server_default_protocol_args_apply_to_its_default_protocol():
             url, backend, _):
         client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "2+2?"}])
         assert any("<think1>" in t for t in _contexts(backend))
+
+
+def test_a_request_switching_dialect_keeps_only_the_server_options_its_dialect_takes():
+    # before: finish_ratio (trained only) was carried into the prompted dialect: a 400
+    served = {"dialect": "trained", "n_paths": 2, "finish_ratio": 0.5}
+    with scripted_server(n=1, protocol="parathinker", protocol_args=served) as (url, backend, _):
+        c = client(url)
+        body = {"parareason": {"protocol_args": {"dialect": "prompted"}}}
+        r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "2+2?"}], extra_body=body)
+        d = r.model_extra["parareason"]
+        assert len(d["threads"]) == 3  # n_paths=2 (both dialects take it) + the summary
+        assert not any("<think1>" in t for t in _contexts(backend))
+        backend.submitted.clear()
+        # without a dialect of its own the request gets the server's, options and all
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "2+2?"}])
+        assert any("<think1>" in t for t in _contexts(backend))

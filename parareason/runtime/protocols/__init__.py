@@ -83,16 +83,25 @@ def get_protocol(name: str, *, model: str | None = None, **config: Any) -> Proto
     """A fresh protocol; `config` holds its options (`dialect` picks the format; without
     one, the default for `model`: see with_default_dialect)."""
     dialect = config.pop("dialect") if "dialect" in config else default_dialect(name, model)
+    protocol_class = _protocol_class(name, dialect)
+    check_config(name.lower(), protocol_class.defaults, config)
+    return protocol_class(**config)
+
+
+def protocol_options(name: str, dialect: str) -> set[str]:
+    """The option names protocol `name` takes in `dialect` (`dialect` itself included)."""
+    return {"dialect", *_protocol_class(name, dialect).defaults}
+
+
+def _protocol_class(name: str, dialect: str) -> type:
     if dialect not in DIALECTS:
         raise ValueError(f"protocol {name}: dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
     target = (TRAINED if dialect == "trained" else PROTOCOLS).get(name.lower())
     if target is None:
         raise ValueError(f"unknown protocol {name!r}; known: {', '.join(protocol_names())}")
     module, cls = target.split(":")
-    protocol_class = getattr(importlib.import_module(module), cls)
-    check_config(name.lower(), protocol_class.defaults, config)
-    return protocol_class(**config)
+    return getattr(importlib.import_module(module), cls)
 
 
 __all__ = ["DIALECTS", "PROTOCOLS", "TRAINED", "Protocol", "ThreadOps", "checkpoint_protocol", "default_dialect",
-           "get_protocol", "protocol_names", "with_default_dialect"]
+           "get_protocol", "protocol_names", "protocol_options", "with_default_dialect"]
