@@ -7,11 +7,17 @@ from pathlib import Path
 
 import click
 
-from parareason.cli.options import FiniteFloatRange, rows_option, select_rows
+from parareason.cli.options import (
+    FiniteFloatRange, check_backend_args, model_options, open_engine, rows_option, select_rows,
+)
 
 
 def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[95% CI {_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
 @click.group()
@@ -86,8 +92,9 @@ def _fit_calibration(questions, out: str, settings) -> None:
 @judge.command("eval")
 @click.argument("traces", type=click.Path(exists=True, dir_okay=False))
 @click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained head (implies --judge trained).")
-@click.option("--judge", "kind", type=click.Choice(["trained", "embedding", "answer"]), default=None,
-              help="Judge to evaluate (default: trained with --head, else embedding).")
+@click.option("--judge", "kind", type=click.Choice(["trained", "embedding", "answer", "llm"]), default=None,
+              help="Judge to evaluate (default: trained with --head, else embedding). llm: the --model "
+                   "itself is asked whether two partial traces will agree (loads the model).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
 @click.option("--threshold", type=FiniteFloatRange(min=0, max=1), default=None, help="Decision threshold (default: the head's, else 0.5).")
 @click.option("--prefix-chars", default=None, help="Prefix lengths (default: those the head was trained with).")
@@ -98,18 +105,25 @@ def _fit_calibration(questions, out: str, settings) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @rows_option
+@model_options
 def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str | None, threshold: float | None,
              prefix_chars: str | None, eval_fraction: float, all_questions: bool,
-             max_pairs_per_question: int, seed: int, json_out: str | None, row_range: str | None) -> None:
-    """AUROC and precision/recall of a judge on pairs from questions not used in training."""
+             max_pairs_per_question: int, seed: int, json_out: str | None, row_range: str | None,
+             model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str) -> None:
+    """AUROC (with a 95% CI resampling questions) and precision/recall of a judge on pairs
+    from questions not used in training. The model options are the llm judge's."""
     from parareason.judge.factory import make_judge
     from parareason.judge.pairs import parse_prefixes, split_by_question
     from parareason.judge.workflow import evaluate_judge, held_out
 
     kind = kind or ("trained" if head else "embedding")
-    judge_obj = make_judge(kind, head=head, calibration=calibration)
+    questions = _load_traces(traces, row_range)  # a malformed file fails before any model loads
+    engine = None
+    if kind == "llm":
+        check_backend_args(backend, urls)
+        engine = open_engine(model, backend, urls, dtype, weights)
+    judge_obj = make_judge(kind, head=head, calibration=calibration, backend=engine and engine.backend)
     meta = getattr(judge_obj, "meta", {}) or {}
-    questions = _load_traces(traces, row_range)
     if all_questions:
         chosen, split = questions, "all questions"
     elif "train_ids" in meta:
@@ -122,15 +136,17 @@ def eval_cmd(traces: str, head: str | None, kind: str | None, calibration: str |
     r = evaluate_judge(judge_obj, chosen, thr, prefixes, max_pairs_per_question, seed)
     click.echo(f"judge: {r.judge}   data: {traces}   {split}: {r.n_questions}")
     click.echo(f"pairs: {r.n_pairs} (same answer: {r.positive_rate:.1%})")
-    click.echo(f"AUROC: {_fmt(r.auroc)}")
+    click.echo(f"AUROC: {_fmt(r.auroc)} {_ci(r.auroc_ci)}")
     for name, d in r.by_prefix.items():
-        click.echo(f"  prefix {name:>5}: AUROC {_fmt(d['auroc'])} on {d['pairs']} pairs")
+        click.echo(f"  prefix {name:>5}: AUROC {_fmt(d['auroc'])} {_ci(d['auroc_ci'])} on {d['pairs']} pairs")
     t = r.at_threshold
     if t:
         click.echo(f"at threshold {thr:.3f}: precision {_fmt(t['precision'])}  recall {_fmt(t['recall'])}  "
                    f"F1 {_fmt(t['f1'])}  accuracy {_fmt(t['accuracy'])}")
     if json_out:
-        Path(json_out).write_text(json.dumps({"traces": traces, "split": split, **r.to_dict()}, indent=2) + "\n")
+        extra = {"model": model, "weights": weights} if kind == "llm" else {}
+        Path(json_out).write_text(json.dumps({"traces": traces, "split": split, **extra, **r.to_dict()},
+                                             indent=2) + "\n")
 
 
 def _load_traces(traces: str, row_range: str | None = None) -> list:

@@ -12,6 +12,7 @@ all of them until its own sequences finish.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -66,6 +67,13 @@ class LLMJudge(Judge):
         # the start of each (score_against has already cut a pair to equal-length prefixes)
         text = PROMPT.format(question=q, a=trace_a[:n], b=trace_b[:n])
         return self._tok.chat_ids([{"role": "user", "content": text}], add_generation_prompt=True)
+
+    def for_question(self, question: str | None) -> "LLMJudge":
+        """The same judge (same backend) with `question` in its prompt."""
+        judge = LLMJudge.__new__(LLMJudge)
+        judge.__dict__.update(self.__dict__)
+        judge.config = dataclasses.replace(self.config, question=question)
+        return judge
 
     def score(self, trace_a: str, trace_b: str) -> float:
         return self.score_many([(trace_a, trace_b)])[0]

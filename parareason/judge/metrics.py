@@ -1,29 +1,17 @@
-"""Judge quality metrics: AUROC and precision/recall at a threshold (numpy only).
+"""Judge quality metrics: AUROC with a by-question bootstrap CI, and precision/recall
+at a threshold.
 
-AUROC is computed as the Mann-Whitney U statistic with average ranks for ties,
-which equals the area under the ROC curve with ties counted as half.
+AUROC is scikit-learn's `roc_auc_score` (ties count as half). Its CI resamples
+*questions*, not pairs: the pairs of one question share traces, so resampling pairs
+would treat correlated pairs as independent and make the interval too narrow.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_vals = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
+from sklearn.metrics import roc_auc_score
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
@@ -32,13 +20,35 @@ def auroc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
     y = np.asarray(labels, dtype=bool)
     if s.shape != y.shape:
         raise ValueError("scores and labels differ in length")
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    ranks = _average_ranks(s)
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
+
+
+def auroc_ci(scores: Sequence[float], labels: Sequence[int | bool], groups: Sequence[Hashable],
+             confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the AUROC, resampling groups (questions) with
+    replacement; (nan, nan) with fewer than two groups or a single class."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    keys = list(dict.fromkeys(groups))
+    if len(keys) < 2 or y.all() or not y.any():
+        return float("nan"), float("nan")
+    index = {k: i for i, k in enumerate(keys)}
+    gid = np.array([index[g] for g in groups])
+    members = [np.nonzero(gid == i)[0] for i in range(len(keys))]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_resamples):
+        take = np.concatenate([members[i] for i in rng.integers(0, len(keys), len(keys))])
+        if y[take].all() or not y[take].any():
+            continue  # a resample with one class has no AUROC
+        stats.append(roc_auc_score(y[take], s[take]))
+    if not stats:
+        return float("nan"), float("nan")
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return float(lo), float(hi)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from parareason.judge.base import Judge
-from parareason.judge.metrics import at_threshold, auroc, threshold_for_precision
+from parareason.judge.metrics import at_threshold, auroc, auroc_ci, threshold_for_precision
 from parareason.judge.pairs import Pair, QuestionTraces, build_pairs, split_by_question
 
 
@@ -97,28 +97,50 @@ class EvalReport:
     auroc: float
     threshold: float
     at_threshold: dict[str, float]
-    by_prefix: dict[str, dict[str, float]]  # prefix length -> {"pairs", "auroc"}
+    by_prefix: dict[str, dict[str, Any]]  # prefix length -> {"pairs", "auroc", "auroc_ci"}
+    auroc_ci: tuple[float, float] = (float("nan"), float("nan"))  # 95%, resampling questions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def score_pairs(judge: Judge, questions: Sequence[QuestionTraces], pairs: Sequence[Pair]) -> list[float]:
+    """Judge scores of `pairs`. A judge that reads the problem statement (the LLM judge's
+    `for_question`) scores each question's pairs with that question in its prompt."""
+    for_question = getattr(judge, "for_question", None)
+    if for_question is None:
+        return judge.score_many([(p.a, p.b) for p in pairs])
+    text = {q.id: q.question for q in questions}
+    scores = [0.0] * len(pairs)
+    by_question: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_question.setdefault(p.question_id, []).append(i)
+    for qid, idx in by_question.items():
+        for i, sc in zip(idx, for_question(text.get(qid)).score_many([(pairs[i].a, pairs[i].b) for i in idx])):
+            scores[i] = sc
+    return scores
 
 
 def evaluate_judge(judge: Judge, questions: Sequence[QuestionTraces], threshold: float,
                    prefix_chars: Sequence[int], max_pairs_per_question: int | None = 64,
                    seed: int = 0) -> EvalReport:
     pairs = build_pairs(questions, prefix_chars, max_pairs_per_question, seed)
-    scores = judge.score_many([(p.a, p.b) for p in pairs])
+    scores = score_pairs(judge, questions, pairs)
     labels = [p.label for p in pairs]
+    groups = [p.question_id for p in pairs]
     by_prefix = {}
     for n in prefix_chars:
         idx = [i for i, p in enumerate(pairs) if p.prefix_chars == n]
+        sub = ([scores[i] for i in idx], [labels[i] for i in idx], [groups[i] for i in idx])
         by_prefix["full" if n == 0 else str(n)] = {
-            "pairs": len(idx), "auroc": auroc([scores[i] for i in idx], [labels[i] for i in idx]) if idx else float("nan")}
+            "pairs": len(idx), "auroc": auroc(sub[0], sub[1]) if idx else float("nan"),
+            "auroc_ci": auroc_ci(*sub, seed=seed) if idx else (float("nan"), float("nan"))}
     return EvalReport(judge=getattr(judge, "name", type(judge).__name__), n_questions=len(questions),
                       n_pairs=len(pairs), positive_rate=float(np.mean(labels)) if labels else float("nan"),
                       auroc=auroc(scores, labels) if pairs else float("nan"), threshold=threshold,
                       at_threshold=at_threshold(scores, labels, threshold).to_dict() if pairs else {},
-                      by_prefix=by_prefix)
+                      by_prefix=by_prefix,
+                      auroc_ci=auroc_ci(scores, labels, groups, seed=seed) if pairs else (float("nan"), float("nan")))
 
 
 def held_out(questions: Sequence[QuestionTraces], train_ids: Sequence[str]) -> list[QuestionTraces]:

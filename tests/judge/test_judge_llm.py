@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,41 @@ def test_real_small_model_gives_p_yes_from_logprobs(engine):
                                ("The answer is 72.", "The answer is 5.")])
     assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
     assert not engine.has_work()  # every judge sequence finished and was collected
+
+
+def test_evaluate_judge_shows_each_pair_its_own_question():
+    """`judge eval` asks the LLM judge about each pair with that pair's problem in the prompt."""
+    from parareason.judge.pairs import QuestionTraces, TraceText
+    from parareason.judge.workflow import evaluate_judge
+
+    backend = YesNoScriptedBackend()
+    questions = [QuestionTraces(f"q{i}", f"Problem number {i}?", "7",
+                                [TraceText("#### 7", "7"), TraceText("so #### 7", "7"), TraceText("#### 8", "8")])
+                 for i in range(3)]
+    report = evaluate_judge(LLMJudge(backend), questions, 0.5, prefix_chars=(0,))
+    assert report.n_pairs == 9 and report.auroc == 1.0
+    for req in backend.seen:
+        prompt = backend.tokenizer.decode(req.input_ids)
+        assert sum(f"Problem number {i}?" in prompt for i in range(3)) == 1
+    lo, hi = report.auroc_ci
+    assert lo == hi == 1.0  # every resample separates perfectly
+
+
+def test_cli_judge_eval_with_the_llm_judge(tmp_path):
+    """`parareason judge eval --judge llm` loads --model and scores pairs through it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from parareason.cli.main import main
+    from tests.support.engine_util import TEST_MODEL
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "judge" / "gsm8k_smollm2_traces.jsonl"
+    out = tmp_path / "llm.json"
+    r = CliRunner().invoke(main, ["judge", "eval", str(fixture), "--judge", "llm", "--model", TEST_MODEL,
+                                  "--dtype", "float32", "--all-questions", "--max-pairs-per-question", "2",
+                                  "--prefix-chars", "200", "--json-out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["judge"] == "llm" and rep["model"] == TEST_MODEL and rep["n_pairs"] > 0
+    assert "95% CI" in r.output and set(rep["by_prefix"]) == {"200"}

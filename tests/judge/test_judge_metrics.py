@@ -1,4 +1,4 @@
-"""AUROC / threshold metrics and logistic calibration (numpy only)."""
+"""AUROC (with its by-question bootstrap CI), threshold metrics and logistic calibration."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parareason.judge.calibration import LogisticCalibration, fit_logistic
-from parareason.judge.metrics import at_threshold, auroc, threshold_for_precision
+from parareason.judge.metrics import at_threshold, auroc, auroc_ci, threshold_for_precision
 
 
 def brute_force_auroc(scores, labels):
@@ -35,6 +35,31 @@ def test_auroc_matches_pairwise_definition(rows):
     if all(labels) or not any(labels):
         return
     assert auroc(scores, labels) == pytest.approx(brute_force_auroc(scores, labels))
+
+
+def test_auroc_ci_resamples_questions():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(30), 10)
+    labels = rng.random(300) < 0.3
+    scores = labels * 0.4 + rng.random(300)  # informative but noisy
+    lo, hi = auroc_ci(scores, labels, groups, seed=0)
+    assert lo < auroc(scores, labels) < hi and 0.5 < lo and hi < 1.0
+    assert auroc_ci(scores, labels, groups, seed=0) == (lo, hi)  # seeded
+    # One question: no interval; a single class: none either.
+    assert all(math.isnan(x) for x in auroc_ci(scores[:10], labels[:10], groups[:10]))
+    assert all(math.isnan(x) for x in auroc_ci([0.1, 0.2], [1, 1], ["a", "b"]))
+
+
+def test_auroc_ci_is_wider_when_pairs_of_a_question_agree():
+    """Pairs of one question are correlated: copying each pair 10 times inside its question
+    adds no information, and the interval must not shrink as if it did."""
+    rng = np.random.default_rng(2)
+    labels = rng.random(60) < 0.4
+    scores = labels * 0.3 + rng.random(60)
+    groups = np.arange(60)
+    lo1, hi1 = auroc_ci(scores, labels, groups, seed=0)
+    lo10, hi10 = auroc_ci(np.repeat(scores, 10), np.repeat(labels, 10), np.repeat(groups, 10), seed=0)
+    assert hi10 - lo10 == pytest.approx(hi1 - lo1, rel=0.25)
 
 
 def test_precision_recall_at_threshold():
