@@ -199,6 +199,19 @@ def sc_at_k_curve(results: Sequence[Any], *, subsets: int = SC_SUBSETS, seed: in
     return points
 
 
+def sc_accuracy_at(curve: Sequence[ScPoint], tokens_per_prompt: float) -> float | None:
+    """Self-consistency's accuracy at this token cost: the SC@k curve interpolated linearly
+    in log tokens (k doubles from point to point); None outside the curve's range, where
+    it would be a guess."""
+    if len(curve) < 2 or tokens_per_prompt <= 0:
+        return None
+    x = np.log([p.tokens_per_prompt for p in curve])
+    t = float(np.log(tokens_per_prompt))
+    if t < x[0] or t > x[-1]:
+        return None
+    return round(float(np.interp(t, x, [p.accuracy for p in curve])), 4)
+
+
 def method_note() -> dict[str, Any]:
     """How the intervals were made, for summary.json's meta."""
     return {"confidence": CONFIDENCE, "method": "BCa bootstrap (scipy.stats.bootstrap)", "resamples": RESAMPLES,

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from parareason.io.statistics import ScPoint, accuracy_ci, field_of, method_note, paired_difference_ci
+from parareason.io.statistics import (
+    ScPoint, accuracy_ci, field_of, method_note, paired_difference_ci, sc_accuracy_at,
+)
 from parareason.runtime.result import Result
 
 
@@ -145,6 +147,19 @@ def sc_curve_markdown(curve: Sequence[ScPoint], policy: str) -> str:
             + markdown_table(("k", "accuracy", "tokens/prompt"), rows))
 
 
+def equal_cost_markdown(summaries: Sequence[PolicySummary], curve: Sequence[ScPoint]) -> str:
+    """Each policy against self-consistency at its own token cost (the curve interpolated)."""
+    rows = []
+    for s in summaries:
+        sc = sc_accuracy_at(curve, s.tokens_per_prompt)
+        gap = "n/a" if sc is None or s.accuracy is None else f"{100 * (s.accuracy - sc):+.1f} pts"
+        rows.append([s.policy, f"{s.tokens_per_prompt:.1f}", _pct(s.accuracy),
+                     "outside the curve" if sc is None else _pct(sc), gap])
+    return ("Each policy against SC at the same token cost (the SC@k curve interpolated linearly in log "
+            "tokens; no interval):\n\n"
+            + markdown_table(("policy", "tokens/prompt", "accuracy", "SC at these tokens", "policy - SC"), rows))
+
+
 def write_summary(out_dir: Path, summaries: Sequence[PolicySummary], meta: Mapping[str, Any],
                   curve: Sequence[ScPoint] = (), curve_policy: str | None = None) -> dict[str, Path]:
     """summary.json (figures + how they were made), summary.md, accuracy_vs_tokens.png.
@@ -154,12 +169,15 @@ def write_summary(out_dir: Path, summaries: Sequence[PolicySummary], meta: Mappi
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md",
              "png": out_dir / "accuracy_vs_tokens.png"}
-    sc_at_k = {"policy": curve_policy, "points": [p.to_dict() for p in curve]} if curve else None
+    sc_at_k = ({"policy": curve_policy, "points": [p.to_dict() for p in curve],
+                "at_policy_tokens": {s.policy: sc_accuracy_at(curve, s.tokens_per_prompt) for s in summaries}}
+               if curve else None)
     paths["json"].write_text(json.dumps({"meta": dict(meta), "statistics": method_note(),
                                          "policies": [s.to_dict() for s in summaries], "sc_at_k": sc_at_k},
                                         indent=2, default=str) + "\n")
     settings = ", ".join(f"{k}={v}" for k, v in meta.items())
-    curve_md = f"\n{sc_curve_markdown(curve, curve_policy or '')}" if curve else ""
+    curve_md = (f"\n{sc_curve_markdown(curve, curve_policy or '')}\n{equal_cost_markdown(summaries, curve)}"
+                if curve else "")
     paths["md"].write_text(f"# Evaluation summary\n\n{settings}\n\n{summary_markdown(summaries)}{curve_md}")
     plot_accuracy_vs_tokens(summaries, paths["png"], title=str(meta.get("dataset", "")), curve=curve,
                             curve_policy=curve_policy)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parareason.io.statistics import (accuracy_ci, paired_difference_ci, question_samples, sc_at_k_curve,
-                                      sc_k_values, vote_credit)
+from parareason.io.statistics import (ScPoint, accuracy_ci, paired_difference_ci, question_samples,
+                                      sc_accuracy_at, sc_at_k_curve, sc_k_values, vote_credit)
 from parareason.runtime.result import Result, ThreadRecord
 
 
@@ -116,3 +116,29 @@ def test_helpers():
     assert vote_credit([None, None], "1") == 0.0 and vote_credit(["1.0", "1"], "1") == 1.0  # math-equivalent
     assert question_samples(FIXTURE[2]) is None
     assert math.isclose(vote_credit(["2", "3"], "3"), 0.5)
+
+
+def test_sc_accuracy_at_interpolates_in_log_tokens_and_refuses_to_extrapolate():
+    curve = [ScPoint(1, 0.2, 100.0, 10), ScPoint(2, 0.3, 200.0, 10), ScPoint(4, 0.5, 400.0, 10)]
+    assert sc_accuracy_at(curve, 200.0) == pytest.approx(0.3)
+    assert sc_accuracy_at(curve, 100 * 2 ** 0.5) == pytest.approx(0.25)  # halfway between k=1 and 2 in log
+    assert sc_accuracy_at(curve, 300.0) == pytest.approx(0.3 + 0.2 * math.log(1.5, 2), abs=1e-4)
+    assert sc_accuracy_at(curve, 50.0) is None and sc_accuracy_at(curve, 800.0) is None
+    assert sc_accuracy_at(curve[:1], 100.0) is None
+
+
+def test_summary_places_each_policy_against_sc_at_its_token_cost(tmp_path):
+    import json
+
+    from parareason.io.summary import PolicySummary, write_summary
+
+    curve = [ScPoint(1, 0.2, 100.0, 10), ScPoint(2, 0.3, 200.0, 10), ScPoint(4, 0.5, 400.0, 10)]
+    rows = [PolicySummary("sc", 10, 10, 5, 0.5, 4000, 400.0, 0, 1.0),
+            PolicySummary("cheap", 10, 10, 4, 0.4, 2000, 200.0, 0, 1.0),
+            PolicySummary("tiny", 10, 10, 1, 0.1, 500, 50.0, 0, 1.0)]
+    paths = write_summary(tmp_path, rows, {"dataset": "d"}, curve=curve, curve_policy="sc")
+    md = paths["md"].read_text()
+    assert "| cheap | 200.0 | 40.0% | 30.0% | +10.0 pts |" in md
+    assert "| tiny | 50.0 | 10.0% | outside the curve | n/a |" in md
+    at = json.loads(paths["json"].read_text())["sc_at_k"]["at_policy_tokens"]
+    assert at == {"sc": 0.5, "cheap": 0.3, "tiny": None}
