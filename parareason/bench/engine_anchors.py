@@ -98,8 +98,10 @@ def _vllm_request(url: str, model: str, ids: list[int], n: int, max_new_tokens: 
 
 
 def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int, temperature: float,
-              top_p: float, seed: int, log: Callable[[str], None] = print) -> tuple[list[SpeedRow], str]:
-    """Start the bench's own vLLM CPU server, time one `n`-sample request per n, stop it."""
+              top_p: float, seed: int, log: Callable[[str], None] = print,
+              seeds_for: Callable[[int], list[int]] | None = None) -> tuple[list[SpeedRow], str]:
+    """Start the bench's own vLLM CPU server, time the `n`-sample requests of each n (one
+    per seed of `seeds_for(n)`, in turn; default one), stop it."""
     from parareason.testing.vllm_server import VLLM_VERSION, start_server
 
     label = f"vLLM CPU {VLLM_VERSION} (float32)"
@@ -112,8 +114,10 @@ def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int
         _vllm_request(server.url, model, ids, 2, 4, temperature, top_p, seed)  # warm-up
         for n in ns:
             try:
-                tokens, secs = _vllm_request(server.url, model, ids, n, max_new_tokens, temperature, top_p, seed)
-                rows.append(SpeedRow(label, n, tokens, secs))
+                seeds = seeds_for(n) if seeds_for else [seed]
+                runs = [_vllm_request(server.url, model, ids, n, max_new_tokens, temperature, top_p, s) for s in seeds]
+                note = f"{len(seeds)} requests in turn, seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else ""
+                rows.append(SpeedRow(label, n, sum(t for t, _ in runs), sum(x for _, x in runs), note))
             except Exception as e:  # noqa: BLE001 - the server may die at large n; the row says so
                 alive = server.healthy()
                 rows.append(SpeedRow(label, n, 0, 0.0, f"failed ({type(e).__name__}; server "

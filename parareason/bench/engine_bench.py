@@ -139,12 +139,24 @@ class EngineBenchConfig:
     top_p: float = 0.95
     seed: int = 0
     prompt: str = DEFAULT_PROMPT
+    # n=1 is one short request that may end at EOS after a few tokens (seed 0 answered in 21):
+    # it runs this many requests one after another (seeds seed, seed+1, ...) and sums them
+    n1_requests: int = 8
     ttft_n: int = 16  # prefill of n copies vs one
     ttft_reps: int = 3  # repetitions of the prefill timing
     dtype_check: bool = True  # also time one decode step in float32 and bfloat16
     dtype: str = "auto"  # compute dtype of `full` weights; generate runs in the same one
     llama_threads: int = 2  # llama-batched-bench -t
     out_path: str | Path = "BENCHMARKS.md"
+
+
+def request_seeds(cfg: EngineBenchConfig, n: int) -> list[int]:
+    """The seeds of the requests timed at this n: several at n=1 (see n1_requests), else one."""
+    return [cfg.seed + r for r in range(cfg.n1_requests if n == 1 else 1)]
+
+
+def requests_note(seeds: list[int]) -> str:
+    return f"; {len(seeds)} requests in turn, seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else ""
 
 
 TITLE = "Embedded engine vs llama.cpp and vLLM CPU (bench engine)"
@@ -167,9 +179,12 @@ def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[li
     rows = []
     for n in cfg.ns:
         before = eng.stats.decode_rows, eng.stats.decode_forwards
-        run = _run_engine(eng, ids, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed)
+        seeds = request_seeds(cfg, n)
+        runs = [_run_engine(eng, ids, n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, s) for s in seeds]
+        run = Run("engine", sum(r.useful_tokens for r in runs), sum(r.seconds for r in runs),
+                  [t for r in runs for t in r.row_tokens])
         batch_rows, fwd = eng.stats.decode_rows - before[0], eng.stats.decode_forwards - before[1]
-        note = f"mean decode batch {batch_rows / max(fwd, 1):.1f} over {fwd} forwards"
+        note = f"mean decode batch {batch_rows / max(fwd, 1):.1f} over {fwd} forwards" + requests_note(seeds)
         rows.append(SpeedRow(label, n, run.useful_tokens, run.seconds, note, embedded=True))
         print(f"{label} n={n}: {run.useful_tokens} useful tokens in {run.seconds:.1f}s = {run.tokens_per_s:.1f} tok/s")
     eng.close()
@@ -201,7 +216,8 @@ def _anchor_rows(cfg: EngineBenchConfig, anchor: str, model_dir: Path, ids: list
         return rows, f"transformers generate: {dtype}, one call per n"
     if anchor == "llama.cpp":
         return llama_cpp_rows(cfg.model, len(ids), cfg.max_new_tokens, cfg.ns, cfg.llama_threads)
-    return vllm_rows(cfg.model, ids, cfg.ns, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    return vllm_rows(cfg.model, ids, cfg.ns, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed,
+                     seeds_for=lambda n: request_seeds(cfg, n))
 
 
 def run_engine_bench(cfg: EngineBenchConfig) -> Path:

@@ -128,7 +128,8 @@ def test_bench_engine_skips_missing_anchors_and_writes_one_table(monkeypatch, tm
     out = tmp_path / "B.md"
     out.write_text("# B\n\n## Embedded engine vs transformers generate\n\nold figures\n")
     run_engine_bench(EngineBenchConfig(model=TEST_MODEL, ns=(1, 2), weights=("full",), max_new_tokens=3,
-                                       ttft_n=2, ttft_reps=1, dtype_check=False, dtype="float32", out_path=out))
+                                       n1_requests=3, ttft_n=2, ttft_reps=1, dtype_check=False, dtype="float32",
+                                       out_path=out))
     text = out.read_text()
     assert "old figures" not in text and text.count("## Embedded engine vs llama.cpp and vLLM CPU") == 1
     assert "- skipped llama.cpp: llama.cpp is not installed; install: python -m parareason.testing.llama_cpp" in text
@@ -137,6 +138,8 @@ def test_bench_engine_skips_missing_anchors_and_writes_one_table(monkeypatch, tm
     label = "embedded full (float32)"
     assert sum(line.startswith(f"| {label} | ") for line in text.splitlines()) == 3  # speeds + 2 detail rows
     assert "time to first token n=1" in text and "ratio **" in text
+    # n=1 timed three requests in turn (one short answer is too few tokens); n=2 one request
+    assert sum("3 requests in turn, seeds 0-2" in line for line in text.splitlines()) == 1
 
 
 def test_parse_anchors():

@@ -41,6 +41,9 @@ def _weights(value: str) -> tuple[str, ...]:
 @click.option("--top-p", default=0.95, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--prompt", default=DEFAULT_PROMPT, show_default=False, help="user message (GSM8K train #1 by default)")
+@click.option("--n1-requests", default=8, show_default=True, type=click.IntRange(min=1),
+              help="requests timed one after another at n=1 (seeds seed, seed+1, ...): one short answer "
+                   "ending at EOS is too few tokens to time")
 @click.option("--ttft-reps", default=3, show_default=True, help="repetitions of the prefill timing")
 @click.option("--dtype-check/--no-dtype-check", default=True, show_default=True,
               help="also time one decode step in float32 and bfloat16")
@@ -49,7 +52,7 @@ def _weights(value: str) -> tuple[str, ...]:
 @click.option("--llama-threads", default=2, show_default=True, help="llama-batched-bench -t")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def engine(model: str, ns: str, weights: str, anchors: str, max_new_tokens: int, temperature: float, top_p: float,
-           seed: int, prompt: str, ttft_reps: int, dtype_check: bool, dtype: str, llama_threads: int,
+           seed: int, prompt: str, n1_requests: int, ttft_reps: int, dtype_check: bool, dtype: str, llama_threads: int,
            out_path: str) -> None:
     """Useful tokens/s of the embedded engine (each weight format) vs llama.cpp and vLLM CPU, at each n."""
     try:
@@ -58,6 +61,6 @@ def engine(model: str, ns: str, weights: str, anchors: str, max_new_tokens: int,
         raise click.BadParameter(str(e), param_hint="--anchors") from None
     run_engine_bench(EngineBenchConfig(model=model, ns=_ints(ns, "--n"), weights=_weights(weights),
                                        anchors=anchor_names, max_new_tokens=max_new_tokens, temperature=temperature,
-                                       top_p=top_p, seed=seed, prompt=prompt, ttft_reps=ttft_reps,
+                                       top_p=top_p, seed=seed, prompt=prompt, n1_requests=n1_requests, ttft_reps=ttft_reps,
                                        dtype_check=dtype_check, dtype=dtype, llama_threads=llama_threads,
                                        out_path=out_path))
