@@ -56,7 +56,7 @@ class DeepPruneBenchConfig:
     n: int = 16  # samples per question (SC@n and DeepPrune width)
     seed: int = 0
     model: str = DEFAULT_MODEL
-    judge_kind: str = "embedding"  # embedding | trained
+    judge_kind: str = "auto"  # auto (the head shipped for the model, else embedding) | embedding | trained
     head: str | None = None  # trained judge head (judge "trained")
     calibration: str | None = None  # embedding judge calibration JSON
     threshold: float | None = None  # prune above this judge score (default: the head's, else 0.5)
@@ -83,6 +83,9 @@ def run_deepprune_bench(cfg: DeepPruneBenchConfig) -> Path:
     check_every, reps_per_cluster, max_new_tokens = cfg.check_every, cfg.reps_per_cluster, cfg.max_new_tokens
     temperature, max_concurrent, backend, urls = cfg.temperature, cfg.max_concurrent, cfg.backend, cfg.urls
     out, results_path = cfg.out, cfg.results_path
+    from parareason.judge.heads import resolve_auto
+
+    judge_kind, head = resolve_auto(judge_kind, head, model)  # what `--policy deepprune` picks by default
     if judge_kind == "trained" and not head:
         raise ValueError("judge 'trained' needs a head (see `parareason judge train`)")
     rows = load_questions(data_path, limit, offset)

@@ -112,12 +112,9 @@ class DeepPrunePolicy(Policy):
 
     def _build_judge(self, model: str | None) -> Judge:
         from parareason.judge.factory import shared_judge
-        from parareason.judge.heads import shipped_head
+        from parareason.judge.heads import resolve_auto
 
-        kind, head = self.params.judge, self.params.head
-        if kind == "auto":
-            head = head or (str(p) if (p := shipped_head(model)) else None)
-            kind = "trained" if head else "embedding"
+        kind, head = resolve_auto(self.params.judge, self.params.head, model)
         return shared_judge(kind, head, self.params.calibration)
 
     # -- hooks -----------------------------------------------------------------------

@@ -12,7 +12,9 @@ from parareason.backends.registry import DEFAULT_BACKEND
 
 @click.command()
 @gsm8k_options("Samples per question (SC@n and DeepPrune width).")
-@click.option("--judge", "judge_kind", type=click.Choice(["embedding", "trained"]), default="embedding", show_default=True)
+@click.option("--judge", "judge_kind", type=click.Choice(["auto", "embedding", "trained"]), default="auto", show_default=True,
+              help="auto: the head shipped for --model (parareason/judge/heads/), else embedding; "
+                   "what --policy deepprune uses by default.")
 @click.option("--head", type=click.Path(exists=True, dir_okay=False), help="Trained judge head (with --judge trained).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), help="Embedding judge calibration JSON.")
 @click.option("--threshold", type=FiniteFloatRange(min=0, max=1), default=None, help="Prune above this judge score (default: the head's, else 0.5).")

@@ -17,3 +17,12 @@ def shipped_head(model: str | None) -> Path | None:
         return None
     path = HEADS_DIR / f"{model}.pt"
     return path if path.is_file() else None
+
+
+def resolve_auto(kind: str, head: str | None, model: str | None) -> tuple[str, str | None]:
+    """`auto` -> ("trained", the shipped head) where `model` has one (or `head` is given),
+    else ("embedding", None); any other kind is returned as it is."""
+    if kind != "auto":
+        return kind, head
+    head = head or (str(p) if (p := shipped_head(model)) else None)
+    return ("trained" if head else "embedding"), head
