@@ -54,6 +54,7 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
     from parareason.io.prompts import PromptRow
     from parareason.backends.replay.tracefile import TraceFileError, load_trace_file
     from parareason.backends.registry import load_backend
+    from parareason.models import DEFAULT_MODEL
 
     try:
         questions = load_trace_file(traces)
@@ -83,7 +84,8 @@ def replay(traces: Path, policies: str, policy_args: tuple[str, ...], n: int | N
         # a fresh backend per policy: every policy sees the recorded traces from the start
         b = load_backend("replay", questions=questions, seed=seed, chunk_size=chunk_size)
         backends.append(b)
-        return Engine(backend=b)
+        # the recorded model names the request's model: DeepPrune's auto judge picks its head by it
+        return Engine(questions[0].model or DEFAULT_MODEL, backend=b)
 
     evaluate_policies(rows=rows, policies=names, out_dir=out_dir, engine_for=engine_for, options=options,
                       per_policy_args=per_policy, base_config=base_config, resume=resume, force=force,

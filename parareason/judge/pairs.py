@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from parareason.grading import extract_answer, final_answer, group_answers
-from parareason.backends.replay.tracefile import TRACE_FORMAT, RecordedQuestion
+from parareason.backends.replay.tracefile import TRACE_FORMAT, RecordedQuestion, read_bytes
 
 
 @dataclass
@@ -75,11 +75,11 @@ def _from_record(obj: dict, line_no: int) -> QuestionTraces:
 
 
 def load_traces(path: str | Path) -> list[QuestionTraces]:
-    """Read a trace file (format in the module docstring).
+    """Read a trace file (format in the module docstring; `.xz` / `.gz` compressed or not).
 
     Only an unterminated last line (an interrupted recording) is skipped; a malformed
     complete line is an error naming file and line, never silently dropped data."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_bytes(Path(path)).decode("utf-8")  # .xz / .gz as they are committed
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     out: list[QuestionTraces] = []

@@ -46,6 +46,13 @@ def test_reads_the_record_format(tmp_path):
     assert (q.id, q.question, q.reference) == ("r1", "What?", "7")
     assert [t.answer for t in q.traces] == ["7", "8", "7"]
     assert sorted(p.label for p in build_pairs([q])) == [0, 0, 1]
+    # the committed recordings are xz-compressed: `judge train|eval` read them as they are
+    import lzma
+
+    packed = tmp_path / "r.jsonl.xz"
+    packed.write_bytes(lzma.compress((tmp_path / "r.jsonl").read_bytes()))
+    [again] = load_traces(packed)
+    assert again == q
 
 
 def test_record_format_in_dataset_order_and_truncated_traces_need_a_stated_answer(tmp_path):
