@@ -22,7 +22,7 @@ def test_bench_deepprune_writes_section(tmp_path, monkeypatch):
     monkeypatch.setenv("PARAREASON_SCRIPTED_TOKENS_PER_STEP", "8")
     out, results = tmp_path / "B.md", tmp_path / "r.jsonl"
     r = CliRunner().invoke(main, ["bench", "deepprune", "--data", str(data), "--limit", "2", "--n", "4",
-                                  "--backend", "scripted", "--check-every", "32", "--out", str(out),
+                                  "--backend", "scripted", "--judge", "embedding", "--check-every", "32", "--out", str(out),
                                   "--results", str(results)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     text = out.read_text()

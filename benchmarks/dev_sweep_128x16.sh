@@ -1,0 +1,32 @@
+#!/bin/bash
+# Dev-half (rows 0-63) replays of the 128x16 recording, one output folder per setting under
+# runs/dev/ (BENCHMARKS.md, "Dev half of the 128x16 recording"). Resumable: a finished setting is
+# skipped, an interrupted one continues (--resume). Run from the repository root.
+set -u
+TRACES=${TRACES:-benchmarks/traces/gsm8k128x16.jsonl.xz}
+ROWS=${ROWS:-0:64}
+OUT=${OUT:-runs/dev}
+mkdir -p "$OUT"
+
+replay() {  # NAME POLICIES [POLICY.KEY=VALUE ...]
+  local name=$1 policies=$2; shift 2
+  local args=()
+  for a in "$@"; do args+=(--policy-arg "$a"); done
+  [ -f "$OUT/$name/summary.json" ] && return 0
+  nice -n 19 .venv/bin/parareason replay "$TRACES" --rows "$ROWS" --policies "$policies" --seed 0 \
+      "${args[@]}" --out-dir "$OUT/$name" --resume -q > "$OUT/$name.log" 2>&1 || echo "$name failed: $OUT/$name.log"
+}
+
+replay base sc,deepconf,deepconf_low,deepconf_high,ffs,bom,rpc
+replay ffs_strict ffs ffs.strict=true
+replay rpc_online rpc rpc.pruning=online
+replay rpc_none rpc rpc.pruning=none
+replay dc_cpu deepconf deepconf.preset=cpu
+for m in lowest bottom10 tail mean; do for k in 10 90; do
+  replay "dc_off_${m}_${k}" deepconf deepconf.mode=offline deepconf.measure=$m deepconf.keep_percent=$k
+done; done
+for w in 4 8; do for c in 0.95 0.8 0.6; do for f in 0 2; do
+  replay "dc_on_w${w}_c${c}_f${f}" deepconf deepconf.warmup=$w deepconf.consensus=$c deepconf.in_flight=$f
+done; done; done
+replay dp_default deepprune
+replay dp_c64_t05 deepprune deepprune.check_every=64 deepprune.threshold=0.5
