@@ -76,6 +76,7 @@ def run_deepprune_bench(cfg: DeepPruneBenchConfig) -> Path:
     from parareason.api import Engine
     from parareason.bench.report import write_section
     from parareason.judge.factory import make_judge
+    from parareason.judge.heads import resolve_auto
     from parareason.pruning.deepprune import DeepPruneParams, DeepPrunePolicy
 
     data_path, limit, offset, n, seed, model = cfg.data_path, cfg.limit, cfg.offset, cfg.n, cfg.seed, cfg.model
@@ -83,8 +84,6 @@ def run_deepprune_bench(cfg: DeepPruneBenchConfig) -> Path:
     check_every, reps_per_cluster, max_new_tokens = cfg.check_every, cfg.reps_per_cluster, cfg.max_new_tokens
     temperature, max_concurrent, backend, urls = cfg.temperature, cfg.max_concurrent, cfg.backend, cfg.urls
     out, results_path = cfg.out, cfg.results_path
-    from parareason.judge.heads import resolve_auto
-
     judge_kind, head = resolve_auto(judge_kind, head, model)  # what `--policy deepprune` picks by default
     if judge_kind == "trained" and not head:
         raise ValueError("judge 'trained' needs a head (see `parareason judge train`)")

@@ -97,6 +97,11 @@ def _vllm_request(url: str, model: str, ids: list[int], n: int, max_new_tokens: 
     return int(r.json()["usage"]["completion_tokens"]), secs
 
 
+def requests_note(seeds: Sequence[int]) -> str:
+    """What a row timed as several requests in turn says about it ('' for one request)."""
+    return f"{len(seeds)} requests in turn, seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else ""
+
+
 def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int, temperature: float,
               top_p: float, seed: int, log: Callable[[str], None] = print,
               seeds_for: Callable[[int], list[int]] | None = None) -> tuple[list[SpeedRow], str]:
@@ -116,8 +121,7 @@ def vllm_rows(model: str, ids: list[int], ns: Sequence[int], max_new_tokens: int
             try:
                 seeds = seeds_for(n) if seeds_for else [seed]
                 runs = [_vllm_request(server.url, model, ids, n, max_new_tokens, temperature, top_p, s) for s in seeds]
-                note = f"{len(seeds)} requests in turn, seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else ""
-                rows.append(SpeedRow(label, n, sum(t for t, _ in runs), sum(x for _, x in runs), note))
+                rows.append(SpeedRow(label, n, sum(t for t, _ in runs), sum(x for _, x in runs), requests_note(seeds)))
             except Exception as e:  # noqa: BLE001 - the server may die at large n; the row says so
                 alive = server.healthy()
                 rows.append(SpeedRow(label, n, 0, 0.0, f"failed ({type(e).__name__}; server "

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parareason.bench.engine_anchors import (DEFAULT_ANCHORS, SpeedRow, best_embedded, llama_cpp_rows,
-                                             render_detail, render_speed_table, skip_reason, vllm_rows)
+                                             render_detail, render_speed_table, requests_note, skip_reason,
+                                             vllm_rows)
 from parareason.models import DEFAULT_MODEL
 
 DEFAULT_PROMPT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -155,10 +156,6 @@ def request_seeds(cfg: EngineBenchConfig, n: int) -> list[int]:
     return [cfg.seed + r for r in range(cfg.n1_requests if n == 1 else 1)]
 
 
-def requests_note(seeds: list[int]) -> str:
-    return f"; {len(seeds)} requests in turn, seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else ""
-
-
 TITLE = "Embedded engine vs llama.cpp and vLLM CPU (bench engine)"
 OLD_TITLES = ("Embedded engine vs transformers generate",)  # this bench's section before the anchors
 
@@ -184,7 +181,8 @@ def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[li
         run = Run("engine", sum(r.useful_tokens for r in runs), sum(r.seconds for r in runs),
                   [t for r in runs for t in r.row_tokens])
         batch_rows, fwd = eng.stats.decode_rows - before[0], eng.stats.decode_forwards - before[1]
-        note = f"mean decode batch {batch_rows / max(fwd, 1):.1f} over {fwd} forwards" + requests_note(seeds)
+        note = "; ".join(filter(None, [f"mean decode batch {batch_rows / max(fwd, 1):.1f} over {fwd} forwards",
+                                       requests_note(seeds)]))
         rows.append(SpeedRow(label, n, run.useful_tokens, run.seconds, note, embedded=True))
         print(f"{label} n={n}: {run.useful_tokens} useful tokens in {run.seconds:.1f}s = {run.tokens_per_s:.1f} tok/s")
     eng.close()

@@ -147,11 +147,12 @@ def sc_curve_markdown(curve: Sequence[ScPoint], policy: str) -> str:
             + markdown_table(("k", "accuracy", "tokens/prompt"), rows))
 
 
-def equal_cost_markdown(summaries: Sequence[PolicySummary], curve: Sequence[ScPoint]) -> str:
-    """Each policy against self-consistency at its own token cost (the curve interpolated)."""
+def equal_cost_markdown(summaries: Sequence[PolicySummary], sc_at: Mapping[str, float | None]) -> str:
+    """Each policy against self-consistency at its own token cost (`sc_at`: policy -> the
+    SC@k curve's accuracy at that policy's tokens, from `sc_accuracy_at`)."""
     rows = []
     for s in summaries:
-        sc = sc_accuracy_at(curve, s.tokens_per_prompt)
+        sc = sc_at[s.policy]
         gap = "n/a" if sc is None or s.accuracy is None else f"{100 * (s.accuracy - sc):+.1f} pts"
         rows.append([s.policy, f"{s.tokens_per_prompt:.1f}", _pct(s.accuracy),
                      "outside the curve" if sc is None else _pct(sc), gap])
@@ -169,14 +170,13 @@ def write_summary(out_dir: Path, summaries: Sequence[PolicySummary], meta: Mappi
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md",
              "png": out_dir / "accuracy_vs_tokens.png"}
-    sc_at_k = ({"policy": curve_policy, "points": [p.to_dict() for p in curve],
-                "at_policy_tokens": {s.policy: sc_accuracy_at(curve, s.tokens_per_prompt) for s in summaries}}
-               if curve else None)
+    sc_at = {s.policy: sc_accuracy_at(curve, s.tokens_per_prompt) for s in summaries}
+    sc_at_k = {"policy": curve_policy, "points": [p.to_dict() for p in curve], "at_policy_tokens": sc_at} if curve else None
     paths["json"].write_text(json.dumps({"meta": dict(meta), "statistics": method_note(),
                                          "policies": [s.to_dict() for s in summaries], "sc_at_k": sc_at_k},
                                         indent=2, default=str) + "\n")
     settings = ", ".join(f"{k}={v}" for k, v in meta.items())
-    curve_md = (f"\n{sc_curve_markdown(curve, curve_policy or '')}\n{equal_cost_markdown(summaries, curve)}"
+    curve_md = (f"\n{sc_curve_markdown(curve, curve_policy or '')}\n{equal_cost_markdown(summaries, sc_at)}"
                 if curve else "")
     paths["md"].write_text(f"# Evaluation summary\n\n{settings}\n\n{summary_markdown(summaries)}{curve_md}")
     plot_accuracy_vs_tokens(summaries, paths["png"], title=str(meta.get("dataset", "")), curve=curve,

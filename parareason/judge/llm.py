@@ -12,6 +12,7 @@ all of them until its own sequences finish.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -70,8 +71,7 @@ class LLMJudge(Judge):
 
     def for_question(self, question: str | None) -> "LLMJudge":
         """The same judge (same backend) with `question` in its prompt."""
-        judge = LLMJudge.__new__(LLMJudge)
-        judge.__dict__.update(self.__dict__)
+        judge = copy.copy(self)
         judge.config = dataclasses.replace(self.config, question=question)
         return judge
 
