@@ -17,6 +17,7 @@ replay() {  # NAME POLICIES [POLICY.KEY=VALUE ...]
       "${args[@]}" --out-dir "$OUT/$name" --resume -q > "$OUT/$name.log" 2>&1 || echo "$name failed: $OUT/$name.log"
 }
 
+if [ -z "${ONLY_DP:-}" ]; then
 replay base sc,deepconf,deepconf_low,deepconf_high,ffs,bom,rpc
 replay ffs_strict ffs ffs.strict=true
 replay rpc_online rpc rpc.pruning=online
@@ -25,8 +26,12 @@ replay dc_cpu deepconf deepconf.preset=cpu
 for m in lowest bottom10 tail mean; do for k in 10 90; do
   replay "dc_off_${m}_${k}" deepconf deepconf.mode=offline deepconf.measure=$m deepconf.keep_percent=$k
 done; done
-for w in 4 8; do for c in 0.95 0.8 0.6; do for f in 0 2; do
+for w in 4 8; do for c in 0.95 0.8; do for f in 0; do
   replay "dc_on_w${w}_c${c}_f${f}" deepconf deepconf.warmup=$w deepconf.consensus=$c deepconf.in_flight=$f
 done; done; done
-replay dp_default deepprune
+fi
+[ -n "${SKIP_DP:-}" ] && exit 0
+[ -n "${ONLY_DP:-}" ] || replay dp_default deepprune
+replay dp_t05 deepprune deepprune.threshold=0.5
+replay dp_t03 deepprune deepprune.threshold=0.3
 replay dp_c64_t05 deepprune deepprune.check_every=64 deepprune.threshold=0.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parareason.judge.base import equal_prefixes
+from parareason.judge.base import ONLINE_PREFIX_STEP, equal_prefixes
 from parareason.judge.calibration import LogisticCalibration
 from parareason.judge.embedding import EmbeddingJudge, shared_encoder
 
@@ -48,7 +48,8 @@ def test_batched_matches_single_and_is_symmetric(judge):
     assert judge.score(PARAPHRASE, SOLUTION) == pytest.approx(batched[0], abs=1e-6)
     # online, each pair is first cut to equal-length prefixes
     assert judge.score_against(SOLUTION, [PARAPHRASE, UNRELATED]) == pytest.approx(
-        judge.score_many([equal_prefixes(SOLUTION, PARAPHRASE), equal_prefixes(SOLUTION, UNRELATED)]), abs=1e-6)
+        judge.score_many([equal_prefixes(SOLUTION, PARAPHRASE, step=ONLINE_PREFIX_STEP),
+                          equal_prefixes(SOLUTION, UNRELATED, step=ONLINE_PREFIX_STEP)]), abs=1e-6)
 
 
 def test_long_traces_keep_their_start(judge):
@@ -60,6 +61,17 @@ def test_long_traces_keep_their_start(judge):
     assert judge.cosine_many([(a, b)])[0] > 0.99
     c = "Let us start. " * 40 + long_prefix  # a different beginning
     assert judge.cosine_many([(a, c)])[0] < judge.cosine_many([(a, b)])[0]
+
+
+def test_online_cut_rounds_down_to_a_step_so_prefixes_repeat():
+    """Online, newcomers of slightly different lengths cut a representative at the same
+    step boundary (its embedding is then cached), and both sides stay equally long."""
+    rep = "x" * 1000
+    cuts = {equal_prefixes("y" * n, rep, step=64)[1] for n in range(448, 512)}
+    assert len(cuts) == 1 and len(cuts.pop()) == 448
+    a, b = equal_prefixes("y" * 130, "z" * 700, step=64)
+    assert len(a) == len(b) == 128
+    assert equal_prefixes("short", rep, step=64) == ("short", "xxxxx")  # under one step: exact
 
 
 def test_score_against_compares_equal_length_prefixes(judge):
