@@ -35,3 +35,10 @@ fi
 replay dp_t05 deepprune deepprune.threshold=0.5
 replay dp_t03 deepprune deepprune.threshold=0.3
 replay dp_c64_t05 deepprune deepprune.check_every=64 deepprune.threshold=0.5
+# With the paper's window (2048) a <=512-token trace is one group, so every measure is the
+# trace's mean confidence; the measures only differ with a window shorter than the traces.
+if [ -n "${ONLY_W64:-}" ]; then
+for m in lowest bottom10 tail mean; do for k in 10 90; do
+  replay "dc_off_${m}_${k}_w64" deepconf deepconf.mode=offline deepconf.measure=$m deepconf.keep_percent=$k deepconf.window=64
+done; done
+fi
