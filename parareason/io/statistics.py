@@ -199,15 +199,19 @@ def sc_at_k_curve(results: Sequence[Any], *, subsets: int = SC_SUBSETS, seed: in
     return points
 
 
+END_TOLERANCE = 1e-3  # in log tokens: 0.1%
+
+
 def sc_accuracy_at(curve: Sequence[ScPoint], tokens_per_prompt: float) -> float | None:
     """Self-consistency's accuracy at this token cost: the SC@k curve interpolated linearly
     in log tokens (k doubles from point to point); None outside the curve's range, where
-    it would be a guess."""
+    it would be a guess. The ends count as inside to 0.1%: the curve's token counts are
+    rounded, and a policy that spends exactly SC@16's tokens must still get SC@16's accuracy."""
     if len(curve) < 2 or tokens_per_prompt <= 0:
         return None
     x = np.log([p.tokens_per_prompt for p in curve])
     t = float(np.log(tokens_per_prompt))
-    if t < x[0] or t > x[-1]:
+    if t < x[0] - END_TOLERANCE or t > x[-1] + END_TOLERANCE:
         return None
     return round(float(np.interp(t, x, [p.accuracy for p in curve])), 4)
 

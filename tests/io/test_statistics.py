@@ -125,6 +125,9 @@ def test_sc_accuracy_at_interpolates_in_log_tokens_and_refuses_to_extrapolate():
     assert sc_accuracy_at(curve, 300.0) == pytest.approx(0.3 + 0.2 * math.log(1.5, 2), abs=1e-4)
     assert sc_accuracy_at(curve, 50.0) is None and sc_accuracy_at(curve, 800.0) is None
     assert sc_accuracy_at(curve[:1], 100.0) is None
+    # the curve's token counts are rounded: SC@16's own cost (4788.21875 vs 4788.2) is inside
+    assert sc_accuracy_at(curve, 400.02) == pytest.approx(curve[-1].accuracy)
+    assert sc_accuracy_at(curve, 99.98) == pytest.approx(curve[0].accuracy)
 
 
 def test_summary_places_each_policy_against_sc_at_its_token_cost(tmp_path):
