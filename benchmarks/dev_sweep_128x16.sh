@@ -2,20 +2,10 @@
 # Dev-half (rows 0-63) replays of the 128x16 recording, one output folder per setting under
 # runs/dev/ (BENCHMARKS.md, "Dev half of the 128x16 recording"). Resumable: a finished setting is
 # skipped, an interrupted one continues (--resume). Run from the repository root.
-set -u
 TRACES=${TRACES:-benchmarks/traces/gsm8k128x16.jsonl.xz}
 ROWS=${ROWS:-0:64}
 OUT=${OUT:-runs/dev}
-mkdir -p "$OUT"
-
-replay() {  # NAME POLICIES [POLICY.KEY=VALUE ...]
-  local name=$1 policies=$2; shift 2
-  local args=()
-  for a in "$@"; do args+=(--policy-arg "$a"); done
-  [ -f "$OUT/$name/summary.json" ] && return 0
-  nice -n 19 .venv/bin/parareason replay "$TRACES" --rows "$ROWS" --policies "$policies" --seed 0 \
-      "${args[@]}" --out-dir "$OUT/$name" --resume -q > "$OUT/$name.log" 2>&1 || echo "$name failed: $OUT/$name.log"
-}
+. benchmarks/replay_settings.sh
 
 if [ -z "${ONLY_DP:-}" ]; then
 replay base sc,deepconf,deepconf_low,deepconf_high,ffs,bom,rpc

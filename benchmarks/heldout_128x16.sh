@@ -3,20 +3,10 @@
 # settings chosen on rows 0-63 (benchmarks/dev_sweep_128x16.sh; BENCHMARKS.md, "Held-out half").
 # Each run has sc first, so every policy gets its paired CI against SC@16 on the same questions.
 # Resumable like the dev sweep. Run from the repository root.
-set -u
 TRACES=${TRACES:-benchmarks/traces/gsm8k128x16.jsonl.xz}
 ROWS=${ROWS:-64:128}
 OUT=${OUT:-runs/heldout}
-mkdir -p "$OUT"
-
-replay() {  # NAME POLICIES [POLICY.KEY=VALUE ...]
-  local name=$1 policies=$2; shift 2
-  local args=()
-  for a in "$@"; do args+=(--policy-arg "$a"); done
-  [ -f "$OUT/$name/summary.json" ] && return 0
-  nice -n 19 .venv/bin/parareason replay "$TRACES" --rows "$ROWS" --policies "$policies" --seed 0 \
-      "${args[@]}" --out-dir "$OUT/$name" --resume -q > "$OUT/$name.log" 2>&1 || echo "$name failed: $OUT/$name.log"
-}
+. benchmarks/replay_settings.sh
 
 if [ -z "${ONLY_DP:-}" ]; then
 replay base sc,deepconf,deepconf_low,deepconf_high,ffs,bom,rpc
@@ -25,6 +15,6 @@ replay dc_cpu sc,deepconf deepconf.preset=cpu
 replay dc_low_w64 sc,deepconf deepconf.mode=offline deepconf.measure=lowest deepconf.keep_percent=10 deepconf.window=64
 fi
 [ -n "${SKIP_DP:-}" ] && exit 0
-replay dp_default sc,deepprune
-replay dp_t05 sc,deepprune deepprune.threshold=0.5
 replay dp_w8_t05 sc,deepprune deepprune.width=8 deepprune.threshold=0.5
+replay dp_t05 sc,deepprune deepprune.threshold=0.5
+replay dp_default sc,deepprune
