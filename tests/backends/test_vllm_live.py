@@ -105,7 +105,7 @@ def test_stop_strings_and_the_context_cap(backend):
                                      SamplingParams(max_new_tokens=5)))
     got = run_all(backend)
     stop = got["stop"].last
-    assert stop.finish_reason == FINISH_STOP_STRING and stop.matched_stop == "7"
+    assert stop.finish_reason == FINISH_STOP_STRING and stop.matched_stop == "7", stop.error
     assert "7" in backend.tokenizer.decode(got["stop"].tokens)
     cap = got["cap"]
     assert cap.last.finish_reason == FINISH_LENGTH and len(cap.tokens) == 6  # 4096 - 4090

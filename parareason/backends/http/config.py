@@ -11,8 +11,11 @@ class HTTPClientConfig:
     # (then it is resent, up to max_retries) ...
     first_token_timeout_s: float = 1800.0
     # ... and after it, a stream silent this long has stalled (what the client then does
-    # is the backend's own: SGLang asks /health, vLLM fails the stream).
-    stall_timeout_s: float = 60.0
+    # is the backend's own: SGLang asks /health, vLLM fails the stream). Minutes, not
+    # seconds: on a CPU server another request's long prefill holds a running stream
+    # silent (a 4,090-token prefill beside a busy machine passed 60 s in a live vLLM test);
+    # a dead server shows sooner, by a closed connection.
+    stall_timeout_s: float = 300.0
     request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
     max_retries: int = 3  # resends, only while no token of the sequence was delivered
     backoff_base_s: float = 0.25
