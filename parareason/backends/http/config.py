@@ -13,8 +13,9 @@ class HTTPClientConfig:
     # ... and after it, a stream silent this long has stalled (what the client then does
     # is the backend's own: SGLang asks /health, vLLM fails the stream). Minutes, not
     # seconds: on a CPU server another request's long prefill holds a running stream
-    # silent (a 4,090-token prefill beside a busy machine passed 60 s in a live vLLM test);
-    # a dead server shows sooner, by a closed connection.
+    # silent. A live vLLM test's short stream ended in "error" beside a 4,090-token prefill
+    # on a busy machine (most likely this timeout at 60 s; the error text was not kept) and
+    # passed on a quiet one. A dead server shows sooner, by a closed connection.
     stall_timeout_s: float = 300.0
     request_timeout_s: float = 3600.0  # hard deadline per sequence, retries included
     max_retries: int = 3  # resends, only while no token of the sequence was delivered
