@@ -3,7 +3,6 @@
 # settings chosen on rows 0-63 (benchmarks/dev_sweep_128x16.sh; BENCHMARKS.md, "Held-out half").
 # Each run has sc first, so every policy gets its paired CI against SC@16 on the same questions.
 # Resumable like the dev sweep. Run from the repository root.
-TRACES=${TRACES:-benchmarks/traces/gsm8k128x16.jsonl.xz}
 ROWS=${ROWS:-64:128}
 OUT=${OUT:-runs/heldout}
 . benchmarks/replay_settings.sh

@@ -1,7 +1,9 @@
 # Shared by dev_sweep_128x16.sh and heldout_128x16.sh: `replay NAME POLICIES [POLICY.KEY=VALUE ...]`
 # runs one resumable `parareason replay` of $TRACES rows $ROWS into $OUT/NAME (skipped once its
-# summary.json exists; an interrupted one continues with --resume). Source it from the repository root.
+# summary.json exists; an interrupted one continues with --resume). The caller sets ROWS and OUT;
+# TRACES defaults to the committed recording. Source it from the repository root.
 set -u
+TRACES=${TRACES:-benchmarks/traces/gsm8k128x16.jsonl.xz}
 mkdir -p "$OUT"
 
 replay() {

@@ -16,8 +16,8 @@ pairs and `prefix_chars` use; judges with a length limit keep the *start* of a t
 Online, the common length is rounded down to a multiple of `ONLINE_PREFIX_STEP`
 characters (deviation from an exact cut, ~16 tokens at most): a representative is then
 cut at the same few lengths by every newcomer, so embedding judges find its prefix in
-their cache instead of re-encoding both texts of every comparison (DeepPrune replay was
-~20 s a question on 2 cores, dominated by re-encoding).
+their cache instead of re-encoding both texts of every comparison (DeepPrune replay went
+from ~25 to 4.3 s a question on a shared 2-core CPU; BENCHMARKS.md, dev sweep).
 """
 from __future__ import annotations
 
