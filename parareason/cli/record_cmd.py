@@ -13,6 +13,7 @@ import click
 
 from parareason.cli.options import (
     FiniteFloatRange, check_backend_args, config_option, engine_options, model_options, output_options,
+    parse_rows, rows_option,
 )
 from parareason.runtime.policy import Decision, Policy, PolicyContext, SampleOverrides
 
@@ -53,6 +54,7 @@ class RecordAll(Policy):
               help="Also record the top-K alternatives' logprobs per token (for confidence policies).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
+@rows_option
 @click.option("--questions-at-once", type=click.IntRange(min=1), default=4, show_default=True,
               help="Questions decoded together (their n samples share one batch). A larger "
                    "batch uses the CPU better: on 2 cores 64 rows give ~2x, 96 rows ~2.4x the "
@@ -62,7 +64,7 @@ class RecordAll(Policy):
 @output_options
 def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype: str, weights: str, n: int, max_new_tokens: int,
            temperature: float, top_p: float, top_logprobs: int, seed: int, limit: int | None,
-           questions_at_once: int, out: Path, resume: bool, force: bool, quiet: bool) -> None:
+           row_range: str | None, questions_at_once: int, out: Path, resume: bool, force: bool, quiet: bool) -> None:
     """Sample N traces per question of DATASET (plain protocol) and store tokens,
     logprobs (and top-K alternatives if asked), timings, finish reasons and extracted
     answers in a trace file for `parareason replay`. Resumable like `run` (--resume).
@@ -83,6 +85,12 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
 
     check_backend_args(backend, urls)
     rows = load_dataset(dataset, limit, need_answers=False)
+    # --rows keeps dataset indices (and so each row's seed and `row` field): a slice recorded
+    # later pairs, question by question, with a full recording of the same file
+    wanted = parse_rows(row_range) or slice(None)
+    indexed = list(enumerate(rows))[wanted]
+    if not indexed:
+        raise click.BadParameter(f"{dataset} has no question at rows {row_range}", param_hint="--rows")
     check_output(out)  # before open_results creates the file...
     check_model(model, backend)  # ...and its .config.json
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
@@ -90,14 +98,14 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
     config = {"model": model, "backend": backend, **engine_options(backend, dtype, weights), "protocol": "plain", **sampling}
     writer = open_results(out, config, resume=resume, force=force)
     try:
-        todo = [(i, r) for i, r in enumerate(rows) if r.id not in writer.done_ids]
-        click.echo(f"traces -> {out}  ({len(rows) - len(todo)} of {len(rows)} questions already recorded)")
+        todo = [(i, r) for i, r in indexed if r.id not in writer.done_ids]
+        click.echo(f"traces -> {out}  ({len(indexed) - len(todo)} of {len(indexed)} questions already recorded)")
         if not todo:
             return
         engine = open_engine(model, backend, urls, dtype, weights)
         recorder = RecordingBackend(engine.backend)
         by_id = {r.id: (i, r) for i, r in todo}
-        done = len(rows) - len(todo)
+        done = len(indexed) - len(todo)
         specs = [RequestSpec(id=r.id, prompt=r.prompt, policy=RecordAll(n, top_logprobs), protocol="plain",
                              reference=None,
                              params=SamplingParams(temperature=temperature, top_p=top_p,
@@ -119,7 +127,7 @@ def record(dataset: Path, model: str, backend: str, urls: tuple[str, ...], dtype
             done += 1
             answers = [t.answer for c in contexts for t in c.traces]
             toks = sum(len(t.token_ids) for c in contexts for t in c.traces)
-            click.echo(f"[{done}/{len(rows)}] {row.id}: {q.n_traces} traces, {toks} tokens, "
+            click.echo(f"[{done}/{len(indexed)}] {row.id}: {q.n_traces} traces, {toks} tokens, "
                        f"answers {_tally(answers)} (reference {row.answer})  {time.monotonic() - t_start:.0f}s")
 
         t_start = time.monotonic()

@@ -93,6 +93,20 @@ def test_questions_recorded_together_match_questions_recorded_one_by_one(scripte
         assert qb.chat_calls == qa.chat_calls
 
 
+def test_record_rows_keep_dataset_rows_and_seeds(scripted, dataset, tmp_path):
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    assert record(dataset, whole).exit_code == 0
+    res = record(dataset, part, "--rows", "1:3")
+    assert res.exit_code == 0, res.output
+    a, b = load_trace_file(whole), load_trace_file(part)
+    assert [(q.id, q.row) for q in b] == [("q1", 1), ("q2", 2)]
+    # the same seeds as in the whole file, so the slice pairs with it question by question
+    assert [[t.token_ids for t in q.contexts[0].traces] for q in b] == \
+        [[t.token_ids for t in q.contexts[0].traces] for q in a[1:3]]
+    res = record(dataset, tmp_path / "none.jsonl", "--rows", "9:12")
+    assert res.exit_code == 2 and "no question at rows 9:12" in res.output
+
+
 def test_replay_and_judge_select_dataset_rows(scripted, dataset, tmp_path):
     traces = tmp_path / "traces.jsonl"
     assert record(dataset, traces, "--questions-at-once", 4).exit_code == 0
