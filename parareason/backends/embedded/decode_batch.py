@@ -10,6 +10,10 @@ and the batch's `read` is one `pad_sequence` of them. A sequence whose slots are
 ascending run (batch 1, a fresh prompt) also passes the run's first slot, so that the
 model reads its KV as a slice of the pool instead of gathering a copy (same values,
 same strides: the same attention result).
+
+Rows that share a prompt share its KV slots, and each row's first `seq.shared_prefix`
+slots are read as a `PrefixGroup`: once per step for all the rows holding them, not once
+per row (attention.py). `read_slots` then lists only each row's own slots after it.
 """
 from __future__ import annotations
 
@@ -23,13 +27,16 @@ from parareason.backends.embedded.sequence import Sequence
 
 class SlotTensor:
     """An int64 tensor mirroring the list `src` (a sequence's slots), grown in place as
-    the list is appended to; whether the slots so far are one ascending run of ids."""
+    the list is appended to; whether the slots after the first `split` (the row's own, read
+    per row) are one ascending run of ids, and where the first `split` start if they are one."""
 
-    def __init__(self, src: list[int]):
+    def __init__(self, src: list[int], split: int = 0):
         self.src = src
+        self.split = min(split, len(src))
         self.buf = torch.empty(max(16, 2 * len(src)), dtype=torch.long)
         self.n = 0
-        self.run = True  # src[:n] == range(src[0], src[0] + n)
+        self.run = True  # src[split:n] == range(src[split], src[split] + n - split)
+        self.prefix_start = run_start(src[:self.split])
         self.extend()
 
     def extend(self) -> None:
@@ -43,20 +50,26 @@ class SlotTensor:
             grown[:self.n] = self.buf[:self.n]
             self.buf = grown
         self.buf[self.n:end] = torch.tensor(new, dtype=torch.long) if len(new) > 1 else new[0]
-        first = self.src[0]
-        self.run = self.run and all(s == first + self.n + j for j, s in enumerate(new))
+        lo = max(self.split - self.n, 0)  # the new slots past the prefix
+        if lo < len(new):
+            first, at = self.src[self.split], self.n + lo - self.split
+            self.run = self.run and all(s == first + at + j for j, s in enumerate(new[lo:]))
         self.n = end
 
     def view(self) -> torch.Tensor:
         return self.buf[:self.n]
+
+    def own(self) -> torch.Tensor:
+        """The slots after the shared prefix."""
+        return self.buf[self.split:self.n]
 
 
 def slot_tensor(seq: Sequence) -> SlotTensor:
     """`seq`'s SlotTensor, up to date. A new list in `seq.slots` (prefill, sharing) starts
     a new one; the list itself is only ever appended to (`decode_batch`)."""
     c = seq.slot_cache
-    if c is None or c.src is not seq.slots or c.n > len(seq.slots):
-        c = seq.slot_cache = SlotTensor(seq.slots)
+    if c is None or c.src is not seq.slots or c.n > len(seq.slots) or c.split != min(seq.shared_prefix, len(seq.slots)):
+        c = seq.slot_cache = SlotTensor(seq.slots, seq.shared_prefix)
     else:
         c.extend()
     return c
@@ -71,15 +84,25 @@ def run_start(slots: list[int]) -> int | None:
 
 
 @dataclass
+class PrefixGroup:
+    """Batch rows whose first len(slots) KV slots are the same (siblings of one prompt)."""
+    rows: torch.Tensor  # [R] rows of the batch, ascending
+    slots: torch.Tensor  # [P]
+    start: int | None  # slots == range(start, start + P): read as a slice of the pool
+    every_row: bool  # rows == range(B)
+
+
+@dataclass
 class DecodeBatch:
     input_ids: torch.Tensor  # [B, 1]
     positions: torch.Tensor  # [B, 1]
     write_slots: torch.Tensor  # [B, 1]
-    read_slots: torch.Tensor  # [B, L]
+    read_slots: torch.Tensor  # [B, L] each row's own slots (after its shared prefix, if any)
     mask: torch.Tensor  # [B, 1, 1, L] bool
     logits_at: torch.Tensor  # [B] zeros: the one new position
     seg_ids: torch.Tensor  # [B, 1]
-    read_start: int | None  # batch 1 with one run of slots: its first (model.forward)
+    read_start: int | None  # batch 1 with one run of own slots: its first (model.forward)
+    prefixes: list[PrefixGroup]  # shared prefixes, each read once for its rows
 
 
 def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
@@ -91,9 +114,10 @@ def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
     caches = [slot_tensor(seq) for seq in seqs]
     B = len(seqs)
     lens = torch.tensor([c.n for c in caches])
-    read = caches[0].view()[None] if B == 1 else pad_sequence([c.view() for c in caches], batch_first=True)
+    own_lens = torch.tensor([c.n - c.split for c in caches])
+    read = caches[0].own()[None] if B == 1 else pad_sequence([c.own() for c in caches], batch_first=True)
     L = read.shape[1]
-    mask = (torch.arange(L)[None, :] < lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
+    mask = (torch.arange(L)[None, :] < own_lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
     shifts = torch.tensor([seq.pos_shift for seq in seqs])  # 0 but for a ParaThinker summary
     return DecodeBatch(
         input_ids=torch.tensor([[seq.tokens[-1]] for seq in seqs]),
@@ -102,4 +126,21 @@ def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
         read_slots=read, mask=mask,
         logits_at=torch.zeros(B, dtype=torch.long),
         seg_ids=torch.tensor([[seq.seg] for seq in seqs]),
-        read_start=seqs[0].slots[0] if B == 1 and caches[0].run else None)
+        read_start=seqs[0].slots[caches[0].split] if B == 1 and caches[0].run else None,
+        prefixes=prefix_groups(caches))
+
+
+def prefix_groups(caches: list[SlotTensor]) -> list[PrefixGroup]:
+    """Group the rows by shared prefix. Two rows holding the same slot at the same index
+    hold the same slots before it (a list only ever copies a prefix of another and appends
+    fresh slots), so (split, last prefix slot) names a prefix."""
+    rows: dict[tuple[int, int], list[int]] = {}
+    for b, c in enumerate(caches):
+        if c.split:
+            rows.setdefault((c.split, c.src[c.split - 1]), []).append(b)
+    groups = []
+    for members in rows.values():
+        c = caches[members[0]]
+        groups.append(PrefixGroup(rows=torch.tensor(members), slots=c.buf[:c.split], start=c.prefix_start,
+                                  every_row=len(members) == len(caches)))
+    return groups

@@ -178,6 +178,7 @@ class TransformersEngine(Backend):
         lay = layout(ids, self.parathinker) if isinstance(self.parathinker, ParaThinkerIds) else None
         if lay is not None:
             return native_prefill(self, seq, lay)
+        seq.shared_prefix = len(ids) - 1  # what every sibling of this prompt holds (attention.py)
         match = longest_prefix(ids, [*self.running.values(), *self.prefix_cache])
         free_logits = match.reusable_logits(len(ids))
         # Reuse at most len-1 tokens unless the logits come for free: the last context
@@ -260,7 +261,8 @@ class TransformersEngine(Backend):
             with region(BATCH_PREP):
                 d = decode_batch(seqs, self.pool.alloc(len(seqs)))
             logits = self.model.forward(d.input_ids, d.positions, self.pool, d.write_slots, d.read_slots, d.mask,
-                                        d.logits_at, seg_ids=d.seg_ids, read_start=d.read_start)
+                                        d.logits_at, seg_ids=d.seg_ids, read_start=d.read_start,
+                                        prefixes=d.prefixes)
             for b, seq in enumerate(seqs):
                 seq.logits = logits[b]
         except Exception as e:  # cannot tell which row failed: end all of them

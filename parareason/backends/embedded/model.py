@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from parareason.backends.embedded.attention import attend
+from parareason.backends.embedded.decode_batch import PrefixGroup
 from parareason.backends.embedded.kv_pool import KVPool
 from parareason.backends.embedded.profiling import ATTENTION, LINEAR, LM_HEAD, region
 from parareason.backends.embedded.weights import Linear, check_weight_format, layer_format
@@ -175,7 +178,7 @@ class DecoderModel:
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: KVPool,
                 write_slots: torch.Tensor, read_slots: torch.Tensor, attn_mask: torch.Tensor,
                 logits_at: torch.Tensor, seg_ids: torch.Tensor | None = None,
-                read_start: int | None = None) -> torch.Tensor:
+                read_start: int | None = None, prefixes: Sequence[PrefixGroup] = ()) -> torch.Tensor:
         """Run B sequences, each adding Q new tokens, and return logits [B, vocab] (float32).
 
         input_ids, positions, write_slots: [B, Q] (padding rows write to the pool's scratch
@@ -183,18 +186,21 @@ class DecoderModel:
         new ones included (they are written before they are read). attn_mask: [B, 1, Q, L]
         bool, True = may attend. logits_at: [B] which of the Q positions gives logits.
         seg_ids: [B, Q] ParaThinker segment of each new token (None: all 0); used only
-        when the checkpoint has segment embeddings.
+        when the checkpoint has segment embeddings. prefixes (decode, Q = 1): KV prefixes
+        shared by groups of rows, read once per group (attention.py); read_slots and
+        attn_mask then cover each row's slots after its prefix.
         """
         c = self.config
         B, Q = input_ids.shape
-        L = read_slots.shape[1]
         if read_start is not None and B != 1:
             raise ValueError("read_start is for a batch of one sequence")
         h = F.embedding(input_ids, self.embed)  # [B, Q, hidden]
         cos = self.cos[positions].unsqueeze(2)  # [B, Q, 1, D]
         sin = self.sin[positions].unsqueeze(2)
         write_flat = write_slots.reshape(-1)
-        read_flat = read_slots.reshape(-1)
+        own_bias = None
+        if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
+            own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
         nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         for i, lw in enumerate(self.layers):
             x = rms_norm(h, lw.input_norm, c.rms_norm_eps)
@@ -213,15 +219,7 @@ class DecoderModel:
                 k = k * cos + rotate_half(k) * sin
                 kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
                 kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
-                if read_start is None:
-                    keys, values = kv.k[i].index_select(0, read_flat), kv.v[i].index_select(0, read_flat)
-                else:
-                    keys, values = kv.k[i][read_start:read_start + L], kv.v[i][read_start:read_start + L]
-                keys = keys.view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
-                values = values.view(B, L, c.num_kv_heads, c.head_dim).transpose(1, 2)
-                attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=attn_mask,
-                                                      enable_gqa=True)
-                attn = attn.transpose(1, 2).reshape(B, Q, nq)
+                attn = attend(q, kv.k[i], kv.v[i], read_slots, attn_mask, read_start, prefixes, own_bias)
             with region(LINEAR):
                 o = lw.o(attn)
             h = h + o

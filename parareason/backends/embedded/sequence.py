@@ -29,6 +29,10 @@ class Sequence:
     usage_reported: bool = False
     pos_shift: int = 0  # position = slot index - pos_shift (a ParaThinker summary: parathinker_native.py)
     seg: int = 0  # segment id of new tokens (ParaThinker path k: k)
+    # Leading slots read as a prefix shared with other rows (attention.py): the prompt less
+    # its last token, which every sibling of this prompt holds in the same slots. Fixed at
+    # prefill from the prompt alone, so a row's arithmetic never depends on its batch mates.
+    shared_prefix: int = 0
     slot_cache: Any = field(default=None, repr=False)  # decode_batch.SlotTensor of `slots`
 
     @property
