@@ -9,6 +9,10 @@ writes, KV gather, SDPA), sampling (sampler + stop checks), batch prep (the deco
 inputs' slot / mask tensors) and other (norms, residuals, embedding, Python), which
 is the profiled step minus the ranges: the split adds up to the profiled step.
 
+Each batch size runs twice, with the shared prompt's KV read once per step for all rows
+(attention.py, the engine's default) and once per row (as the engine did before), so
+the two attention columns compare in one run.
+
 The weight-streaming floor is the bytes of weights a step reads over the read bandwidth
 measured in the same run (best of a few sums over a 512 MB tensor, larger than any cache):
 weights are only read. A copy's bandwidth (bytes read + written) is printed beside it, as
@@ -41,12 +45,14 @@ class ProfileConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int = 0
+    shared_prefix: tuple[bool, ...] = (True, False)  # prompt KV read once per step / once per row
     out_path: str | None = "BENCHMARKS.md"  # None: print only
 
 
 @dataclass
 class StepProfile:
     batch: int
+    shared_prefix: bool  # the prompt's KV read once per step for all rows
     step_ms: float  # median, no profiler
     profiled_ms: float  # mean step under the profiler
     split_ms: dict[str, float] = field(default_factory=dict)  # CATEGORIES -> ms, sums to profiled_ms
@@ -75,14 +81,26 @@ def _top_ops(events: Any, steps: int, n: int = 6) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / 1000.0 / steps) for e in ops[:n]]
 
 
-def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig) -> StepProfile:
-    """Time and profile decode steps of `batch` rows of `context_ids` in `engine`."""
+def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
+                  shared_prefix: bool = True) -> StepProfile:
+    """Time and profile decode steps of `batch` rows of `context_ids` in `engine` (left
+    with the shared-prefix setting it had)."""
+    before = engine.options.shared_prefix_attention
+    try:
+        return _profile_batch(engine, context_ids, batch, cfg, shared_prefix)
+    finally:
+        engine.options.shared_prefix_attention = before
+
+
+def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
+                   shared_prefix: bool) -> StepProfile:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from parareason.backends.base import GenerationRequest, SamplingParams
     from parareason.backends.embedded.profiling import ranges_on
 
     engine.prefix_cache.clear()
+    engine.options.shared_prefix_attention = shared_prefix
     budget = 2 * (cfg.warmup + 2 * cfg.steps) + 4  # never finishes while measured
     for b in range(batch):
         p = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + b,
@@ -107,7 +125,7 @@ def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileC
     engine.step()  # report the aborts; nothing is left
     events = prof.key_averages()
     profiled, split = split_step(events, cfg.steps)
-    return StepProfile(batch, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
+    return StepProfile(batch, shared_prefix, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
 
 
 def copy_bandwidth(nbytes: int = 256 << 20, reps: int = 5) -> float:
@@ -156,11 +174,12 @@ def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandw
     """`bandwidth`: the read rate the floor divides by; `copy_rate`: a copy's, for reference."""
     floor_ms = weight_bytes / bandwidth * 1000.0
     table = markdown_table(
-        ["batch", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms", "step / floor"],
-        [[str(r.batch), f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
+        ["batch", "prompt KV read", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms",
+         "step / floor"],
+        [[str(r.batch), _read_label(r), f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
           *(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES),
           f"{floor_ms:.1f}", f"{r.step_ms / floor_ms:.2f}"] for r in rows])
-    ops = "\n".join(f"- batch {r.batch}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
+    ops = "\n".join(f"- batch {r.batch}, {_read_label(r)}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
     return (f"{cfg.model}, dtype {cfg.dtype}, weights {cfg.weights}; {cfg.context}-token chat prompt shared by "
             f"the rows, temperature {cfg.temperature}, top-p {cfg.top_p}; step ms: median of {cfg.steps} steps "
             f"after {cfg.warmup} warm-up; split: ms per step (share) under torch.profiler, which adds its own "
@@ -169,6 +188,10 @@ def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandw
             f"(sum over a 512 MB tensor, best of 5: the floor's divisor)"
             + (f"; copy bandwidth {copy_rate / 1e9:.1f} GB/s (256 MB copy, read + write)" if copy_rate else "")
             + f". Top ops by self time (ms per step):\n\n{ops}\n")
+
+
+def _read_label(r: StepProfile) -> str:
+    return "once a step" if r.shared_prefix else "once a row"
 
 
 def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
@@ -181,7 +204,7 @@ def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
         ids = context_tokens(engine.tokenizer, cfg.context)
         cfg = replace(cfg, context=len(ids))
         bandwidth, copy_rate = read_bandwidth(), copy_bandwidth()
-        rows = [profile_batch(engine, ids, b, cfg) for b in cfg.batches]
+        rows = [profile_batch(engine, ids, b, cfg, shared) for b in cfg.batches for shared in cfg.shared_prefix]
         md = render(cfg, rows, engine.model.streamed_weight_bytes(), bandwidth, copy_rate)
     finally:
         engine.close()

@@ -52,6 +52,9 @@ class EngineOptions:
     prefill_chunk: int = 512  # prompt tokens per prefill forward (bounds attention memory)
     prefix_cache_tokens: int = 16384  # KV tokens the LRU of finished sequences may keep alive
     kv_initial_capacity: int = 4096  # token slots; the pool doubles when full
+    # decode reads a prompt's KV once for all rows sharing it (attention.py); False: once per
+    # row, as before (for `bench profile`'s comparison)
+    shared_prefix_attention: bool = True
     # ParaThinker native layout (parathinker_native.py): "auto" = when the tokenizer has its tokens
     parathinker: ParaThinkerIds | str | None = "auto"
 
@@ -178,7 +181,8 @@ class TransformersEngine(Backend):
         lay = layout(ids, self.parathinker) if isinstance(self.parathinker, ParaThinkerIds) else None
         if lay is not None:
             return native_prefill(self, seq, lay)
-        seq.shared_prefix = len(ids) - 1  # what every sibling of this prompt holds (attention.py)
+        # what every sibling of this prompt holds (attention.py)
+        seq.shared_prefix = len(ids) - 1 if self.options.shared_prefix_attention else 0
         match = longest_prefix(ids, [*self.running.values(), *self.prefix_cache])
         free_logits = match.reusable_logits(len(ids))
         # Reuse at most len-1 tokens unless the logits come for free: the last context

@@ -29,9 +29,12 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
               help="decode steps timed, and again profiled, per batch size")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--compare-per-row/--no-compare-per-row", default=True, show_default=True,
+              help="also run each batch reading the shared prompt's KV once per row (the engine's old way)")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def profile(model: str, dtype: str, weights: str, batches: tuple[int, ...], context: int, steps: int,
-            warmup: int, seed: int, out_path: str) -> None:
+            warmup: int, seed: int, compare_per_row: bool, out_path: str) -> None:
     """Split one decode step (matmuls, LM head, attention, sampling, other) vs the weight-streaming floor."""
     run_decode_profile(ProfileConfig(model=model, dtype=dtype, weights=weights, batches=batches, context=context,
-                                     steps=steps, warmup=warmup, seed=seed, out_path=out_path))
+                                     steps=steps, warmup=warmup, seed=seed, out_path=out_path,
+                                     shared_prefix=(True, False) if compare_per_row else (True,)))
