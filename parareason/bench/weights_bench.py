@@ -8,11 +8,8 @@ Two measurements, both against `full` (float32, the exact reference):
   the mean |logprob difference| of the answer's tokens, and how often the greedy
   (argmax) token agrees.
 * **SC@k on the same recorded questions.** Given one trace file per format (`parareason
-  record --weights F` of the same rows and seeds), each question's majority vote over
-  its first k traces (a trace votes if it wrote an answer, cut or not; a tie scores the
-  share of tied answers that are right) graded with math-verify; per format the accuracy
-  with its 95% bootstrap CI and the paired bootstrap CI of its difference to full (the
-  same questions, io/statistics.py).
+  record --weights F` of the same rows and seeds), SC@k per format against full, paired
+  question by question (sc_compare.py).
 """
 from __future__ import annotations
 
@@ -98,44 +95,9 @@ def measure_drift(cfg: WeightsBenchConfig) -> list[Drift]:
     return drifts
 
 
-def sc_credits(path: Path, k: int) -> dict[int | str, float]:
-    """Per question (by dataset row, else id): the vote credit of its first k traces."""
-    from parareason.backends.replay.tracefile import load_trace_file
-    from parareason.io.statistics import vote_credit
-
-    credits: dict[int | str, float] = {}
-    for q in load_trace_file(path):
-        if q.reference is None:
-            continue
-        traces = [t for c in q.contexts for t in c.traces][:k]
-        credits[q.row if q.row is not None else q.id] = vote_credit([t.answer for t in traces], q.reference)
-    return credits
-
-
-def sc_table(traces: dict[str, Path], k: int) -> str:
-    """SC@k per format on the questions every file has, with CIs; markdown."""
-    from parareason.io.statistics import accuracy_ci, paired_difference_ci
-
-    credits = {fmt: sc_credits(p, k) for fmt, p in traces.items()}
-    common = sorted(set.intersection(*(set(c) for c in credits.values())), key=str)
-    if "full" not in credits or not common:
-        return "(SC@k needs a `full` trace file and questions common to every file)\n"
-    base = [credits["full"][q] for q in common]
-    rows = []
-    for fmt, c in credits.items():
-        vals = [c[q] for q in common]
-        diff, dci = paired_difference_ci(vals, base)
-        rows.append([fmt, f"{sum(vals) / len(vals):.3f}", _ci(accuracy_ci(vals)), f"{diff:+.3f}", _ci(dci)])
-    return (f"SC@{k} on the {len(common)} questions every trace file has:\n\n"
-            + markdown_table(["weights", "SC accuracy", "95% CI", "difference to full", "paired 95% CI"], rows))
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "n/a"
-
-
 def run_weights_bench(cfg: WeightsBenchConfig) -> str:
     from parareason.bench.report import write_section
+    from parareason.bench.sc_compare import sc_comparison
 
     drifts = measure_drift(cfg)
     body = [f"Model `{cfg.model}`, float32 activations. Drift: the fixed GSM8K question (chat template) and the "
@@ -145,7 +107,7 @@ def run_weights_bench(cfg: WeightsBenchConfig) -> str:
                            [[d.fmt, f"{d.kl:.4f}", f"{d.abs_logprob_diff:.4f}", f"{100 * d.argmax_agreement:.1f}%"]
                             for d in drifts])]
     if cfg.traces:
-        body.append(sc_table(cfg.traces, cfg.k))
+        body.append(sc_comparison(cfg.traces, cfg.k, base="full", label="weights"))
     md = "\n".join(body)
     write_section("Weight formats: accuracy (bench weights)", md, cfg.out_path)
     return md

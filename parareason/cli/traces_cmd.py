@@ -1,4 +1,5 @@
-"""`parareason traces stats|compact`: look into a trace file, shrink one for committing."""
+"""`parareason traces stats|compact|compare`: look into a trace file, shrink one for
+committing, set recordings of the same rows side by side."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,3 +45,30 @@ def compact(src: Path, dst: Path, logprob_decimals: int, top_decimals: int, keep
         raise click.ClickException(str(e)) from None
     click.echo(f"{n} questions -> {dst} ({dst.stat().st_size / 1e6:.1f} MB; {src} was "
                f"{src.stat().st_size / 1e6:.1f} MB)")
+
+
+@traces.command()
+@click.argument("files", nargs=-1, required=True, metavar="LABEL=PATH...")
+@click.option("--k", type=click.IntRange(min=1), default=8, show_default=True, help="Traces per SC vote.")
+@click.option("--base", default=None, help="The LABEL the others are paired against (default: the first).")
+def compare(files: tuple[str, ...], k: int, base: str | None) -> None:
+    """SC@k of recordings of the same rows (other models, weights or settings), each
+    against the base: paired 95% CIs on the questions all files have, tokens spent."""
+    from parareason.bench.sc_compare import sc_comparison
+    from parareason.backends.replay.tracefile import TraceFileError
+
+    labelled = {}
+    for spec in files:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise click.BadParameter(f"{spec!r}: expected LABEL=PATH", param_hint="FILES")
+        if not Path(path).is_file():
+            raise click.BadParameter(f"{path}: no such trace file", param_hint="FILES")
+        labelled[label] = Path(path)
+    base = base or next(iter(labelled))
+    if base not in labelled:
+        raise click.BadParameter(f"{base!r} is not one of the labels {', '.join(labelled)}", param_hint="--base")
+    try:
+        click.echo(sc_comparison(labelled, k, base=base, label="recording"))
+    except TraceFileError as e:
+        raise click.ClickException(str(e)) from None

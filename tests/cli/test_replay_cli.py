@@ -107,6 +107,21 @@ def test_record_rows_keep_dataset_rows_and_seeds(scripted, dataset, tmp_path):
     assert res.exit_code == 2 and "no question at rows 9:12" in res.output
 
 
+def test_traces_compare_pairs_recordings_of_the_same_rows(scripted, dataset, tmp_path):
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    assert record(dataset, whole).exit_code == 0
+    assert record(dataset, part, "--rows", "1:3").exit_code == 0
+    res = invoke("traces", "compare", f"a={whole}", f"b={part}", "--k", 4)
+    assert res.exit_code == 0, res.output
+    # the same rows and seeds: the same votes, a difference of 0 on the 2 common questions
+    assert "SC@4 on the 2 questions" in res.output and "| b |" in res.output and "+0.000" in res.output
+    assert "| 1.00x |" in res.output
+    res = invoke("traces", "compare", f"a={whole}", "--base", "z")
+    assert res.exit_code == 2 and "'z' is not one of the labels a" in res.output
+    res = invoke("traces", "compare", str(whole))
+    assert res.exit_code == 2 and "expected LABEL=PATH" in res.output
+
+
 def test_replay_and_judge_select_dataset_rows(scripted, dataset, tmp_path):
     traces = tmp_path / "traces.jsonl"
     assert record(dataset, traces, "--questions-at-once", 4).exit_code == 0
