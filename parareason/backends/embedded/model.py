@@ -207,16 +207,20 @@ class DecoderModel:
             with region(LINEAR):
                 qkv = lw.qkv(x)
             with region(ATTENTION):
-                q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
-                k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
                 v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
-                if lw.seg is not None:  # vllm-parathinker qwen2.py: k, v += seg_embeddings(seg_ids)
+                if lw.seg is None:  # RoPE on q and k heads together: half the elementwise calls
+                    qk = qkv[..., :nq + nkv].view(B, Q, c.num_heads + c.num_kv_heads, c.head_dim)
+                    qk = qk * cos + rotate_half(qk) * sin
+                    q, k = qk[:, :, :c.num_heads], qk[:, :, c.num_heads:]
+                else:  # vllm-parathinker qwen2.py: k, v += seg_embeddings(seg_ids), before RoPE
+                    q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
+                    k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
                     # no seg_ids: not a path, segment 0 (the collator's zeros), so an ordinary
                     # prefill leaves the same KV as the native layout's prompt region reuses
                     seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids, lw.seg)[:, :, None, :]
                     k, v = k + seg, v + seg
-                q = q * cos + rotate_half(q) * sin
-                k = k * cos + rotate_half(k) * sin
+                    q = q * cos + rotate_half(q) * sin
+                    k = k * cos + rotate_half(k) * sin
                 kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
                 kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
                 attn = attend(q, kv.k[i], kv.v[i], read_slots, attn_mask, read_start, prefixes, own_bias)
