@@ -9,7 +9,8 @@ One `step()`:
      its own params and RNG, and check its stop conditions; finished ones leave now,
      their KV goes to the prefix LRU;
   3. run ONE batched forward over all still-running sequences (their new token) to
-     get next step's logits. Finished rows cost nothing from here on.
+     get next step's logits. Finished rows cost nothing from here on. Rows that share
+     a prompt read its KV once in this forward, not once each (attention.py).
 
 See base.py for the contract. Everything one sequence does wrong (too long, bad ids)
 ends that sequence with finish_reason "error"; `step()` never raises for it.
