@@ -50,14 +50,14 @@ def test_shared_prefixes_are_grouped_and_give_plain_attention():
     seqs = [seq(prompt_a + [200 + i, 210 + i], 40) for i in range(3)]  # siblings of prompt a
     seqs += [seq(prompt_b + [300 + i], 7) for i in range(2)]  # siblings of prompt b
     seqs += [seq([150, 151, 152], 0)]  # no shared prefix (a ParaThinker row)
-    seqs.insert(2, seq(prompt_a[:20] + [250, 251], 20))  # a shorter prefix of a: its own group
+    seqs.insert(2, seq(prompt_a[:20] + [250, 251], 20))  # a shorter prefix of a, alone: no group
     new = list(range(320, 320 + len(seqs)))
     q = torch.randn(len(seqs), 1, KV_HEADS * GROUP, D)
     d, got = cascade(q, k_pool, v_pool, seqs, new)
     groups = sorted((g.rows.tolist(), g.slots.tolist(), g.start) for g in d.prefixes)
-    assert groups == sorted([([0, 1, 3], prompt_a, 1), ([2], prompt_a[:20], 1),
-                             ([4, 5], prompt_b, None)])
-    assert d.read_slots[0, :3].tolist() == [200, 210, 320] and d.mask[:, 0, 0].sum(-1).tolist() == [3, 3, 3, 3, 2, 2, 4]
+    assert groups == sorted([([0, 1, 3], prompt_a, 1), ([4, 5], prompt_b, None)])
+    assert d.read_slots[0, :3].tolist() == [200, 210, 320] and d.mask[:, 0, 0].sum(-1).tolist() == [3, 3, 23, 3, 2, 2, 4]
+    assert d.read_slots[2, :23].tolist() == prompt_a[:20] + [250, 251, 322]  # a row in no group reads all its slots
     assert d.positions[:, 0].tolist() == [len(s.slots) - 1 for s in seqs]
     assert torch.allclose(got, plain(q, k_pool, v_pool, seqs), atol=1e-5)
     # each row in a batch of its own: the same up to the rounding that padding its own
@@ -68,24 +68,26 @@ def test_shared_prefixes_are_grouped_and_give_plain_attention():
         assert torch.allclose(alone[0], got[b], atol=1e-6, rtol=0), b
 
 
-def test_a_rows_result_is_the_same_bits_alone_or_among_any_number_of_siblings():
+def test_a_rows_result_is_the_same_bits_among_any_number_of_siblings():
     k_pool, v_pool = pools(seed=1)
     prompt = list(range(5, 60))
     q = torch.randn(16, 1, KV_HEADS * GROUP, D)
     crowd = [seq(prompt + [100 + i], len(prompt)) for i in range(16)]
     _, together = cascade(q, k_pool, v_pool, crowd, list(range(200, 216)))
-    alone_seq = seq(prompt + [107], len(prompt))
-    d, alone = cascade(q[7:8], k_pool, v_pool, [alone_seq], [207])
-    assert d.read_start is None and d.prefixes[0].every_row  # own slots 107, 207: not one run
-    assert torch.equal(alone[0], together[7])
+    pair = [seq(prompt + [107], len(prompt)), seq(prompt + [103], len(prompt))]
+    d, two = cascade(torch.cat([q[7:8], q[3:4]]), k_pool, v_pool, pair, [207, 203])
+    assert d.prefixes[0].every_row and d.read_slots.tolist() == [[107, 207], [103, 203]]
+    assert torch.equal(two[0], together[7]) and torch.equal(two[1], together[3])
 
 
-def test_batch_one_reads_a_run_of_own_slots_as_a_slice():
+def test_batch_one_reads_all_its_slots_in_one_call_and_a_run_as_a_slice():
     k_pool, v_pool = pools(seed=2)
     s = seq(list(range(1, 30)), 28)
     q = torch.randn(1, 1, KV_HEADS * GROUP, D)
     d, got = cascade(q, k_pool, v_pool, [s], [30])
-    assert d.read_start == 29 and d.read_slots.tolist() == [[29, 30]]
+    assert not d.prefixes and d.read_start == 1 and d.read_slots.tolist() == [list(range(1, 31))]
     assert torch.allclose(got, plain(q, k_pool, v_pool, [s]), atol=1e-5)
-    d = decode_batch([s], [40])  # 31 skipped: the own slots are no longer one run
-    assert d.read_start is None and d.read_slots.tolist() == [[29, 30, 40]]
+    d = decode_batch([s], [40])  # 31 skipped: no longer one run
+    assert d.read_start is None and d.read_slots.tolist() == [list(range(1, 31)) + [40]]
+    scattered = seq([9, 3, 4, 5], 3)  # own slots one run, the prefix not: gathered
+    assert decode_batch([scattered], [6]).read_start is None

@@ -11,9 +11,10 @@ ascending run (batch 1, a fresh prompt) also passes the run's first slot, so tha
 model reads its KV as a slice of the pool instead of gathering a copy (same values,
 same strides: the same attention result).
 
-Rows that share a prompt share its KV slots, and each row's first `seq.shared_prefix`
-slots are read as a `PrefixGroup`: once per step for all the rows holding them, not once
-per row (attention.py). `read_slots` then lists only each row's own slots after it.
+Rows that share a prompt share its KV slots: where two rows or more hold the same first
+`seq.shared_prefix` slots, those are read as a `PrefixGroup`, once per step for all of
+them, not once per row (attention.py), and `read_slots` lists only each such row's slots
+after the prefix.
 """
 from __future__ import annotations
 
@@ -63,6 +64,14 @@ class SlotTensor:
         """The slots after the shared prefix."""
         return self.buf[self.split:self.n]
 
+    @property
+    def whole_run(self) -> bool:
+        """Whether all the slots so far are one ascending run."""
+        if not self.split:
+            return self.run
+        return (self.prefix_start is not None and self.run
+                and (self.n == self.split or self.src[self.split] == self.prefix_start + self.split))
+
 
 def slot_tensor(seq: Sequence) -> SlotTensor:
     """`seq`'s SlotTensor, up to date. A new list in `seq.slots` (prefill, sharing) starts
@@ -97,11 +106,11 @@ class DecodeBatch:
     input_ids: torch.Tensor  # [B, 1]
     positions: torch.Tensor  # [B, 1]
     write_slots: torch.Tensor  # [B, 1]
-    read_slots: torch.Tensor  # [B, L] each row's own slots (after its shared prefix, if any)
+    read_slots: torch.Tensor  # [B, L] each row's slots after its group's shared prefix (all, in no group)
     mask: torch.Tensor  # [B, 1, 1, L] bool
     logits_at: torch.Tensor  # [B] zeros: the one new position
     seg_ids: torch.Tensor  # [B, 1]
-    read_start: int | None  # batch 1 with one run of own slots: its first (model.forward)
+    read_start: int | None  # batch 1 with one run of slots: its first (model.forward)
     prefixes: list[PrefixGroup]  # shared prefixes, each read once for its rows
 
 
@@ -113,11 +122,14 @@ def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
         seq.slots.append(slot)
     caches = [slot_tensor(seq) for seq in seqs]
     B = len(seqs)
+    groups = prefix_groups(caches)
+    grouped = {b for g in groups for b in g.rows.tolist()}
+    reads = [c.own() if b in grouped else c.view() for b, c in enumerate(caches)]
     lens = torch.tensor([c.n for c in caches])
-    own_lens = torch.tensor([c.n - c.split for c in caches])
-    read = caches[0].own()[None] if B == 1 else pad_sequence([c.own() for c in caches], batch_first=True)
+    read_lens = torch.tensor([len(r) for r in reads])
+    read = reads[0][None] if B == 1 else pad_sequence(reads, batch_first=True)
     L = read.shape[1]
-    mask = (torch.arange(L)[None, :] < own_lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
+    mask = (torch.arange(L)[None, :] < read_lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
     shifts = torch.tensor([seq.pos_shift for seq in seqs])  # 0 but for a ParaThinker summary
     return DecodeBatch(
         input_ids=torch.tensor([[seq.tokens[-1]] for seq in seqs]),
@@ -126,20 +138,24 @@ def decode_batch(seqs: list[Sequence], new: list[int]) -> DecodeBatch:
         read_slots=read, mask=mask,
         logits_at=torch.zeros(B, dtype=torch.long),
         seg_ids=torch.tensor([[seq.seg] for seq in seqs]),
-        read_start=seqs[0].slots[caches[0].split] if B == 1 and caches[0].run else None,
-        prefixes=prefix_groups(caches))
+        read_start=seqs[0].slots[0] if B == 1 and caches[0].whole_run else None,
+        prefixes=groups)
 
 
 def prefix_groups(caches: list[SlotTensor]) -> list[PrefixGroup]:
-    """Group the rows by shared prefix. Two rows holding the same slot at the same index
-    hold the same slots before it (a list only ever copies a prefix of another and appends
-    fresh slots), so (split, last prefix slot) names a prefix."""
+    """Group the rows by shared prefix, where two rows or more share one (a prefix read for
+    one row costs a second attention call and saves nothing: such a row reads all its
+    slots in one). Two rows holding the same slot at the same index hold the same slots
+    before it (a list only ever copies a prefix of another and appends fresh slots), so
+    (split, last prefix slot) names a prefix."""
     rows: dict[tuple[int, int], list[int]] = {}
     for b, c in enumerate(caches):
         if c.split:
             rows.setdefault((c.split, c.src[c.split - 1]), []).append(b)
     groups = []
     for members in rows.values():
+        if len(members) < 2:
+            continue
         c = caches[members[0]]
         groups.append(PrefixGroup(rows=torch.tensor(members), slots=c.buf[:c.split], start=c.prefix_start,
                                   every_row=len(members) == len(caches)))
