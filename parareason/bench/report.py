@@ -18,16 +18,30 @@ from pathlib import Path
 def machine_description() -> str:
     import torch  # local: keeps `parareason --help` light
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        info = []
+    names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    cpu = names[0] if names else cpu
+    flags = next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), set())
+    isa = f" ({vector_units(flags)})" if flags else ""
+    return (f"{cpu}{isa}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def vector_units(flags: set[str]) -> str:
+    """The matrix / vector units that decide a CPU's GEMM speed: one model name ("AMD
+    EPYC") covers hosts with AVX2 only and hosts with AVX-512 and bfloat16 dot products."""
+    parts = []
+    if "amx_bf16" in flags or "amx_tile" in flags:
+        parts.append("AMX")
+    if "avx512f" in flags:
+        parts.append("AVX-512" + (" with BF16" if "avx512_bf16" in flags else ""))
+    elif "avx2" in flags:
+        parts.append("AVX2")
+    return ", ".join(parts) or "no AVX2"
 
 
 def invoked_command() -> str:

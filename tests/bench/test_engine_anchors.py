@@ -166,3 +166,13 @@ def test_bench_engine_rejects_bad_lists(args, message, tmp_path):
     res = CliRunner().invoke(main, ["bench", "engine", *args, "--out", str(tmp_path / "B.md")])
     assert res.exit_code == 2 and message in res.output
     assert not (tmp_path / "B.md").exists()
+
+
+def test_the_machine_line_names_the_vector_units():
+    from parareason.bench.report import machine_description, vector_units
+
+    assert vector_units({"avx2", "fma"}) == "AVX2"
+    assert vector_units({"avx2", "avx512f", "avx512_bf16"}) == "AVX-512 with BF16"
+    assert vector_units({"avx2", "avx512f", "amx_tile", "amx_bf16"}) == "AMX, AVX-512"
+    assert vector_units({"sse2"}) == "no AVX2"
+    assert " cores, torch " in machine_description()
