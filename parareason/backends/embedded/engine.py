@@ -53,9 +53,7 @@ class EngineOptions:
     prefill_chunk: int = 512  # prompt tokens per prefill forward (bounds attention memory)
     prefix_cache_tokens: int = 16384  # KV tokens the LRU of finished sequences may keep alive
     kv_initial_capacity: int = 4096  # token slots; the pool doubles when full
-    # decode reads a prompt's KV once for all rows sharing it (attention.py); False: once per
-    # row, as before (for `bench profile`'s comparison)
-    shared_prefix_attention: bool = True
+    shared_prefix_attention: bool = True  # a prompt's KV read once for its rows (attention.py)
     # ParaThinker native layout (parathinker_native.py): "auto" = when the tokenizer has its tokens
     parathinker: ParaThinkerIds | str | None = "auto"
 
@@ -104,8 +102,6 @@ class TransformersEngine(Backend):
         return feature == NATIVE and self.parathinker is not None and \
             self.parathinker == ParaThinkerIds.from_tokenizer(self.tokenizer)
 
-    # ------------------------------------------------------------------ interface
-
     def submit(self, req: GenerationRequest) -> None:
         if req.seq_id in self.waiting or req.seq_id in self.running:
             raise ValueError(f"sequence id {req.seq_id!r} is already live")
@@ -149,8 +145,6 @@ class TransformersEngine(Backend):
         self.waiting.clear()
         self.prefix_cache.clear()
 
-    # ------------------------------------------------------------------ admission
-
     def _admit(self, updates: list[SeqUpdate]) -> None:
         while self.waiting and len(self.running) < self.options.max_batch_size:
             _, req = self.waiting.popitem(last=False)
@@ -182,8 +176,7 @@ class TransformersEngine(Backend):
         lay = layout(ids, self.parathinker) if isinstance(self.parathinker, ParaThinkerIds) else None
         if lay is not None:
             return native_prefill(self, seq, lay)
-        # what every sibling of this prompt holds (attention.py)
-        seq.shared_prefix = len(ids) - 1 if self.options.shared_prefix_attention else 0
+        seq.shared_prefix = len(ids) - 1 if self.options.shared_prefix_attention else 0  # all siblings hold it
         match = longest_prefix(ids, [*self.running.values(), *self.prefix_cache])
         free_logits = match.reusable_logits(len(ids))
         # Reuse at most len-1 tokens unless the logits come for free: the last context
@@ -216,8 +209,6 @@ class TransformersEngine(Backend):
             self.stats.prefill_forwards += 1
             self.stats.prefill_tokens += q
         self.stats.prefill_s += time.perf_counter() - t0
-
-    # ------------------------------------------------------------------ decode
 
     def _sample_all(self, updates: list[SeqUpdate]) -> list[Sequence]:
         """Sample one token per running sequence; returns those that continue."""
@@ -280,8 +271,6 @@ class TransformersEngine(Backend):
         self.stats.decode_forwards += 1
         self.stats.decode_rows += len(seqs)
         self.stats.decode_s += time.perf_counter() - t0
-
-    # ------------------------------------------------------------------ helpers
 
     def _retire(self, seq: Sequence, cache: bool = True) -> None:
         """Hand a leaving sequence's KV to the prefix LRU (or free it)."""
