@@ -18,13 +18,12 @@ from pathlib import Path
 def machine_description() -> str:
     import torch  # local: keeps `parareason --help` light
 
-    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         info = []
     names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-    cpu = names[0] if names else cpu
+    cpu = names[0] if names else platform.processor() or platform.machine()
     flags = next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), set())
     isa = f" ({vector_units(flags)})" if flags else ""
     return (f"{cpu}{isa}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -270,6 +270,21 @@ rows_option = click.option(
     help="Only questions at these dataset rows (0-based, END excluded), e.g. 32:64 for a dev half.")
 
 
+def labelled_trace_files(key: str, example: str) -> Callable[..., dict[str, Path]]:
+    """A click callback reading KEY=PATH values (repeated) into {key: existing trace file}."""
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for v in values:
+            label, sep, path = v.partition("=")
+            if not sep or not label.strip() or not path:
+                raise click.BadParameter(f"{v!r}: expected {key}=PATH, e.g. {example}")
+            if not Path(path).is_file():
+                raise click.BadParameter(f"{path}: no such trace file")
+            out[label.strip()] = Path(path)
+        return out
+    return parse
+
+
 def select_rows(questions: list[Any], row_range: str | None) -> list[Any]:
     """The questions (in dataset order, each with a `.row`) whose dataset row is in --rows
     START:END; a question without a recorded row counts at its position."""

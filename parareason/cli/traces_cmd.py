@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from parareason.cli.options import labelled_trace_files
+
 
 @click.group()
 def traces() -> None:
@@ -48,27 +50,20 @@ def compact(src: Path, dst: Path, logprob_decimals: int, top_decimals: int, keep
 
 
 @traces.command()
-@click.argument("files", nargs=-1, required=True, metavar="LABEL=PATH...")
+@click.argument("files", nargs=-1, required=True, metavar="LABEL=PATH...",
+                callback=labelled_trace_files("LABEL", "1.5b=runs/m15.traces.jsonl"))
 @click.option("--k", type=click.IntRange(min=1), default=8, show_default=True, help="Traces per SC vote.")
 @click.option("--base", default=None, help="The LABEL the others are paired against (default: the first).")
-def compare(files: tuple[str, ...], k: int, base: str | None) -> None:
+def compare(files: dict[str, Path], k: int, base: str | None) -> None:
     """SC@k of recordings of the same rows (other models, weights or settings), each
     against the base: paired 95% CIs on the questions all files have, tokens spent."""
     from parareason.bench.sc_compare import sc_comparison
     from parareason.backends.replay.tracefile import TraceFileError
 
-    labelled = {}
-    for spec in files:
-        label, sep, path = spec.partition("=")
-        if not sep or not label or not path:
-            raise click.BadParameter(f"{spec!r}: expected LABEL=PATH", param_hint="FILES")
-        if not Path(path).is_file():
-            raise click.BadParameter(f"{path}: no such trace file", param_hint="FILES")
-        labelled[label] = Path(path)
-    base = base or next(iter(labelled))
-    if base not in labelled:
-        raise click.BadParameter(f"{base!r} is not one of the labels {', '.join(labelled)}", param_hint="--base")
+    base = base or next(iter(files))
+    if base not in files:
+        raise click.BadParameter(f"{base!r} is not one of the labels {', '.join(files)}", param_hint="--base")
     try:
-        click.echo(sc_comparison(labelled, k, base=base, label="recording"))
+        click.echo(sc_comparison(files, k, base=base, label="recording"))
     except TraceFileError as e:
         raise click.ClickException(str(e)) from None

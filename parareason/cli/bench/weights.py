@@ -5,26 +5,15 @@ from pathlib import Path
 
 import click
 
+from parareason.cli.options import labelled_trace_files
 from parareason.models import DEFAULT_MODEL
-
-
-def _trace_files(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for v in values:
-        fmt, sep, path = v.partition("=")
-        if not sep or not path:
-            raise click.BadParameter(f"{v!r}: expected FORMAT=PATH, e.g. int8=runs/int8.traces.jsonl")
-        if not Path(path).is_file():
-            raise click.BadParameter(f"{path}: no such trace file")
-        out[fmt.strip()] = Path(path)
-    return out
 
 
 @click.command("weights")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--formats", default="full,float16,int8", show_default=True, help="Weight formats (comma list).")
 @click.option("--answer-tokens", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--traces", multiple=True, callback=_trace_files, metavar="FORMAT=PATH",
+@click.option("--traces", multiple=True, callback=labelled_trace_files("FORMAT", "int8=runs/int8.traces.jsonl"), metavar="FORMAT=PATH",
               help="A trace file recorded with --weights FORMAT (same rows and seeds for every format; "
                    "repeat; one must be full): adds SC@k with paired CIs against full.")
 @click.option("--k", type=click.IntRange(min=1), default=8, show_default=True, help="Traces per SC vote.")
