@@ -134,7 +134,7 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 # --dtype values (parareason/backends/embedded/dtype_choice.py resolves auto).
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 # --weights values (parareason/backends/embedded/weights.py).
-WEIGHTS_CHOICES = ("full", "float16", "int8")
+WEIGHTS_CHOICES = ("full", "float16", "int8", "q8")
 WEIGHTS_HELP = ("Embedded engine linear-layer weights: full (in --dtype, exact), float16 or int8 (fbgemm "
                 "kernels reading 2x / 4x fewer bytes: 3-4x faster decode on AVX2; int8 rows depend on their "
                 "batch). See BENCHMARKS.md for their measured accuracy.")

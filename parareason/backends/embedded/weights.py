@@ -1,4 +1,4 @@
-"""Weight formats of the embedded engine's linear layers: float32, float16, int8.
+"""Weight formats of the embedded engine's linear layers: float32, float16, int8, q8.
 
 A decode step on CPU is mostly matmuls (86% of a batch-1 step, 80% at batch 64, torch
 profiler on qwen2.5-0.5b-coder), and at small batches a matmul is bound by reading its
@@ -30,6 +30,11 @@ need bfloat16 activations to be fast, which this CPU computes slowly: 0.7 / 23 m
   layer int8 0.53 (smollm2-135m: 1.39), down in float16 0.13 (0.42); SmoothQuant-style
   channel scaling of the down input (alpha 0.5-0.85) only reached 0.35.
 
+* `q8`: int8 weights per output row, activations int8 per row and block of 32 inputs
+  (llama.cpp's Q8_0), in this project's own kernel (q8_kernel.py, built on this machine).
+  Per-block activation scales take the down projection's outlier channels, so every layer
+  is int8, and a row's numbers do not depend on its batch mates.
+
 The embedding table stays float32 (a lookup reads one row); a tied LM head gets its own
 packed copy.
 """
@@ -41,8 +46,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-WEIGHT_FORMATS = ("full", "float16", "int8")
-PACKED_FORMATS = ("float16", "int8")  # need fbgemm and float32 activations
+from parareason.backends.embedded import q8_kernel
+
+WEIGHT_FORMATS = ("full", "float16", "int8", "q8")
+PACKED_FORMATS = ("float16", "int8", "q8")  # take float32 activations
+FBGEMM_FORMATS = ("float16", "int8")
 WEIGHTS_ENV = "PARAREASON_WEIGHTS"  # the format when none is passed (default full)
 INT8_KEEPS_FLOAT16 = ("down",)  # layer kinds int8 leaves in float16 (see above)
 
@@ -68,7 +76,9 @@ class Linear:
             return
         w = weight.float().contiguous()
         b = None if bias is None else bias.float().contiguous()
-        if fmt == "float16":
+        if fmt == "q8":
+            self._packed = (*q8_kernel.pack(w), b)
+        elif fmt == "float16":
             self._packed = torch.ops.quantized.linear_prepack_fp16(w, b)
         else:
             self._packed = torch.ops.quantized.linear_prepack(_int8_per_channel(w), b)
@@ -76,12 +86,16 @@ class Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._packed is None:
             return F.linear(x, self.weight, self.bias)
+        if self.fmt == "q8":
+            return q8_kernel.linear(x, *self._packed, self.in_features)
         if self.fmt == "float16":
             return torch.ops.quantized.linear_dynamic_fp16(x, self._packed)
         return torch.ops.quantized.linear_dynamic(x, self._packed, True)
 
     def nbytes(self) -> int:
         """Bytes the weights occupy (what one call streams from memory)."""
+        if self.fmt == "q8":
+            return self._packed[0].numel() + 4 * self.out_features
         per = {"float16": 2, "int8": 1}.get(self.fmt)
         if per is None:
             assert self.weight is not None
@@ -102,9 +116,11 @@ def check_weight_format(fmt: str, compute_dtype: torch.dtype) -> None:
     """Refuse a format this torch build or compute dtype cannot run, before loading."""
     if fmt not in WEIGHT_FORMATS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, not {fmt!r}")
+    if fmt == "q8" and (why := q8_kernel.available()) is not None:
+        raise ValueError(why)
     if fmt in PACKED_FORMATS:
-        if "fbgemm" not in torch.backends.quantized.supported_engines:
+        if fmt in FBGEMM_FORMATS and "fbgemm" not in torch.backends.quantized.supported_engines:
             raise ValueError(f"weights {fmt} need torch's fbgemm kernels (x86), absent here; use full")
         if compute_dtype != torch.float32:
-            raise ValueError(f"weights {fmt} compute in float32 (fbgemm takes float32 activations); "
+            raise ValueError(f"weights {fmt} compute in float32 (the kernels take float32 activations); "
                              f"use --dtype float32 or auto, not {str(compute_dtype).removeprefix('torch.')}")

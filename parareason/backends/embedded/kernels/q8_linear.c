@@ -1,0 +1,148 @@
+/* y = x @ W^T + b with int8 weights (one scale per output row) and int8 activations
+ * (one scale per row and block of 32 inputs, as llama.cpp's Q8_0), int32 dot products.
+ *
+ * Weights are packed by groups of 16 outputs: for group g and inputs 4i..4i+3, 64 bytes,
+ * lane j holding w[16g + j][4i..4i+3] + 128 as unsigned bytes (vpdpbusd multiplies
+ * unsigned by signed bytes). The +128 is taken back per block with the block's sum of
+ * activation codes: sum_k (w + 128) q = sum_k w q + 128 sum_k q.
+ *
+ * Every path does the same integer sums and the same float operations in the same order
+ * (fmaf per block, then scale, then bias), so they agree bitwise, and a row's output does
+ * not depend on the other rows of the call.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#define Q8_VNNI 1
+#endif
+
+#define BLOCK 32
+#define LANES 16
+#define NG 4      /* groups of 16 outputs per tile: packed N is padded to 64 */
+#define MAX_MS 3  /* rows per tile: 4 x 3 int + 4 x 3 float accumulators + 4 weight vectors */
+
+/* q [M, K] codes, s [M, K/32] scales, sq [M, K/32] code sums; K a multiple of 32. */
+void q8_quantize_rows(const float* x, int M, int K, int8_t* q, float* s, int32_t* sq) {
+  int nb = K / BLOCK;
+  for (int m = 0; m < M; m++) {
+    for (int b = 0; b < nb; b++) {
+      const float* xb = x + (size_t)m * K + b * BLOCK;
+      float amax = 0.f;
+      for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+      float scale = amax / 127.f;
+      float inv = amax > 0.f ? 127.f / amax : 0.f;
+      int32_t sum = 0;
+      int8_t* qb = q + (size_t)m * K + b * BLOCK;
+      for (int i = 0; i < BLOCK; i++) {
+        int v = (int)nearbyintf(xb[i] * inv);
+        v = v > 127 ? 127 : (v < -127 ? -127 : v);
+        qb[i] = (int8_t)v;
+        sum += v;
+      }
+      s[(size_t)m * nb + b] = scale;
+      sq[(size_t)m * nb + b] = sum;
+    }
+  }
+}
+
+/* One tile of NG groups (64 outputs) for rows m0..m0+MS-1. MS is a constant at each call
+ * site, so the accumulators stay in registers: NG*MS int32 and NG*MS float vectors. */
+static inline __attribute__((always_inline)) void tile_rows(
+    const uint8_t* wt, const float* ws, const float* bias, const int8_t* q, const float* s,
+    const int32_t* sq, float* y, int m0, const int MS, int n0, int N, int K) {
+  int nb = K / BLOCK;
+  size_t group_bytes = (size_t)K * LANES;
+#ifdef Q8_VNNI
+  __m512 facc[NG][MAX_MS];
+  for (int g = 0; g < NG; g++)
+    for (int j = 0; j < MS; j++) facc[g][j] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    __m512i iacc[NG][MAX_MS];
+    for (int j = 0; j < MS; j++) {
+      __m512i init = _mm512_set1_epi32(-128 * sq[(size_t)(m0 + j) * nb + b]);
+      for (int g = 0; g < NG; g++) iacc[g][j] = init;
+    }
+    for (int i = 0; i < BLOCK / 4; i++) {
+      size_t off = (size_t)b * BLOCK * LANES + i * 64;
+      __m512i w[NG];
+      for (int g = 0; g < NG; g++) w[g] = _mm512_loadu_si512((const void*)(wt + g * group_bytes + off));
+      for (int j = 0; j < MS; j++) {
+        int32_t xq;
+        memcpy(&xq, q + (size_t)(m0 + j) * K + b * BLOCK + 4 * i, 4);
+        __m512i xv = _mm512_set1_epi32(xq);
+        for (int g = 0; g < NG; g++) iacc[g][j] = _mm512_dpbusd_epi32(iacc[g][j], w[g], xv);
+      }
+    }
+    for (int j = 0; j < MS; j++) {
+      __m512 sb = _mm512_set1_ps(s[(size_t)(m0 + j) * nb + b]);
+      for (int g = 0; g < NG; g++) facc[g][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[g][j]), sb, facc[g][j]);
+    }
+  }
+  for (int g = 0; g < NG; g++) {
+    int n = n0 + g * LANES;
+    if (n >= N) break;
+    int lanes = N - n < LANES ? N - n : LANES;
+    __mmask16 mask = (__mmask16)((1u << lanes) - 1u);
+    __m512 scale = _mm512_maskz_loadu_ps(mask, ws + n);
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
+    for (int j = 0; j < MS; j++) {
+      __m512 out = _mm512_mul_ps(facc[g][j], scale);
+      if (bias) out = _mm512_add_ps(out, bv);
+      _mm512_mask_storeu_ps(y + (size_t)(m0 + j) * N + n, mask, out);
+    }
+  }
+#else
+  for (int j = 0; j < MS; j++) {
+    const int8_t* qr = q + (size_t)(m0 + j) * K;
+    for (int g = 0; g < NG; g++) {
+      int n = n0 + g * LANES;
+      if (n >= N) break;
+      const uint8_t* wg = wt + g * group_bytes;
+      float facc[LANES] = {0};
+      for (int b = 0; b < nb; b++) {
+        int32_t iacc[LANES];
+        for (int l = 0; l < LANES; l++) iacc[l] = -128 * sq[(size_t)(m0 + j) * nb + b];
+        const uint8_t* wb = wg + (size_t)b * BLOCK * LANES;
+        for (int i = 0; i < BLOCK / 4; i++)
+          for (int l = 0; l < LANES; l++)
+            for (int t = 0; t < 4; t++)
+              iacc[l] += (int32_t)wb[i * 64 + l * 4 + t] * (int32_t)qr[b * BLOCK + 4 * i + t];
+        float sb = s[(size_t)(m0 + j) * nb + b];
+        for (int l = 0; l < LANES; l++) facc[l] = fmaf((float)iacc[l], sb, facc[l]);
+      }
+      int lanes = N - n < LANES ? N - n : LANES;
+      for (int l = 0; l < lanes; l++) {
+        float out = facc[l] * ws[n + l];
+        if (bias) out = out + bias[n + l];
+        y[(size_t)(m0 + j) * N + n + l] = out;
+      }
+    }
+  }
+#endif
+}
+
+/* w: packed [ceil(N/64) * 4, K/4, 16, 4] bytes; ws [N] weight scales; bias [N] or NULL;
+ * q/s/sq from q8_quantize_rows; y [M, N]. */
+void q8_linear(const uint8_t* w, const float* ws, const float* bias, const int8_t* q,
+               const float* s, const int32_t* sq, float* y, int M, int N, int K) {
+  int tiles = (N + NG * LANES - 1) / (NG * LANES);
+  size_t tile_bytes = (size_t)K * LANES * NG;
+  #pragma omp parallel for schedule(static)
+  for (int t = 0; t < tiles; t++) {
+    const uint8_t* wt = w + t * tile_bytes;
+    int m0 = 0;
+    for (; m0 + 3 <= M; m0 += 3) tile_rows(wt, ws, bias, q, s, sq, y, m0, 3, t * NG * LANES, N, K);
+    if (M - m0 == 2) tile_rows(wt, ws, bias, q, s, sq, y, m0, 2, t * NG * LANES, N, K);
+    if (M - m0 == 1) tile_rows(wt, ws, bias, q, s, sq, y, m0, 1, t * NG * LANES, N, K);
+  }
+}
+
+int q8_has_vnni(void) {
+#ifdef Q8_VNNI
+  return 1;
+#else
+  return 0;
+#endif
+}

@@ -1,0 +1,145 @@
+"""The `q8` weight format's kernel: int8 x int8 products in C, built on this machine.
+
+torch ships no matmul that takes int8 weights and quantizes activations per row and
+block (its fbgemm kernel shares one activation scale across the whole call, which the
+MLP's down projection cannot take). `kernels/q8_linear.c` does, in llama.cpp's Q8_0
+form: weights int8 with one scale per output row, activations int8 with one scale per
+row and block of 32 inputs, int32 sums per block (AVX-512 VNNI `vpdpbusd` where the CPU
+has it, plain C otherwise; both give the same bits), float sums across blocks.
+
+The C file is compiled once per machine with the system C compiler (`cc`, or $CC) and
+`-march=native`, into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
+the source, the flags, the compiler and the CPU's flags; a changed CPU or source builds
+anew. No compiler: `available()` says why, and the format refuses to load.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels") / "q8_linear.c"
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
+BLOCK = 32  # inputs per activation scale
+TILE = 64  # outputs per packed tile (4 groups of 16 lanes)
+_P = ctypes.c_void_p
+
+
+class KernelUnavailable(RuntimeError):
+    pass
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def _compiler() -> str:
+    asked = os.environ.get("CC")
+    cc = shutil.which(asked) if asked else (shutil.which("cc") or shutil.which("gcc"))
+    if not cc:
+        raise KernelUnavailable(f"weights q8 need a C compiler to build {SOURCE.name}: "
+                                + (f"$CC={asked} is not a program" if asked else "no cc or gcc on PATH"))
+    return cc
+
+
+def _library_path(cc: str, flags: tuple[str, ...]) -> Path:
+    from parareason.models import cache_root
+
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(flags), version, _cpu_flags()]).encode())
+    return cache_root() / "kernels" / f"q8_linear-{key.hexdigest()[:16]}.so"
+
+
+def _build(cc: str, flags: tuple[str, ...], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # then one rename: no half-written .so
+        tmp_so = Path(tmp) / out.name
+        done = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp_so), "-lm"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise KernelUnavailable(f"building {SOURCE.name} with {cc} failed:\n{done.stderr[-2000:]}")
+        os.replace(tmp_so, out)
+
+
+@lru_cache(maxsize=None)
+def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
+    """The kernel compiled with `flags` (built on first use). Raises KernelUnavailable.
+    Tests build it without -march=native too: the plain C path, which must agree bitwise."""
+    cc = _compiler()
+    path = _library_path(cc, flags)
+    if not path.exists():
+        _build(cc, flags, path)
+    torch.get_num_threads()  # torch (and its libgomp, which the kernel then shares) loads first
+    lib = ctypes.CDLL(str(path))
+    lib.q8_quantize_rows.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P]
+    lib.q8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.q8_has_vnni.restype = ctypes.c_int
+    return lib
+
+
+def available() -> str | None:
+    """None when the kernel builds and loads here, else why not."""
+    try:
+        library()
+    except (KernelUnavailable, OSError) as e:
+        return str(e)
+    return None
+
+
+def uses_vnni(lib: ctypes.CDLL | None = None) -> bool:
+    return bool((lib or library()).q8_has_vnni())
+
+
+def padded_inputs(k: int) -> int:
+    return -(-k // BLOCK) * BLOCK
+
+
+def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float weight [N, K] -> (packed uint8 tiles, float32 scales [N]).
+
+    Symmetric int8 per output row (scale = max |w| / 127), stored + 128 as unsigned bytes,
+    laid out [N / 16, K / 4, 16, 4]: one 64-byte vector holds 4 inputs of 16 outputs.
+    N pads to a multiple of 64 and K to a multiple of 32 with zero weights."""
+    w = weight.float()
+    n, k = w.shape
+    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    codes = torch.clamp(torch.round(w / scales[:, None]), -127, 127).to(torch.int16) + 128
+    kp, np_ = padded_inputs(k), -(-n // TILE) * TILE
+    padded = torch.full((np_, kp), 128, dtype=torch.int16)
+    padded[:n, :k] = codes
+    tiles = padded.view(np_ // 16, 16, kp // 4, 4).permute(0, 2, 1, 3).contiguous().to(torch.uint8)
+    return tiles, scales.contiguous()
+
+
+def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+           in_features: int, lib: ctypes.CDLL | None = None) -> torch.Tensor:
+    """x [..., K] float32 -> [..., N] float32."""
+    lib = lib or library()
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]).float()
+    kp = padded_inputs(in_features)
+    if kp != in_features:
+        x2 = torch.nn.functional.pad(x2, (0, kp - in_features))
+    x2 = x2.contiguous()
+    m, n, nb = x2.shape[0], scales.shape[0], kp // BLOCK
+    codes = torch.empty((m, kp), dtype=torch.int8)
+    act_scales = torch.empty((m, nb), dtype=torch.float32)
+    code_sums = torch.empty((m, nb), dtype=torch.int32)
+    lib.q8_quantize_rows(x2.data_ptr(), m, kp, codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr())
+    y = torch.empty((m, n), dtype=torch.float32)
+    lib.q8_linear(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
+                  codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(), y.data_ptr(), m, n, kp)
+    return y.view(*lead, n)
