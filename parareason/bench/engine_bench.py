@@ -3,7 +3,7 @@
 One chat prompt, n samples of `max_new_tokens`, the same sampling settings everywhere,
 one engine computing at a time:
 
-* embedded: one engine per weight format (`--weights full,float16,int8`), n sequences of
+* embedded: one engine per weight format (`--weights full,float16,int8,q8`), n sequences of
   the prompt (prefilled once, batched decode, a row leaves the batch at its EOS); also
   its time to first token for 16 copies vs one (prefill n vs 1);
 * the anchors (engine_anchors.py), each when installed, else skipped with how to install
@@ -133,7 +133,7 @@ def _decode_step_ms(model_name: str, dtype: str, ids: list[int], batch: int, ste
 class EngineBenchConfig:
     model: str = DEFAULT_MODEL
     ns: tuple[int, ...] = (1, 16, 64)  # samples of the prompt, one run each
-    weights: tuple[str, ...] = ("full", "float16", "int8")  # embedded weight formats, one engine each
+    weights: tuple[str, ...] = ("full", "float16", "int8", "q8")  # embedded weight formats, one engine each
     anchors: tuple[str, ...] = DEFAULT_ANCHORS  # llama.cpp, vllm, generate (engine_anchors.py)
     max_new_tokens: int = 128
     temperature: float = 0.7

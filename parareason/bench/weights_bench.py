@@ -27,7 +27,7 @@ FIXED_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then sh
 @dataclass
 class WeightsBenchConfig:
     model: str = DEFAULT_MODEL
-    formats: tuple[str, ...] = ("full", "float16", "int8")
+    formats: tuple[str, ...] = ("full", "float16", "int8", "q8")
     answer_tokens: int = 128  # greedy answer length teacher-forced through every format
     traces: dict[str, Path] = field(default_factory=dict)  # format -> trace file (same rows and seeds)
     k: int = 8

@@ -11,7 +11,7 @@ from parareason.models import DEFAULT_MODEL
 
 @click.command("weights")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--formats", default="full,float16,int8", show_default=True, help="Weight formats (comma list).")
+@click.option("--formats", default="full,float16,int8,q8", show_default=True, help="Weight formats (comma list).")
 @click.option("--answer-tokens", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--traces", multiple=True, callback=labelled_trace_files("FORMAT", "int8=runs/int8.traces.jsonl"), metavar="FORMAT=PATH",
               help="A trace file recorded with --weights FORMAT (same rows and seeds for every format; "
