@@ -136,10 +136,9 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 # --weights values (parareason/backends/embedded/weights.py).
 WEIGHTS_CHOICES = ("full", "float16", "int8", "q8")
 WEIGHTS_HELP = ("Embedded engine linear-layer weights: full (in --dtype, exact), float16 or int8 (fbgemm "
-                "kernels reading 2x / 4x fewer bytes; int8 rows depend on their batch), q8 (int8 weights and "
-                "int8 activations per 32-block, this project's kernel, built on first use with the C compiler: "
-                "the closest to full of the 1-byte formats, rows independent of their batch). "
-                "See BENCHMARKS.md for their measured speed and accuracy.")
+                "kernels, 2x / 4x fewer bytes; int8 rows depend on their batch), q8 (int8 weights and activations "
+                "per 32-block, own kernel built on first use with cc: closer to full than int8, rows independent "
+                "of their batch). See BENCHMARKS.md for measured speed and accuracy.")
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
