@@ -33,7 +33,10 @@ need bfloat16 activations to be fast, which this CPU computes slowly: 0.7 / 23 m
 * `q8`: int8 weights per output row, activations int8 per row and block of 32 inputs
   (llama.cpp's Q8_0), in this project's own kernel (q8_kernel.py, built on this machine).
   Per-block activation scales take the down projection's outlier channels, so every layer
-  is int8, and a row's numbers do not depend on its batch mates.
+  is int8, and a row's numbers do not depend on its batch mates. qwen2.5-0.5b-coder, the
+  same fixed text: KL to full 0.0005 a token against int8's 0.0115; all its linear layers
+  at batch 1 take 17.7 ms a step against int8's 22.7 (fbgemm reads at about the same rate;
+  q8 reads 496 MB, int8 599 MB), 47 vs 52 ms at 16 rows, 158 vs 189 ms at 64 (AVX-512 EPYC).
 
 The embedding table stays float32 (a lookup reads one row); a tied LM head gets its own
 packed copy.
