@@ -57,7 +57,7 @@ def build_engine(model: str | None = None, *, dtype: str | None = None, weights:
 
     dtype: auto | float32 | bfloat16 | float16; None reads PARAREASON_DTYPE (default
     auto: measured on this CPU, see dtype_choice.py).
-    weights: full | float16 | int8; None reads PARAREASON_WEIGHTS (default full).
+    weights: full | float16 | int8 | q8; None reads PARAREASON_WEIGHTS (default full).
     Other keyword options are `EngineOptions` fields (max_batch_size, prefill_chunk,
     prefix_cache_tokens, kv_initial_capacity).
     """
