@@ -82,8 +82,7 @@ def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
     path = _library_path(cc, flags)
     if not path.exists():
         _build(cc, flags, path)
-    torch.get_num_threads()  # torch (and its libgomp, which the kernel then shares) loads first
-    lib = ctypes.CDLL(str(path))
+    lib = ctypes.CDLL(str(path))  # its libgomp is torch's, loaded with torch above: one thread pool
     lib.q8_quantize_rows.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P]
     lib.q8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.q8_has_vnni.restype = ctypes.c_int

@@ -133,7 +133,7 @@ void q8_linear(const uint8_t* w, const float* ws, const float* bias, const int8_
   for (int t = 0; t < tiles; t++) {
     const uint8_t* wt = w + t * tile_bytes;
     int m0 = 0;
-    for (; m0 + 3 <= M; m0 += 3) tile_rows(wt, ws, bias, q, s, sq, y, m0, 3, t * NG * LANES, N, K);
+    for (; m0 + MAX_MS <= M; m0 += MAX_MS) tile_rows(wt, ws, bias, q, s, sq, y, m0, MAX_MS, t * NG * LANES, N, K);
     if (M - m0 == 2) tile_rows(wt, ws, bias, q, s, sq, y, m0, 2, t * NG * LANES, N, K);
     if (M - m0 == 1) tile_rows(wt, ws, bias, q, s, sq, y, m0, 1, t * NG * LANES, N, K);
   }
