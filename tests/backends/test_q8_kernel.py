@@ -1,7 +1,13 @@
 """The q8 weight format's C kernel (q8_kernel.py, kernels/q8_linear.c): the arithmetic it
 promises (llama.cpp Q8_0-style blocks), the same bits from its vector and plain C paths,
-rows independent of their batch, odd shapes, and a clear error without a compiler."""
+rows independent of their batch, odd shapes, the same bits on any number of its threads
+(kernels/spin_pool.h) and from two callers at once or after a fork, and a clear error
+without a compiler."""
 from __future__ import annotations
+
+import os
+import pickle
+import threading
 
 import pytest
 import torch
@@ -64,6 +70,75 @@ def test_a_rows_result_does_not_depend_on_its_batch():
     for r in range(9):
         alone = q8_kernel.linear(x[r:r + 1], tiles, scales, b, 192)
         assert torch.equal(alone[0], together[r])
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_any_number_of_threads_gives_the_same_bits(torch_threads):
+    x, w, b = _case(20, 160, 64 * 37 + 5, seed=4)  # 38 tiles; 20 rows: quantized in parallel too
+    tiles, scales = q8_kernel.pack(w)
+    torch_threads(1)
+    alone = q8_kernel.linear(x, tiles, scales, b, 160)
+    for threads in (2, 3, 5):
+        torch_threads(threads)
+        for _ in range(20):  # many calls: workers sleeping, spinning, late
+            assert torch.equal(q8_kernel.linear(x, tiles, scales, b, 160), alone)
+
+
+def test_two_callers_at_once_each_get_their_own_result(torch_threads):
+    torch_threads(2)
+    cases = [_case(3, 128, 64 * 20, seed=s) for s in (5, 6)]
+    packed = [q8_kernel.pack(w) for _, w, _ in cases]
+    want = [q8_kernel.linear(x, *p, b, 128) for (x, _, b), p in zip(cases, packed)]
+    bad: list[int] = []
+
+    def call(i: int) -> None:  # ctypes drops the GIL: the two run in C together
+        (x, _, b), p = cases[i], packed[i]
+        for _ in range(200):
+            if not torch.equal(q8_kernel.linear(x, *p, b, 128), want[i]):
+                bad.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+def test_a_forked_child_runs_the_kernel(torch_threads):
+    torch_threads(2)
+    x, w, b = _case(4, 96, 64 * 9, seed=7)
+    tiles, scales = q8_kernel.pack(w)
+    want = q8_kernel.linear(x, tiles, scales, b, 96)  # the parent's workers are started
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no workers until it starts its own
+        try:
+            os.write(write, pickle.dumps(q8_kernel.linear(x, tiles, scales, b, 96).tolist()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        got = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    assert torch.equal(torch.tensor(got), want)
+
+
+def test_a_bad_spin_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(q8_kernel.SPIN_ENV, "lots")
+    q8_kernel.library.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"PARAREASON_KERNEL_SPIN_US must be a number"):
+            check_weight_format("q8", torch.float32)
+    finally:
+        monkeypatch.delenv(q8_kernel.SPIN_ENV)
+        q8_kernel.library.cache_clear()
 
 
 def test_linear_q8_keeps_the_outlier_channel_that_int8_loses():

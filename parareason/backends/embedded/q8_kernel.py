@@ -5,7 +5,9 @@ block (its fbgemm kernel shares one activation scale across the whole call, whic
 MLP's down projection cannot take). `kernels/q8_linear.c` does, in llama.cpp's Q8_0
 form: weights int8 with one scale per output row, activations int8 with one scale per
 row and block of 32 inputs, int32 sums per block (AVX-512 VNNI `vpdpbusd` where the CPU
-has it, plain C otherwise; both give the same bits), float sums across blocks.
+has it, plain C otherwise; both give the same bits), float sums across blocks. Its threads
+are its own (kernels/spin_pool.h: they spin ~2 ms between calls, yield under load, and the
+caller never waits for one that is late), as many as torch's intra-op threads.
 
 The C file is compiled once per machine with the system C compiler (`cc`, or $CC) and
 `-march=native`, into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
@@ -26,7 +28,10 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels") / "q8_linear.c"
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
+HEADERS = (SOURCE.with_name("spin_pool.h"),)  # included by SOURCE: part of the build's key
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-pthread", "-shared", "-fPIC")
+SPIN_ENV = "PARAREASON_KERNEL_SPIN_US"  # how long idle kernel threads poll before sleeping
+DEFAULT_SPIN_US = 2000
 BLOCK = 32  # inputs per activation scale
 TILE = 64  # outputs per packed tile (4 groups of 16 lanes)
 _P = ctypes.c_void_p
@@ -59,7 +64,8 @@ def _library_path(cc: str, flags: tuple[str, ...]) -> Path:
     from parareason.models import cache_root
 
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(flags), version, _cpu_flags()]).encode())
+    texts = [f.read_text() for f in (SOURCE, *HEADERS)]
+    key = hashlib.sha256("\0".join([*texts, " ".join(flags), version, _cpu_flags()]).encode())
     return cache_root() / "kernels" / f"q8_linear-{key.hexdigest()[:16]}.so"
 
 
@@ -82,11 +88,24 @@ def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
     path = _library_path(cc, flags)
     if not path.exists():
         _build(cc, flags, path)
-    lib = ctypes.CDLL(str(path))  # its libgomp is torch's, loaded with torch above: one thread pool
-    lib.q8_quantize_rows.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P]
-    lib.q8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib = ctypes.CDLL(str(path))
+    lib.q8_quantize_rows.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P, ctypes.c_int]
+    lib.q8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.q8_has_vnni.restype = ctypes.c_int
+    lib.q8_set_spin_ns.argtypes = [ctypes.c_long]
+    lib.q8_set_spin_ns(int(1000 * _spin_us()))
     return lib
+
+
+def _spin_us() -> float:
+    raw = os.environ.get(SPIN_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_SPIN_US
+    except ValueError:
+        raise KernelUnavailable(f"{SPIN_ENV} must be a number of microseconds, not {raw!r}") from None
+    if value < 0:
+        raise KernelUnavailable(f"{SPIN_ENV} must be >= 0, not {raw!r}")
+    return value
 
 
 def available() -> str | None:
@@ -137,8 +156,10 @@ def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: tor
     codes = torch.empty((m, kp), dtype=torch.int8)
     act_scales = torch.empty((m, nb), dtype=torch.float32)
     code_sums = torch.empty((m, nb), dtype=torch.int32)
-    lib.q8_quantize_rows(x2.data_ptr(), m, kp, codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr())
+    threads = torch.get_num_threads()
+    lib.q8_quantize_rows(x2.data_ptr(), m, kp, codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(),
+                         threads)
     y = torch.empty((m, n), dtype=torch.float32)
     lib.q8_linear(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
-                  codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(), y.data_ptr(), m, n, kp)
+                  codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(), y.data_ptr(), m, n, kp, threads)
     return y.view(*lead, n)

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "spin_pool.h"
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define Q8_VNNI 1
@@ -23,10 +25,22 @@
 #define NG 4      /* groups of 16 outputs per tile: packed N is padded to 64 */
 #define MAX_MS 3  /* rows per tile: 4 x 3 int + 4 x 3 float accumulators + 4 weight vectors */
 
-/* q [M, K] codes, s [M, K/32] scales, sq [M, K/32] code sums; K a multiple of 32. */
-void q8_quantize_rows(const float* x, int M, int K, int8_t* q, float* s, int32_t* sq) {
-  int nb = K / BLOCK;
-  for (int m = 0; m < M; m++) {
+typedef struct {
+  const float* x;
+  int K;
+  int8_t* q;
+  float* s;
+  int32_t* sq;
+} quantize_job;
+
+static void quantize_range(void* arg, int m_begin, int m_end) {
+  const quantize_job* j = (const quantize_job*)arg;
+  const float* x = j->x;
+  int K = j->K, nb = K / BLOCK;
+  int8_t* q = j->q;
+  float* s = j->s;
+  int32_t* sq = j->sq;
+  for (int m = m_begin; m < m_end; m++) {
     for (int b = 0; b < nb; b++) {
       const float* xb = x + (size_t)m * K + b * BLOCK;
       float amax = 0.f;
@@ -45,6 +59,12 @@ void q8_quantize_rows(const float* x, int M, int K, int8_t* q, float* s, int32_t
       sq[(size_t)m * nb + b] = sum;
     }
   }
+}
+
+/* q [M, K] codes, s [M, K/32] scales, sq [M, K/32] code sums; K a multiple of 32. */
+void q8_quantize_rows(const float* x, int M, int K, int8_t* q, float* s, int32_t* sq, int threads) {
+  quantize_job job = {x, K, q, s, sq};
+  pool_run(quantize_range, &job, M, M >= 16 ? threads : 1);  /* a few rows: not worth a hand-off */
 }
 
 /* One tile of NG groups (64 outputs) for rows m0..m0+MS-1. MS is a constant at each call
@@ -123,21 +143,39 @@ static inline __attribute__((always_inline)) void tile_rows(
 #endif
 }
 
-/* w: packed [ceil(N/64) * 4, K/4, 16, 4] bytes; ws [N] weight scales; bias [N] or NULL;
- * q/s/sq from q8_quantize_rows; y [M, N]. */
-void q8_linear(const uint8_t* w, const float* ws, const float* bias, const int8_t* q,
-               const float* s, const int32_t* sq, float* y, int M, int N, int K) {
-  int tiles = (N + NG * LANES - 1) / (NG * LANES);
-  size_t tile_bytes = (size_t)K * LANES * NG;
-  #pragma omp parallel for schedule(static)
-  for (int t = 0; t < tiles; t++) {
-    const uint8_t* wt = w + t * tile_bytes;
-    int m0 = 0;
-    for (; m0 + MAX_MS <= M; m0 += MAX_MS) tile_rows(wt, ws, bias, q, s, sq, y, m0, MAX_MS, t * NG * LANES, N, K);
-    if (M - m0 == 2) tile_rows(wt, ws, bias, q, s, sq, y, m0, 2, t * NG * LANES, N, K);
-    if (M - m0 == 1) tile_rows(wt, ws, bias, q, s, sq, y, m0, 1, t * NG * LANES, N, K);
+typedef struct {
+  const uint8_t* w;
+  const float *ws, *bias;
+  const int8_t* q;
+  const float* s;
+  const int32_t* sq;
+  float* y;
+  int M, N, K;
+} linear_job;
+
+static void linear_tiles(void* arg, int t_begin, int t_end) {
+  const linear_job* j = (const linear_job*)arg;
+  size_t tile_bytes = (size_t)j->K * LANES * NG;
+  for (int t = t_begin; t < t_end; t++) {
+    const uint8_t* wt = j->w + t * tile_bytes;
+    int n0 = t * NG * LANES, m0 = 0;
+    for (; m0 + MAX_MS <= j->M; m0 += MAX_MS)
+      tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, MAX_MS, n0, j->N, j->K);
+    if (j->M - m0 == 2) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 2, n0, j->N, j->K);
+    if (j->M - m0 == 1) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 1, n0, j->N, j->K);
   }
 }
+
+/* w: packed [ceil(N/64) * 4, K/4, 16, 4] bytes; ws [N] weight scales; bias [N] or NULL;
+ * q/s/sq from q8_quantize_rows; y [M, N]; tiles of 64 outputs spread over `threads`. */
+void q8_linear(const uint8_t* w, const float* ws, const float* bias, const int8_t* q,
+               const float* s, const int32_t* sq, float* y, int M, int N, int K, int threads) {
+  linear_job job = {w, ws, bias, q, s, sq, y, M, N, K};
+  pool_run(linear_tiles, &job, (N + NG * LANES - 1) / (NG * LANES), threads);
+}
+
+/* How long (ns) an idle worker polls for the next call before it sleeps. */
+void q8_set_spin_ns(long ns) { atomic_store(&pool.spin_ns, ns); }
 
 int q8_has_vnni(void) {
 #ifdef Q8_VNNI
