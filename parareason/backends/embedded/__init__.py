@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from parareason.thread_env import apply_defaults
+
+apply_defaults()  # OMP_WAIT_POLICY=PASSIVE unless set; outside tools get the user's env (thread_env.py)
 
 from dataclasses import fields  # noqa: E402
 
