@@ -17,7 +17,7 @@ import pytest
 from tests.support.paths import ROOT
 
 PACKAGE = ROOT / "parareason"
-LAYERS = {"grading": 0, "models": 1, "backends": 2, "runtime": 3,
+LAYERS = {"grading": 0, "thread_env": 0, "models": 1, "backends": 2, "runtime": 3,
           "io": 4, "policies": 4, "pruning": 4, "judge": 4,
           "api": 5, "cli": 5, "server": 5, "bench": 5, "testing": 5, "": 5}
 MAX_LINES = 300
