@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded.activations import rms_norm, swiglu
 from parareason.backends.embedded.weights import Linear, check_weight_format
 
 why_not = q8_kernel.available()
@@ -70,6 +71,24 @@ def test_a_rows_result_does_not_depend_on_its_batch():
     for r in range(9):
         alone = q8_kernel.linear(x[r:r + 1], tiles, scales, b, 192)
         assert torch.equal(alone[0], together[r])
+
+
+def test_fused_rms_norm_and_swiglu_match_the_torch_steps():
+    x, w, b = _case(6, 100, 72, seed=8)
+    tiles, scales = q8_kernel.pack(w)
+    norm = torch.rand(100) + 0.5
+    fused = q8_kernel.linear(x, tiles, scales, b, 100, op="rms_norm", norm_weight=norm, eps=1e-6)
+    apart = q8_kernel.linear(rms_norm(x, norm, 1e-6), tiles, scales, b, 100)
+    # same codes unless a value sits on a rounding edge: the sum of squares is taken in double
+    assert torch.allclose(fused, apart, rtol=1e-3, atol=1e-3 * apart.abs().max().item())
+    gate_up = torch.randn(6, 200)
+    fused = q8_kernel.linear(gate_up, tiles, scales, b, 100, op="swiglu")
+    apart = q8_kernel.linear(swiglu(gate_up), tiles, scales, b, 100)
+    assert torch.allclose(fused, apart, rtol=1e-3, atol=1e-3 * apart.abs().max().item())
+    plain = q8_kernel.library(PLAIN_C)  # the fused steps are plain C on both paths: same bits
+    assert torch.equal(fused, q8_kernel.linear(gate_up, tiles, scales, b, 100, lib=plain, op="swiglu"))
+    with pytest.raises(ValueError, match="expected 200"):
+        q8_kernel.linear(x, tiles, scales, b, 100, op="swiglu")
 
 
 @pytest.fixture

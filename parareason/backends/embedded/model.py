@@ -101,12 +101,6 @@ def _load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * xf.to(x.dtype)
-
-
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -202,10 +196,10 @@ class DecoderModel:
         if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
             own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
         nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        eps = c.rms_norm_eps
         for i, lw in enumerate(self.layers):
-            x = rms_norm(h, lw.input_norm, c.rms_norm_eps)
-            with region(LINEAR):
-                qkv = lw.qkv(x)
+            with region(LINEAR):  # each linear layer runs its input's RMSNorm / SwiGLU (activations.py)
+                qkv = lw.qkv(h, "rms_norm", lw.input_norm, eps)
             with region(ATTENTION):
                 v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
                 if lw.seg is None:  # RoPE on q and k heads together: half the elementwise calls
@@ -227,14 +221,10 @@ class DecoderModel:
             with region(LINEAR):
                 o = lw.o(attn)
             h = h + o
-            x = rms_norm(h, lw.post_norm, c.rms_norm_eps)
             with region(LINEAR):
-                gate, up = lw.gate_up(x).chunk(2, dim=-1)
-            act = F.silu(gate) * up
-            with region(LINEAR):
-                down = lw.down(act)
+                gate_up = lw.gate_up(h, "rms_norm", lw.post_norm, eps)
+                down = lw.down(gate_up, "swiglu")
             h = h + down
         last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
-        x = rms_norm(last, self.final_norm, c.rms_norm_eps)
         with region(LM_HEAD):
-            return self.lm_head(x).float()
+            return self.lm_head(last, "rms_norm", self.final_norm, eps).float()

@@ -13,8 +13,8 @@ from typing import Iterator
 from torch.profiler import record_function
 
 # The ranges of a decode step (each a prefix "pr::" in the trace); they never nest in each other.
-LINEAR = "pr::linear"  # the decoder layers' matmuls (qkv, o, gate_up, down)
-LM_HEAD = "pr::lm_head"
+LINEAR = "pr::linear"  # the decoder layers' matmuls (qkv, o, gate_up, down), with their inputs' RMSNorm / SwiGLU
+LM_HEAD = "pr::lm_head"  # with the final RMSNorm
 ATTENTION = "pr::attention"  # RoPE, KV writes, the KV gather, SDPA
 SAMPLING = "pr::sampling"  # engine._sample_all: sampler and stop checks
 BATCH_PREP = "pr::batch_prep"  # engine._decode's slot / mask / position tensors

@@ -89,8 +89,9 @@ def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
     if not path.exists():
         _build(cc, flags, path)
     lib = ctypes.CDLL(str(path))
-    lib.q8_quantize_rows.argtypes = [_P, ctypes.c_int, ctypes.c_int, _P, _P, _P, ctypes.c_int]
-    lib.q8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    i32 = ctypes.c_int
+    lib.q8_forward.argtypes = [_P, _P, _P, _P, i32, i32, i32, i32, _P, ctypes.c_float, _P, i32, i32]
+    lib.q8_forward.restype = i32
     lib.q8_has_vnni.restype = ctypes.c_int
     lib.q8_set_spin_ns.argtypes = [ctypes.c_long]
     lib.q8_set_spin_ns(int(1000 * _spin_us()))
@@ -142,24 +143,31 @@ def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tiles, scales.contiguous()
 
 
+OPS = {"plain": 0, "rms_norm": 1, "swiglu": 2}  # the input transforms fused into quantization
+
+
 def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
-           in_features: int, lib: ctypes.CDLL | None = None) -> torch.Tensor:
-    """x [..., K] float32 -> [..., N] float32."""
+           in_features: int, lib: ctypes.CDLL | None = None, *, op: str = "plain",
+           norm_weight: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
+    """op(x) @ W^T + bias: x [..., K] float32 -> [..., N] float32. op "rms_norm" normalizes
+    each row first (`norm_weight` [K], `eps`, as model.rms_norm); "swiglu" takes x
+    [..., 2K] and uses silu(x[..., :K]) * x[..., K:] (activations.swiglu)."""
     lib = lib or library()
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1]).float()
-    kp = padded_inputs(in_features)
-    if kp != in_features:
-        x2 = torch.nn.functional.pad(x2, (0, kp - in_features))
-    x2 = x2.contiguous()
-    m, n, nb = x2.shape[0], scales.shape[0], kp // BLOCK
-    codes = torch.empty((m, kp), dtype=torch.int8)
-    act_scales = torch.empty((m, nb), dtype=torch.float32)
-    code_sums = torch.empty((m, nb), dtype=torch.int32)
-    threads = torch.get_num_threads()
-    lib.q8_quantize_rows(x2.data_ptr(), m, kp, codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(),
-                         threads)
+    cols = 2 * in_features if op == "swiglu" else in_features
+    if x.shape[-1] != cols:
+        raise ValueError(f"q8 {op} input has {x.shape[-1]} columns, expected {cols}")
+    x2 = x.reshape(-1, cols).float().contiguous()
+    norm = None
+    if op == "rms_norm":
+        assert norm_weight is not None and norm_weight.numel() == in_features
+        norm = norm_weight.float().contiguous()
+    m, n = x2.shape[0], scales.shape[0]
     y = torch.empty((m, n), dtype=torch.float32)
-    lib.q8_linear(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
-                  codes.data_ptr(), act_scales.data_ptr(), code_sums.data_ptr(), y.data_ptr(), m, n, kp, threads)
+    failed = lib.q8_forward(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
+                            x2.data_ptr(), m, in_features, padded_inputs(in_features), OPS[op],
+                            None if norm is None else norm.data_ptr(), eps, y.data_ptr(), n,
+                            torch.get_num_threads())
+    if failed:
+        raise MemoryError(f"q8 kernel: no memory for the quantized activations of {m} x {in_features}")
     return y.view(*lead, n)

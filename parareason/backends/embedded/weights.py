@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded.activations import apply_input_op
 
 WEIGHT_FORMATS = ("full", "float16", "int8", "q8")
 PACKED_FORMATS = ("float16", "int8", "q8")  # take float32 activations
@@ -64,7 +65,8 @@ def layer_format(weights: str, kind: str) -> str:
 
 
 class Linear:
-    """y = x @ W^T + b in one weight format. Call it like F.linear."""
+    """y = op(x) @ W^T + b in one weight format; op (activations.py) is the input transform,
+    fused into the q8 kernel, run in torch for the other formats."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, fmt: str = "full"):
         if fmt not in WEIGHT_FORMATS:
@@ -86,11 +88,13 @@ class Linear:
         else:
             self._packed = torch.ops.quantized.linear_prepack(_int8_per_channel(w), b)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, op: str = "plain", norm_weight: torch.Tensor | None = None,
+                 eps: float = 0.0) -> torch.Tensor:
+        if self.fmt == "q8":
+            return q8_kernel.linear(x, *self._packed, self.in_features, op=op, norm_weight=norm_weight, eps=eps)
+        x = apply_input_op(x, op, norm_weight, eps)
         if self._packed is None:
             return F.linear(x, self.weight, self.bias)
-        if self.fmt == "q8":
-            return q8_kernel.linear(x, *self._packed, self.in_features)
         if self.fmt == "float16":
             return torch.ops.quantized.linear_dynamic_fp16(x, self._packed)
         return torch.ops.quantized.linear_dynamic(x, self._packed, True)

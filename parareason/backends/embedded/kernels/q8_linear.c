@@ -12,6 +12,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "spin_pool.h"
@@ -25,9 +26,50 @@
 #define NG 4      /* groups of 16 outputs per tile: packed N is padded to 64 */
 #define MAX_MS 3  /* rows per tile: 4 x 3 int + 4 x 3 float accumulators + 4 weight vectors */
 
+/* What happens to an input row before it is quantized: fused here, the row needs no
+ * pass of its own in torch and no temporary. */
+#define Q8_PLAIN 0
+#define Q8_RMSNORM 1 /* x [K]: norm_w[k] * (x[k] / sqrt(mean(x^2) + eps)), as model.rms_norm */
+#define Q8_SWIGLU 2  /* x [2K]: silu(x[k]) * x[K + k], as activations.swiglu */
+
+static void prepare_row(const float* x, int K, int Kp, int op, const float* norm_w, float eps, float* out) {
+  if (op == Q8_RMSNORM) {
+    double ss = 0.0;
+    for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
+    float r = (float)(1.0 / sqrt(ss / K + eps));
+    for (int k = 0; k < K; k++) out[k] = norm_w[k] * (x[k] * r);
+  } else if (op == Q8_SWIGLU) {
+    for (int k = 0; k < K; k++) out[k] = x[k] / (1.f + expf(-x[k])) * x[K + k];
+  } else {
+    memcpy(out, x, (size_t)K * sizeof(float));
+  }
+  for (int k = K; k < Kp; k++) out[k] = 0.f;
+}
+
+/* One row of Kp (a multiple of 32) floats -> codes, one scale and one code sum per block. */
+static void quantize_row(const float* x, int Kp, int8_t* q, float* s, int32_t* sq) {
+  for (int b = 0; b < Kp / BLOCK; b++) {
+    const float* xb = x + b * BLOCK;
+    float amax = 0.f;
+    for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+    float inv = amax > 0.f ? 127.f / amax : 0.f;
+    int32_t sum = 0;
+    for (int i = 0; i < BLOCK; i++) {
+      int v = (int)nearbyintf(xb[i] * inv);
+      v = v > 127 ? 127 : (v < -127 ? -127 : v);
+      q[b * BLOCK + i] = (int8_t)v;
+      sum += v;
+    }
+    s[b] = amax / 127.f;
+    sq[b] = sum;
+  }
+}
+
 typedef struct {
   const float* x;
-  int K;
+  int x_cols, K, Kp, op;
+  const float* norm_w;
+  float eps;
   int8_t* q;
   float* s;
   int32_t* sq;
@@ -35,36 +77,12 @@ typedef struct {
 
 static void quantize_range(void* arg, int m_begin, int m_end) {
   const quantize_job* j = (const quantize_job*)arg;
-  const float* x = j->x;
-  int K = j->K, nb = K / BLOCK;
-  int8_t* q = j->q;
-  float* s = j->s;
-  int32_t* sq = j->sq;
+  float row[j->Kp];
+  int nb = j->Kp / BLOCK;
   for (int m = m_begin; m < m_end; m++) {
-    for (int b = 0; b < nb; b++) {
-      const float* xb = x + (size_t)m * K + b * BLOCK;
-      float amax = 0.f;
-      for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
-      float scale = amax / 127.f;
-      float inv = amax > 0.f ? 127.f / amax : 0.f;
-      int32_t sum = 0;
-      int8_t* qb = q + (size_t)m * K + b * BLOCK;
-      for (int i = 0; i < BLOCK; i++) {
-        int v = (int)nearbyintf(xb[i] * inv);
-        v = v > 127 ? 127 : (v < -127 ? -127 : v);
-        qb[i] = (int8_t)v;
-        sum += v;
-      }
-      s[(size_t)m * nb + b] = scale;
-      sq[(size_t)m * nb + b] = sum;
-    }
+    prepare_row(j->x + (size_t)m * j->x_cols, j->K, j->Kp, j->op, j->norm_w, j->eps, row);
+    quantize_row(row, j->Kp, j->q + (size_t)m * j->Kp, j->s + (size_t)m * nb, j->sq + (size_t)m * nb);
   }
-}
-
-/* q [M, K] codes, s [M, K/32] scales, sq [M, K/32] code sums; K a multiple of 32. */
-void q8_quantize_rows(const float* x, int M, int K, int8_t* q, float* s, int32_t* sq, int threads) {
-  quantize_job job = {x, K, q, s, sq};
-  pool_run(quantize_range, &job, M, M >= 16 ? threads : 1);  /* a few rows: not worth a hand-off */
 }
 
 /* One tile of NG groups (64 outputs) for rows m0..m0+MS-1. MS is a constant at each call
@@ -166,12 +184,46 @@ static void linear_tiles(void* arg, int t_begin, int t_end) {
   }
 }
 
-/* w: packed [ceil(N/64) * 4, K/4, 16, 4] bytes; ws [N] weight scales; bias [N] or NULL;
- * q/s/sq from q8_quantize_rows; y [M, N]; tiles of 64 outputs spread over `threads`. */
-void q8_linear(const uint8_t* w, const float* ws, const float* bias, const int8_t* q,
-               const float* s, const int32_t* sq, float* y, int M, int N, int K, int threads) {
-  linear_job job = {w, ws, bias, q, s, sq, y, M, N, K};
-  pool_run(linear_tiles, &job, (N + NG * LANES - 1) / (NG * LANES), threads);
+/* The caller thread's quantized activations, kept between calls (two callers on two
+ * threads each have their own). */
+static __thread struct {
+  size_t codes, blocks;
+  int8_t* q;
+  float* s;
+  int32_t* sq;
+} scratch;
+
+static int reserve(int M, int Kp) {
+  size_t codes = (size_t)M * Kp, blocks = codes / BLOCK;
+  if (codes > scratch.codes) {
+    int8_t* q = realloc(scratch.q, codes);
+    if (!q) return -1;
+    scratch.q = q;
+    scratch.codes = codes;
+  }
+  if (blocks > scratch.blocks) {
+    float* s = realloc(scratch.s, blocks * sizeof(float));
+    if (s) scratch.s = s;
+    int32_t* sq = realloc(scratch.sq, blocks * sizeof(int32_t));
+    if (sq) scratch.sq = sq;
+    if (!s || !sq) return -1;
+    scratch.blocks = blocks;
+  }
+  return 0;
+}
+
+/* y [M, N] = op(x) @ W^T + bias. x [M, K] rows (op Q8_SWIGLU: [M, 2K]), contiguous; K pads
+ * to Kp (a multiple of 32) with zeros. w: packed [ceil(N/64) * 4, Kp/4, 16, 4] bytes; ws [N]
+ * weight scales; bias [N] or NULL; tiles of 64 outputs spread over `threads`.
+ * Returns 0, or -1 when the scratch buffers cannot be allocated. */
+int q8_forward(const uint8_t* w, const float* ws, const float* bias, const float* x, int M, int K,
+               int Kp, int op, const float* norm_w, float eps, float* y, int N, int threads) {
+  if (reserve(M, Kp)) return -1;
+  quantize_job qj = {x, op == Q8_SWIGLU ? 2 * K : K, K, Kp, op, norm_w, eps, scratch.q, scratch.s, scratch.sq};
+  pool_run(quantize_range, &qj, M, M >= 16 ? threads : 1);  /* a few rows: not worth a hand-off */
+  linear_job lj = {w, ws, bias, scratch.q, scratch.s, scratch.sq, y, M, N, Kp};
+  pool_run(linear_tiles, &lj, (N + NG * LANES - 1) / (NG * LANES), threads);
+  return 0;
 }
 
 /* How long (ns) an idle worker polls for the next call before it sleeps. */
