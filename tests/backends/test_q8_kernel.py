@@ -179,3 +179,17 @@ def test_no_compiler_is_a_clear_error(monkeypatch):
     finally:
         monkeypatch.delenv("CC")
         q8_kernel.library.cache_clear()
+
+
+def test_kernel_owns_the_cores_for_a_block_and_gives_them_back(torch_threads):
+    torch_threads(2)
+    x, w, b = _case(2, 64, 640, seed=9)
+    tiles, scales = q8_kernel.pack(w)
+    want = q8_kernel.linear(x, tiles, scales, b, 64)
+    with pytest.raises(RuntimeError, match="inside"):
+        with q8_kernel.kernel_owns_the_cores(2):
+            assert torch.get_num_threads() == 1  # torch's small ops
+            assert torch.equal(q8_kernel.linear(x, tiles, scales, b, 64), want)  # the kernel on 2
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+    assert q8_kernel._threads is None

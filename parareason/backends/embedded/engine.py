@@ -89,6 +89,7 @@ class TransformersEngine(Backend):
         self.running: OrderedDict[str, Sequence] = OrderedDict()
         self._outbox: list[SeqUpdate] = []  # aborts and admission errors, reported next step
         self.stats = EngineStats()
+        self._threads = torch.get_num_threads()  # as build_engine set them
         pt = self.options.parathinker
         self.parathinker = ParaThinkerIds.from_tokenizer(tokenizer) if pt == "auto" else pt
 
@@ -130,9 +131,10 @@ class TransformersEngine(Backend):
     def step(self, timeout_s: float = 0.05) -> list[SeqUpdate]:
         self.stats.steps += 1
         updates, self._outbox = self._outbox, []
-        self._admit(updates)
-        decoding = self._sample_all(updates)
-        self._decode(decoding, updates)
+        self._admit(updates)  # prefill: its attention over the chunk gains from torch's threads
+        with self.model.decode_threads(self._threads):
+            decoding = self._sample_all(updates)
+            self._decode(decoding, updates)
         return updates
 
     def score_prompt(self, input_ids: list[int] | tuple[int, ...], top_logprobs: int = 0) -> PromptScores:

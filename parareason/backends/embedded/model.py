@@ -14,6 +14,7 @@ each: fewer, larger GEMMs run faster on CPU.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from parareason.backends.embedded import q8_kernel
 from parareason.backends.embedded.attention import attend
 from parareason.backends.embedded.decode_batch import PrefixGroup
 from parareason.backends.embedded.kv_pool import KVPool
@@ -163,6 +165,11 @@ class DecoderModel:
         norms = sum(t.numel() * t.element_size() for lw in self.layers for t in (lw.input_norm, lw.post_norm))
         linears = sum(l.nbytes() for lw in self.layers for l in (lw.qkv, lw.o, lw.gate_up, lw.down))
         return linears + self.lm_head.nbytes() + norms
+
+    def decode_threads(self, threads: int) -> AbstractContextManager[object]:
+        """Where decode steps run: q8's kernel on `threads`, torch's small ops on one
+        (q8_kernel.kernel_owns_the_cores); torch's threads for everything otherwise."""
+        return q8_kernel.kernel_owns_the_cores(threads) if self.weights == "q8" else nullcontext()
 
     def new_kv_pool(self, capacity: int) -> KVPool:
         c = self.config

@@ -22,8 +22,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -143,6 +145,29 @@ def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tiles, scales.contiguous()
 
 
+_threads: int | None = None  # the kernel's threads inside kernel_owns_the_cores(); else torch's count
+
+
+@contextmanager
+def kernel_owns_the_cores(threads: int) -> Iterator[None]:
+    """Run the block with the kernel on `threads` threads and torch's own ops on one.
+
+    Two pools on the same cores fight: torch's libgomp workers wake for an elementwise op
+    while the kernel's workers still spin for the next matmul, and a batch-1 decode step
+    took 37 ms with both on 2 threads against 24 ms with torch on 1 (qwen2.5-0.5b-coder q8,
+    Intel Xeon, 2 cores; at 64 rows 288 vs 250 ms: torch's ops at these sizes gained
+    nothing from a second thread even with the kernel's workers asleep, 282 vs 260 ms)."""
+    global _threads
+    before_torch, before = torch.get_num_threads(), _threads
+    _threads = threads
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_torch)
+        _threads = before
+
+
 OPS = {"plain": 0, "rms_norm": 1, "swiglu": 2}  # the input transforms fused into quantization
 
 
@@ -167,7 +192,7 @@ def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: tor
     failed = lib.q8_forward(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
                             x2.data_ptr(), m, in_features, padded_inputs(in_features), OPS[op],
                             None if norm is None else norm.data_ptr(), eps, y.data_ptr(), n,
-                            torch.get_num_threads())
+                            _threads or torch.get_num_threads())
     if failed:
         raise MemoryError(f"q8 kernel: no memory for the quantized activations of {m} x {in_features}")
     return y.view(*lead, n)
