@@ -193,3 +193,20 @@ def test_kernel_owns_the_cores_for_a_block_and_gives_them_back(torch_threads):
             raise RuntimeError("inside")
     assert torch.get_num_threads() == 2
     assert q8_kernel._threads is None
+
+
+def test_reading_the_next_layer_ahead_changes_no_result(torch_threads):
+    torch_threads(2)
+    x, w, b = _case(3, 128, 64 * 12, seed=10)
+    tiles, scales = q8_kernel.pack(w)
+    nxt, _ = q8_kernel.pack(torch.randn(64 * 30, 128))
+    want = q8_kernel.linear(x, tiles, scales, b, 128)
+    for _ in range(50):  # idle workers prefetch `nxt` between the calls
+        got = q8_kernel.linear(x, tiles, scales, b, 128, ahead=(nxt.data_ptr(), nxt.numel()))
+        assert torch.equal(got, want)
+    layer = Linear(w, b, "q8")
+    layer.read_ahead(Linear(torch.randn(64, 128), None, "q8"))
+    assert layer._ahead is not None and torch.equal(layer(x), want)
+    full = Linear(w, b, "full")
+    full.read_ahead(layer)  # only between q8 layers
+    assert full._ahead is None

@@ -147,6 +147,9 @@ class DecoderModel:
                 down=linear("down", p + "mlp.down_proj.weight"),
                 seg=w(a + "seg_embeddings.weight") if a + "seg_embeddings.weight" in state else None,
             ))
+        order = [lin for lw in self.layers for lin in (lw.qkv, lw.o, lw.gate_up, lw.down)] + [self.lm_head]
+        for current, following in zip(order, order[1:] + order[:1]):  # the LM head, then layer 0 again
+            current.read_ahead(following)
         # RoPE tables for every position, computed in float32 like transformers does.
         inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.int64).float() / c.head_dim))
         freqs = torch.outer(torch.arange(c.max_position_embeddings, dtype=torch.float32), inv_freq)

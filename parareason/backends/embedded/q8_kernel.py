@@ -92,7 +92,8 @@ def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
         _build(cc, flags, path)
     lib = ctypes.CDLL(str(path))
     i32 = ctypes.c_int
-    lib.q8_forward.argtypes = [_P, _P, _P, _P, i32, i32, i32, i32, _P, ctypes.c_float, _P, i32, i32]
+    lib.q8_forward.argtypes = [_P, _P, _P, _P, i32, i32, i32, i32, _P, ctypes.c_float, _P, i32, i32, _P,
+                               ctypes.c_long]
     lib.q8_forward.restype = i32
     lib.q8_has_vnni.restype = ctypes.c_int
     lib.q8_set_spin_ns.argtypes = [ctypes.c_long]
@@ -173,10 +174,12 @@ OPS = {"plain": 0, "rms_norm": 1, "swiglu": 2}  # the input transforms fused int
 
 def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
            in_features: int, lib: ctypes.CDLL | None = None, *, op: str = "plain",
-           norm_weight: torch.Tensor | None = None, eps: float = 0.0) -> torch.Tensor:
+           norm_weight: torch.Tensor | None = None, eps: float = 0.0,
+           ahead: tuple[int, int] | None = None) -> torch.Tensor:
     """op(x) @ W^T + bias: x [..., K] float32 -> [..., N] float32. op "rms_norm" normalizes
-    each row first (`norm_weight` [K], `eps`, as model.rms_norm); "swiglu" takes x
-    [..., 2K] and uses silu(x[..., :K]) * x[..., K:] (activations.swiglu)."""
+    each row first (`norm_weight` [K], `eps`, as activations.rms_norm); "swiglu" takes x
+    [..., 2K] and uses silu(x[..., :K]) * x[..., K:] (activations.swiglu). ahead: (address,
+    bytes) the kernel's idle threads prefetch after their share (the next layer's weights)."""
     lib = lib or library()
     lead = x.shape[:-1]
     cols = 2 * in_features if op == "swiglu" else in_features
@@ -192,7 +195,7 @@ def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: tor
     failed = lib.q8_forward(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
                             x2.data_ptr(), m, in_features, padded_inputs(in_features), OPS[op],
                             None if norm is None else norm.data_ptr(), eps, y.data_ptr(), n,
-                            _threads or torch.get_num_threads())
+                            _threads or torch.get_num_threads(), *(ahead or (None, 0)))
     if failed:
         raise MemoryError(f"q8 kernel: no memory for the quantized activations of {m} x {in_features}")
     return y.view(*lead, n)

@@ -57,6 +57,7 @@ PACKED_FORMATS = ("float16", "int8", "q8")  # take float32 activations
 FBGEMM_FORMATS = ("float16", "int8")
 WEIGHTS_ENV = "PARAREASON_WEIGHTS"  # the format when none is passed (default full)
 INT8_KEEPS_FLOAT16 = ("down",)  # layer kinds int8 leaves in float16 (see above)
+PREFETCH_BYTES = 1 << 20  # of the next layer's q8 weights, read ahead between calls (Linear.read_ahead)
 
 
 def layer_format(weights: str, kind: str) -> str:
@@ -76,6 +77,7 @@ class Linear:
         self.weight: torch.Tensor | None = None
         self.bias: torch.Tensor | None = None
         self._packed: Any = None
+        self._ahead: tuple[int, int] | None = None  # q8: what to prefetch after this layer
         if fmt == "full":
             self.weight, self.bias = weight.contiguous(), bias
             return
@@ -91,13 +93,21 @@ class Linear:
     def __call__(self, x: torch.Tensor, op: str = "plain", norm_weight: torch.Tensor | None = None,
                  eps: float = 0.0) -> torch.Tensor:
         if self.fmt == "q8":
-            return q8_kernel.linear(x, *self._packed, self.in_features, op=op, norm_weight=norm_weight, eps=eps)
+            return q8_kernel.linear(x, *self._packed, self.in_features, op=op, norm_weight=norm_weight, eps=eps,
+                                    ahead=self._ahead)
         x = apply_input_op(x, op, norm_weight, eps)
         if self._packed is None:
             return F.linear(x, self.weight, self.bias)
         if self.fmt == "float16":
             return torch.ops.quantized.linear_dynamic_fp16(x, self._packed)
         return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+
+    def read_ahead(self, following: "Linear") -> None:
+        """q8: after each call the kernel's idle threads prefetch the start of `following`'s
+        weights (up to PREFETCH_BYTES), the layer called next, while Python runs between."""
+        if self.fmt == "q8" and following.fmt == "q8":
+            tiles = following._packed[0]
+            self._ahead = (tiles.data_ptr(), min(tiles.numel(), PREFETCH_BYTES))
 
     def nbytes(self) -> int:
         """Bytes the weights occupy (what one call streams from memory)."""

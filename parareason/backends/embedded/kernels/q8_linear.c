@@ -214,15 +214,18 @@ static int reserve(int M, int Kp) {
 
 /* y [M, N] = op(x) @ W^T + bias. x [M, K] rows (op Q8_SWIGLU: [M, 2K]), contiguous; K pads
  * to Kp (a multiple of 32) with zeros. w: packed [ceil(N/64) * 4, Kp/4, 16, 4] bytes; ws [N]
- * weight scales; bias [N] or NULL; tiles of 64 outputs spread over `threads`.
+ * weight scales; bias [N] or NULL; tiles of 64 outputs spread over `threads`, whose idle
+ * ones then prefetch `ahead_bytes` of `ahead` (the next layer's weights, or NULL).
  * Returns 0, or -1 when the scratch buffers cannot be allocated. */
 int q8_forward(const uint8_t* w, const float* ws, const float* bias, const float* x, int M, int K,
-               int Kp, int op, const float* norm_w, float eps, float* y, int N, int threads) {
+               int Kp, int op, const float* norm_w, float eps, float* y, int N, int threads,
+               const void* ahead, long ahead_bytes) {
   if (reserve(M, Kp)) return -1;
   quantize_job qj = {x, op == Q8_SWIGLU ? 2 * K : K, K, Kp, op, norm_w, eps, scratch.q, scratch.s, scratch.sq};
-  pool_run(quantize_range, &qj, M, M >= 16 ? threads : 1);  /* a few rows: not worth a hand-off */
+  pool_run(quantize_range, &qj, M, M >= 16 ? threads : 1, NULL, 0);  /* a few rows: not worth a hand-off */
   linear_job lj = {w, ws, bias, scratch.q, scratch.s, scratch.sq, y, M, N, Kp};
-  pool_run(linear_tiles, &lj, (N + NG * LANES - 1) / (NG * LANES), threads);
+  pool_run(linear_tiles, &lj, (N + NG * LANES - 1) / (NG * LANES), threads, ahead,
+           ahead_bytes > 0 ? (size_t)ahead_bytes : 0);
   return 0;
 }
 

@@ -16,6 +16,11 @@
  * published, so a worker late for one job never claims items of the next; it reads the
  * job's fn and arg only after a claim succeeds, while the job cannot end (it holds
  * unfinished items), and the caller writes them before it publishes the ticket.
+ *
+ * Idle prefetch: a job may name memory the caller reads next (the next layer's weights);
+ * a worker done with its share prefetches it while the caller runs the Python and torch
+ * ops between two calls, when the memory bus would be idle, and stops as soon as another
+ * job is published. A prefetch never faults, so a stale address is harmless.
  */
 #ifndef PARAREASON_SPIN_POOL_H
 #define PARAREASON_SPIN_POOL_H
@@ -47,6 +52,8 @@ static struct {
   _Atomic int chunk;
   _Atomic long spin_ns;        /* how long an idle worker polls before it sleeps */
   _Atomic int in_use;          /* a caller is running a job */
+  const char* _Atomic prefetch; /* memory to pull into cache once the job's items are claimed */
+  _Atomic size_t prefetch_bytes;
   pool_fn fn;
   void* arg;
   pthread_mutex_t mu;
@@ -100,6 +107,13 @@ static void* pool_worker(void* unused) {
     }
     seen = pool_job(atomic_load(&pool.ticket));
     pool_work(seen);
+    const char* ahead = atomic_load(&pool.prefetch);
+    size_t bytes = atomic_load(&pool.prefetch_bytes);
+    int64_t until = pool_now_ns() + atomic_load(&pool.spin_ns);  /* it counts as spinning */
+    for (size_t off = 0; ahead && off < bytes; off += 64) {
+      if (off % 4096 == 0 && (pool_job(atomic_load(&pool.ticket)) != seen || pool_now_ns() > until)) break;
+      __builtin_prefetch(ahead + off, 0, 2);
+    }
   }
   return NULL;
 }
@@ -128,9 +142,10 @@ static void pool_start(int workers) {
 }
 
 /* fn(arg, begin, end) over [0, items) in chunks, on up to `threads` threads (the caller
- * included). A second caller while one runs (two engines on two Python threads) runs its
- * job alone rather than share the pool's one job slot. */
-static void pool_run(pool_fn fn, void* arg, int items, int threads) {
+ * included); then idle workers prefetch [ahead, ahead + ahead_bytes) (NULL: nothing). A
+ * second caller while one runs (two engines on two Python threads) runs its job alone
+ * rather than share the pool's one job slot. */
+static void pool_run(pool_fn fn, void* arg, int items, int threads, const void* ahead, size_t ahead_bytes) {
   if (items <= 0) return;
   if (threads <= 1 || items == 1 || (uint64_t)items > POOL_MASK || atomic_exchange(&pool.in_use, 1)) {
     fn(arg, 0, items);
@@ -140,6 +155,8 @@ static void pool_run(pool_fn fn, void* arg, int items, int threads) {
   int parts = 4 * threads;  /* a few chunks each: a slow thread leaves its share to the others */
   pool.fn = fn;
   pool.arg = arg;
+  atomic_store(&pool.prefetch, (const char*)ahead);
+  atomic_store(&pool.prefetch_bytes, ahead_bytes);
   atomic_store(&pool.chunk, (items + parts - 1) / parts);
   atomic_store(&pool.done, 0);
   uint64_t gen = (atomic_load(&pool.ticket) >> (2 * POOL_BITS)) + 1;
