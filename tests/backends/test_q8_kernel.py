@@ -55,13 +55,24 @@ def test_kernel_computes_the_blockwise_int8_products(rows, inner, outer):
     assert torch.allclose(got.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item()), (got - ref).abs().max()
 
 
-def test_vector_and_plain_c_paths_agree_bitwise():
+@pytest.mark.parametrize("arch", ["native", "haswell"])  # haswell: AVX2 + FMA, no AVX-512
+def test_vector_and_plain_c_paths_agree_bitwise(arch):
     x, w, b = _case(11, 256, 144, seed=1)
+    x[0, :32] = 127 * torch.sign(x[0, :32])  # full-scale codes: the AVX2 path's int16 pairs at their largest
+    w[:5] = 0.05 * torch.sign(w[:5])
     tiles, scales = q8_kernel.pack(w)
     plain = q8_kernel.library(PLAIN_C)
-    assert not q8_kernel.uses_vnni(plain)
-    native = q8_kernel.linear(x, tiles, scales, b, 256)
-    assert torch.equal(native, q8_kernel.linear(x, tiles, scales, b, 256, lib=plain))
+    assert q8_kernel.vector_path(plain) == "plain C"
+    flags = q8_kernel.FLAGS if arch == "native" else tuple(
+        "-march=haswell" if f == "-march=native" else f for f in q8_kernel.FLAGS)
+    vector = q8_kernel.library(flags)
+    if arch == "haswell":
+        assert q8_kernel.vector_path(vector) == "AVX2"
+        if "avx2" not in q8_kernel._cpu_flags().split():
+            pytest.skip("this CPU cannot run AVX2 code")
+    want = q8_kernel.linear(x, tiles, scales, b, 256, lib=plain)
+    for rows in (11, 1, 2, 3):  # every tile height
+        assert torch.equal(q8_kernel.linear(x[:rows], tiles, scales, b, 256, lib=vector), want[:rows])
 
 
 def test_a_rows_result_does_not_depend_on_its_batch():

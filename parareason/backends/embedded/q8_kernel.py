@@ -5,7 +5,8 @@ block (its fbgemm kernel shares one activation scale across the whole call, whic
 MLP's down projection cannot take). `kernels/q8_linear.c` does, in llama.cpp's Q8_0
 form: weights int8 with one scale per output row, activations int8 with one scale per
 row and block of 32 inputs, int32 sums per block (AVX-512 VNNI `vpdpbusd` where the CPU
-has it, plain C otherwise; both give the same bits), float sums across blocks. Its threads
+has it, else AVX2 `vpmaddubsw`, else plain C; all give the same bits), float sums across
+blocks. Its threads
 are its own (kernels/spin_pool.h: they spin ~2 ms between calls, yield under load, and the
 caller never waits for one that is late), as many as torch's intra-op threads.
 
@@ -95,7 +96,7 @@ def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
     lib.q8_forward.argtypes = [_P, _P, _P, _P, i32, i32, i32, i32, _P, ctypes.c_float, _P, i32, i32, _P,
                                ctypes.c_long]
     lib.q8_forward.restype = i32
-    lib.q8_has_vnni.restype = ctypes.c_int
+    lib.q8_vector_path.restype = ctypes.c_int
     lib.q8_set_spin_ns.argtypes = [ctypes.c_long]
     lib.q8_set_spin_ns(int(1000 * _spin_us()))
     return lib
@@ -121,8 +122,12 @@ def available() -> str | None:
     return None
 
 
-def uses_vnni(lib: ctypes.CDLL | None = None) -> bool:
-    return bool((lib or library()).q8_has_vnni())
+VECTOR_PATHS = ("plain C", "AVX2", "AVX-512 VNNI")
+
+
+def vector_path(lib: ctypes.CDLL | None = None) -> str:
+    """Which of VECTOR_PATHS the kernel was compiled with (by -march and the CPU)."""
+    return VECTOR_PATHS[(lib or library()).q8_vector_path()]
 
 
 def padded_inputs(k: int) -> int:

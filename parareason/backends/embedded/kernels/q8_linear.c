@@ -6,6 +6,10 @@
  * unsigned by signed bytes). The +128 is taken back per block with the block's sum of
  * activation codes: sum_k (w + 128) q = sum_k w q + 128 sum_k q.
  *
+ * AVX2 without VNNI (llama.cpp's trick): vpmaddubsw multiplies |w| (unsigned) by x with
+ * w's sign, and adds pairs in int16: at most 2 * 127 * 127, so nothing saturates, and the
+ * int32 block sums are exact, as on the other paths.
+ *
  * Every path does the same integer sums and the same float operations in the same order
  * (fmaf per block, then scale, then bias), so they agree bitwise, and a row's output does
  * not depend on the other rows of the call.
@@ -19,6 +23,9 @@
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define Q8_VNNI 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define Q8_AVX2 1 /* no vpdpbusd: vpmaddubsw on |w| and sign(w) * x, which cannot saturate */
 #endif
 
 #define BLOCK 32
@@ -131,6 +138,42 @@ static inline __attribute__((always_inline)) void tile_rows(
       _mm512_mask_storeu_ps(y + (size_t)(m0 + j) * N + n, mask, out);
     }
   }
+#elif defined(Q8_AVX2)
+  const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+  for (int g = 0; g < NG; g++) {
+    int n = n0 + g * LANES;
+    if (n >= N) break;
+    const uint8_t* wg = wt + g * group_bytes;
+    int lanes = N - n < LANES ? N - n : LANES;
+    for (int j = 0; j < MS; j++) {
+      const int8_t* qr = q + (size_t)(m0 + j) * K;
+      __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int b = 0; b < nb; b++) {
+        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        const uint8_t* wb = wg + (size_t)b * BLOCK * LANES;
+        for (int i = 0; i < BLOCK / 4; i++) {
+          int32_t xq;
+          memcpy(&xq, qr + b * BLOCK + 4 * i, 4);
+          __m256i xv = _mm256_set1_epi32(xq);
+          for (int h = 0; h < 2; h++) {  /* lanes 8h..8h+7: 32 of the vector's 64 bytes */
+            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(wb + i * 64 + 32 * h)), flip);
+            __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
+            acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones));
+          }
+        }
+        __m256 sb = _mm256_set1_ps(s[(size_t)(m0 + j) * nb + b]);
+        for (int h = 0; h < 2; h++) f[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h]), sb, f[h]);
+      }
+      float out[LANES];
+      _mm256_storeu_ps(out, f[0]);
+      _mm256_storeu_ps(out + 8, f[1]);
+      for (int l = 0; l < lanes; l++) {
+        float o = out[l] * ws[n + l];
+        if (bias) o = o + bias[n + l];
+        y[(size_t)(m0 + j) * N + n + l] = o;
+      }
+    }
+  }
 #else
   for (int j = 0; j < MS; j++) {
     const int8_t* qr = q + (size_t)(m0 + j) * K;
@@ -232,8 +275,11 @@ int q8_forward(const uint8_t* w, const float* ws, const float* bias, const float
 /* How long (ns) an idle worker polls for the next call before it sleeps. */
 void q8_set_spin_ns(long ns) { atomic_store(&pool.spin_ns, ns); }
 
-int q8_has_vnni(void) {
-#ifdef Q8_VNNI
+/* The vector path compiled in: 2 AVX-512 VNNI, 1 AVX2, 0 plain C. */
+int q8_vector_path(void) {
+#if defined(Q8_VNNI)
+  return 2;
+#elif defined(Q8_AVX2)
   return 1;
 #else
   return 0;
