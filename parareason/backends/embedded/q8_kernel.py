@@ -6,9 +6,9 @@ MLP's down projection cannot take). `kernels/q8_linear.c` does, in llama.cpp's Q
 form: weights int8 with one scale per output row, activations int8 with one scale per
 row and block of 32 inputs, int32 sums per block (AVX-512 VNNI `vpdpbusd` where the CPU
 has it, else AVX2 `vpmaddubsw`, else plain C; all give the same bits), float sums across
-blocks. Its threads
-are its own (kernels/spin_pool.h: they spin ~2 ms between calls, yield under load, and the
-caller never waits for one that is late), as many as torch's intra-op threads.
+blocks. Its threads are its own (kernels/spin_pool.h: they spin ~2 ms between calls, yield
+under load, and the caller never waits for one that is late), as many as torch's
+intra-op threads.
 
 The C file is compiled once per machine with the system C compiler (`cc`, or $CC) and
 `-march=native`, into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from parareason.backends.embedded.activations import INPUT_OPS
 
 SOURCE = Path(__file__).with_name("kernels") / "q8_linear.c"
 HEADERS = (SOURCE.with_name("spin_pool.h"),)  # included by SOURCE: part of the build's key
@@ -174,7 +176,8 @@ def kernel_owns_the_cores(threads: int) -> Iterator[None]:
         _threads = before
 
 
-OPS = {"plain": 0, "rms_norm": 1, "swiglu": 2}  # the input transforms fused into quantization
+# The input transforms fused into quantization, by their codes in the C file (Q8_PLAIN, ...).
+OPS = {op: code for code, op in enumerate(INPUT_OPS)}
 
 
 def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
@@ -185,6 +188,8 @@ def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: tor
     each row first (`norm_weight` [K], `eps`, as activations.rms_norm); "swiglu" takes x
     [..., 2K] and uses silu(x[..., :K]) * x[..., K:] (activations.swiglu). ahead: (address,
     bytes) the kernel's idle threads prefetch after their share (the next layer's weights)."""
+    if op not in OPS:
+        raise ValueError(f"input op must be one of {INPUT_OPS}, not {op!r}")
     lib = lib or library()
     lead = x.shape[:-1]
     cols = 2 * in_features if op == "swiglu" else in_features

@@ -36,7 +36,7 @@
 /* What happens to an input row before it is quantized: fused here, the row needs no
  * pass of its own in torch and no temporary. */
 #define Q8_PLAIN 0
-#define Q8_RMSNORM 1 /* x [K]: norm_w[k] * (x[k] / sqrt(mean(x^2) + eps)), as model.rms_norm */
+#define Q8_RMSNORM 1 /* x [K]: norm_w[k] * (x[k] / sqrt(mean(x^2) + eps)), as activations.rms_norm */
 #define Q8_SWIGLU 2  /* x [2K]: silu(x[k]) * x[K + k], as activations.swiglu */
 
 static void prepare_row(const float* x, int K, int Kp, int op, const float* norm_w, float eps, float* out) {
