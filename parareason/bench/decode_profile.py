@@ -46,6 +46,7 @@ class ProfileConfig:
     top_p: float = 0.95
     seed: int = 0
     shared_prefix: tuple[bool, ...] = (True, False)  # prompt KV read once per step / once per row
+    attention: tuple[str, ...] = ("c",)  # decode attention paths (model.decode_attention), "c" and / or "torch"
     out_path: str | None = "BENCHMARKS.md"  # None: print only
 
 
@@ -53,6 +54,7 @@ class ProfileConfig:
 class StepProfile:
     batch: int
     shared_prefix: bool  # the prompt's KV read once per step for all rows
+    attention: str  # the decode attention path that ran: "c" or "torch"
     step_ms: float  # median, no profiler
     profiled_ms: float  # mean step under the profiler
     split_ms: dict[str, float] = field(default_factory=dict)  # CATEGORIES -> ms, sums to profiled_ms
@@ -82,14 +84,19 @@ def _top_ops(events: Any, steps: int, n: int = 6) -> list[tuple[str, float]]:
 
 
 def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
-                  shared_prefix: bool = True) -> StepProfile:
+                  shared_prefix: bool = True, attention: str | None = None) -> StepProfile:
     """Time and profile decode steps of `batch` rows of `context_ids` in `engine` (left
-    with the shared-prefix setting it had)."""
-    before = engine.options.shared_prefix_attention
+    with the shared-prefix setting and attention path it had; attention None: its own)."""
+    before, before_path = engine.options.shared_prefix_attention, engine.model.decode_attention
     try:
+        if attention is not None:
+            if attention == "c" and before_path != "c":
+                raise RuntimeError("decode attention in C is not available for this model here")
+            engine.model.decode_attention = attention
         return _profile_batch(engine, context_ids, batch, cfg, shared_prefix)
     finally:
         engine.options.shared_prefix_attention = before
+        engine.model.decode_attention = before_path
 
 
 def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
@@ -125,7 +132,7 @@ def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: Profile
     engine.step()  # report the aborts; nothing is left
     events = prof.key_averages()
     profiled, split = split_step(events, cfg.steps)
-    return StepProfile(batch, shared_prefix, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
+    return StepProfile(batch, shared_prefix, engine.model.decode_attention, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
 
 
 def copy_bandwidth(nbytes: int = 256 << 20, reps: int = 5) -> float:
@@ -174,12 +181,12 @@ def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandw
     """`bandwidth`: the read rate the floor divides by; `copy_rate`: a copy's, for reference."""
     floor_ms = weight_bytes / bandwidth * 1000.0
     table = markdown_table(
-        ["batch", "prompt KV read", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms",
+        ["batch", "prompt KV read", "attention", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms",
          "step / floor"],
-        [[str(r.batch), _read_label(r), f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
+        [[str(r.batch), _read_label(r), r.attention, f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
           *(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES),
           f"{floor_ms:.1f}", f"{r.step_ms / floor_ms:.2f}"] for r in rows])
-    ops = "\n".join(f"- batch {r.batch}, {_read_label(r)}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
+    ops = "\n".join(f"- batch {r.batch}, {_read_label(r)}, {r.attention}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
     return (f"{cfg.model}, dtype {cfg.dtype}, weights {cfg.weights}; {cfg.context}-token chat prompt shared by "
             f"the rows, temperature {cfg.temperature}, top-p {cfg.top_p}; step ms: median of {cfg.steps} steps "
             f"after {cfg.warmup} warm-up; split: ms per step (share) under torch.profiler, which adds its own "
@@ -204,7 +211,8 @@ def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
         ids = context_tokens(engine.tokenizer, cfg.context)
         cfg = replace(cfg, context=len(ids))
         bandwidth, copy_rate = read_bandwidth(), copy_bandwidth()
-        rows = [profile_batch(engine, ids, b, cfg, shared) for b in cfg.batches for shared in cfg.shared_prefix]
+        rows = [profile_batch(engine, ids, b, cfg, shared, path) for b in cfg.batches
+                for path in cfg.attention for shared in cfg.shared_prefix]
         md = render(cfg, rows, engine.model.streamed_weight_bytes(), bandwidth, copy_rate)
     finally:
         engine.close()

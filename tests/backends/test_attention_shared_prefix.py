@@ -68,7 +68,10 @@ def test_shared_prefixes_are_grouped_and_give_plain_attention():
         assert torch.allclose(alone[0], got[b], atol=1e-6, rtol=0), b
 
 
-def test_a_rows_result_is_the_same_bits_among_any_number_of_siblings():
+def test_a_rows_result_barely_moves_among_any_number_of_siblings():
+    # Not bitwise: torch's flash kernel multiplies through MKL, whose kernel choice follows
+    # the call's shape and buffer alignment (a row's last bit moved about 1 run in 12 on an
+    # Intel Xeon). The C kernel, which float32 decode runs, is bitwise (test_decode_attention.py).
     k_pool, v_pool = pools(seed=1)
     prompt = list(range(5, 60))
     q = torch.randn(16, 1, KV_HEADS * GROUP, D)
@@ -77,7 +80,8 @@ def test_a_rows_result_is_the_same_bits_among_any_number_of_siblings():
     pair = [seq(prompt + [107], len(prompt)), seq(prompt + [103], len(prompt))]
     d, two = cascade(torch.cat([q[7:8], q[3:4]]), k_pool, v_pool, pair, [207, 203])
     assert d.prefixes[0].every_row and d.read_slots.tolist() == [[107, 207], [103, 203]]
-    assert torch.equal(two[0], together[7]) and torch.equal(two[1], together[3])
+    assert torch.allclose(two[0], together[7], atol=1e-6, rtol=0)
+    assert torch.allclose(two[1], together[3], atol=1e-6, rtol=0)
 
 
 def test_batch_one_reads_all_its_slots_in_one_call_and_a_run_as_a_slice():

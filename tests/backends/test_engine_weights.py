@@ -8,14 +8,14 @@ import torch.nn.functional as F
 
 from parareason.backends.base import BackendError
 from parareason.backends.registry import load_backend
-from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded import kernel_library
 from parareason.backends.embedded.weights import WEIGHTS_ENV, Linear, check_weight_format
 from parareason.cli.options import engine_options
 from tests.support.engine_util import TEST_MODEL
 
 FBGEMM = "fbgemm" in torch.backends.quantized.supported_engines
 needs_fbgemm = pytest.mark.skipif(not FBGEMM, reason="float16 / int8 weights need torch's fbgemm kernels (x86)")
-needs_q8 = pytest.mark.skipif(q8_kernel.available() is not None, reason="the q8 kernel does not build here")
+needs_q8 = pytest.mark.skipif(kernel_library.available() is not None, reason="the q8 kernel does not build here")
 
 
 def _layer(rows: int = 64, inner: int = 96, outer: int = 80, seed: int = 0):

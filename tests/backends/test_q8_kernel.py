@@ -12,13 +12,13 @@ import threading
 import pytest
 import torch
 
-from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded import kernel_library, q8_kernel
 from parareason.backends.embedded.activations import rms_norm, swiglu
 from parareason.backends.embedded.weights import Linear, check_weight_format
 
-why_not = q8_kernel.available()
+why_not = kernel_library.available()
 pytestmark = pytest.mark.skipif(why_not is not None, reason=f"q8 kernel unavailable: {why_not}")
-PLAIN_C = tuple(f for f in q8_kernel.FLAGS if f != "-march=native")  # no vector intrinsics
+PLAIN_C = tuple(f for f in kernel_library.FLAGS if f != "-march=native")  # no vector intrinsics
 
 
 def _case(rows: int, inner: int, outer: int, seed: int = 0):
@@ -61,13 +61,13 @@ def test_vector_and_plain_c_paths_agree_bitwise(arch):
     x[0, :32] = 127 * torch.sign(x[0, :32])  # full-scale codes: the AVX2 path's int16 pairs at their largest
     w[:5] = 0.05 * torch.sign(w[:5])
     tiles, scales = q8_kernel.pack(w)
-    plain = q8_kernel.library(PLAIN_C)
+    plain = kernel_library.library(PLAIN_C)
     assert q8_kernel.vector_path(plain) == "plain C"
-    if arch == "haswell" and (os.uname().machine != "x86_64" or "avx2" not in q8_kernel._cpu_flags().split()):
+    if arch == "haswell" and (os.uname().machine != "x86_64" or "avx2" not in kernel_library.cpu_flags().split()):
         pytest.skip("the AVX2 path needs an x86-64 CPU with AVX2")
-    flags = q8_kernel.FLAGS if arch == "native" else tuple(
-        "-march=haswell" if f == "-march=native" else f for f in q8_kernel.FLAGS)
-    vector = q8_kernel.library(flags)
+    flags = kernel_library.FLAGS if arch == "native" else tuple(
+        "-march=haswell" if f == "-march=native" else f for f in kernel_library.FLAGS)
+    vector = kernel_library.library(flags)
     if arch == "haswell":
         assert q8_kernel.vector_path(vector) == "AVX2"
     want = q8_kernel.linear(x, tiles, scales, b, 256, lib=plain)
@@ -96,7 +96,7 @@ def test_fused_rms_norm_and_swiglu_match_the_torch_steps():
     fused = q8_kernel.linear(gate_up, tiles, scales, b, 100, op="swiglu")
     apart = q8_kernel.linear(swiglu(gate_up), tiles, scales, b, 100)
     assert torch.allclose(fused, apart, rtol=1e-3, atol=1e-3 * apart.abs().max().item())
-    plain = q8_kernel.library(PLAIN_C)  # the fused steps are plain C on both paths: same bits
+    plain = kernel_library.library(PLAIN_C)  # the fused steps are plain C on both paths: same bits
     assert torch.equal(fused, q8_kernel.linear(gate_up, tiles, scales, b, 100, lib=plain, op="swiglu"))
     with pytest.raises(ValueError, match="expected 200"):
         q8_kernel.linear(x, tiles, scales, b, 100, op="swiglu")
@@ -161,14 +161,14 @@ def test_a_forked_child_runs_the_kernel(torch_threads):
 
 
 def test_a_bad_spin_setting_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv(q8_kernel.SPIN_ENV, "lots")
-    q8_kernel.library.cache_clear()
+    monkeypatch.setenv(kernel_library.SPIN_ENV, "lots")
+    kernel_library.library.cache_clear()
     try:
         with pytest.raises(ValueError, match=r"PARAREASON_KERNEL_SPIN_US must be a number"):
             check_weight_format("q8", torch.float32)
     finally:
-        monkeypatch.delenv(q8_kernel.SPIN_ENV)
-        q8_kernel.library.cache_clear()
+        monkeypatch.delenv(kernel_library.SPIN_ENV)
+        kernel_library.library.cache_clear()
 
 
 def test_linear_q8_keeps_the_outlier_channel_that_int8_loses():
@@ -183,13 +183,13 @@ def test_linear_q8_keeps_the_outlier_channel_that_int8_loses():
 
 def test_no_compiler_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
-    q8_kernel.library.cache_clear()
+    kernel_library.library.cache_clear()
     try:
-        with pytest.raises(ValueError, match=r"weights q8 need a C compiler.*\$CC=/nonexistent/cc"):
+        with pytest.raises(ValueError, match=r"weights q8 need the C kernels: .*needs a C compiler: \$CC=/nonexistent/cc"):
             check_weight_format("q8", torch.float32)
     finally:
         monkeypatch.delenv("CC")
-        q8_kernel.library.cache_clear()
+        kernel_library.library.cache_clear()
 
 
 def test_kernel_owns_the_cores_for_a_block_and_gives_them_back(torch_threads):
@@ -198,12 +198,12 @@ def test_kernel_owns_the_cores_for_a_block_and_gives_them_back(torch_threads):
     tiles, scales = q8_kernel.pack(w)
     want = q8_kernel.linear(x, tiles, scales, b, 64)
     with pytest.raises(RuntimeError, match="inside"):
-        with q8_kernel.kernel_owns_the_cores(2):
+        with kernel_library.kernel_owns_the_cores(2):
             assert torch.get_num_threads() == 1  # torch's small ops
             assert torch.equal(q8_kernel.linear(x, tiles, scales, b, 64), want)  # the kernel on 2
             raise RuntimeError("inside")
     assert torch.get_num_threads() == 2
-    assert q8_kernel._threads is None
+    assert kernel_library._threads is None
 
 
 def test_reading_the_next_layer_ahead_changes_no_result(torch_threads):

@@ -51,8 +51,11 @@ def test_render_has_a_row_per_batch_and_the_floor_ratio(tiny):
     from parareason.bench.decode_profile import context_tokens
 
     ids = context_tokens(tiny.tokenizer, 20)
-    rows = [profile_batch(tiny, ids, b, cfg, shared) for b in cfg.batches for shared in (True, False)]
+    own_path = tiny.model.decode_attention
+    rows = [profile_batch(tiny, ids, b, cfg, shared, path) for b in cfg.batches for shared in (True, False)
+            for path in {own_path, "torch"}]
     assert tiny.options.shared_prefix_attention  # the engine keeps its own setting
+    assert tiny.model.decode_attention == own_path and {r.attention for r in rows} == {own_path, "torch"}
     bw, copy_rate = read_bandwidth(16 << 20, reps=2), copy_bandwidth(16 << 20, reps=2)
     assert bw > 1e8 and copy_rate > 1e8  # bytes/s: any real machine reads and copies faster than 100 MB/s
     md = render(cfg, rows, tiny.model.streamed_weight_bytes(), bw, copy_rate)
@@ -60,4 +63,4 @@ def test_render_has_a_row_per_batch_and_the_floor_ratio(tiny):
     floor = tiny.model.streamed_weight_bytes() / bw * 1000
     for r in rows:
         read = "once a step" if r.shared_prefix else "once a row"
-        assert f"| {r.batch} | {read} | {r.step_ms:.1f} |" in md and f"| {r.step_ms / floor:.2f} |" in md
+        assert f"| {r.batch} | {read} | {r.attention} | {r.step_ms:.1f} |" in md and f"| {r.step_ms / floor:.2f} |" in md

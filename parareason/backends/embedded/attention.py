@@ -16,9 +16,12 @@ their log-sum-exp (as in FlashInfer's cascade attention and Hydragen):
 out = lerp(own, prefix, sigmoid(lse_prefix - lse_own)).
 
 Both calls are torch's CPU flash kernel, which returns the log-sum-exp, and which
-computes every query row on its own: a row's prefix output and lse are bitwise the same
-whether it is attended with 1 sibling or with 100, and which slots count as its prefix
-is fixed per row at prefill (`Sequence.shared_prefix`). A row with no sibling in the
+computes every query row on its own: a row's prefix output and lse are the same whether
+it is attended with 1 sibling or with 100 but for MKL's rounding (its GEMM blocking
+follows the call's shape and alignment: the last bit moves now and then), and which slots
+count as its prefix is fixed per row at prefill (`Sequence.shared_prefix`). Float32
+decode runs decode_attention.py's C kernel instead, which is bitwise; this path serves
+prefill, bfloat16, and machines without a C compiler. A row with no sibling in the
 batch reads all its slots in one call (two calls would cost it more and save nothing:
 4.8 vs 2.1 ms of flash calls a batch-1 step, qwen2.5-0.5b-coder), so its numbers can
 differ from those it gets among siblings in the last bits (~1e-7), as padding a row's

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded import decode_attention, kernel_library
 from parareason.backends.embedded.attention import attend
 from parareason.backends.embedded.decode_batch import PrefixGroup
 from parareason.backends.embedded.kv_pool import KVPool
@@ -156,6 +156,9 @@ class DecoderModel:
         emb = torch.cat((freqs, freqs), dim=-1)
         self.cos = emb.cos().to(dtype)
         self.sin = emb.sin().to(dtype)
+        # decode (one new token per row): "c" runs RoPE, the KV write and attention in one C
+        # call a layer (decode_attention.py, float32); "torch" the ops below and attention.py
+        self.decode_attention = "c" if decode_attention.usable(dtype, c.head_dim) else "torch"
 
     @classmethod
     def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32,
@@ -171,8 +174,8 @@ class DecoderModel:
 
     def decode_threads(self, threads: int) -> AbstractContextManager[object]:
         """Where decode steps run: q8's kernel on `threads`, torch's small ops on one
-        (q8_kernel.kernel_owns_the_cores); torch's threads for everything otherwise."""
-        return q8_kernel.kernel_owns_the_cores(threads) if self.weights == "q8" else nullcontext()
+        (kernel_library.kernel_owns_the_cores); torch's threads for everything otherwise."""
+        return kernel_library.kernel_owns_the_cores(threads) if self.weights == "q8" else nullcontext()
 
     def new_kv_pool(self, capacity: int) -> KVPool:
         c = self.config
@@ -199,35 +202,29 @@ class DecoderModel:
         if read_start is not None and B != 1:
             raise ValueError("read_start is for a batch of one sequence")
         h = F.embedding(input_ids, self.embed)  # [B, Q, hidden]
-        cos = self.cos[positions].unsqueeze(2)  # [B, Q, 1, D]
-        sin = self.sin[positions].unsqueeze(2)
-        write_flat = write_slots.reshape(-1)
-        own_bias = None
-        if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
-            own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
-        nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        in_c = Q == 1 and self.decode_attention == "c"
+        if in_c:
+            reads = decode_attention.decode_reads(read_slots, attn_mask, prefixes, write_slots, positions, self.cos,
+                                                  self.sin, c.num_heads, c.num_kv_heads, kv.capacity)
+        else:
+            cos = self.cos[positions].unsqueeze(2)  # [B, Q, 1, D]
+            sin = self.sin[positions].unsqueeze(2)
+            own_bias = None
+            if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
+                own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
         eps = c.rms_norm_eps
         for i, lw in enumerate(self.layers):
             with region(LINEAR):  # each linear layer runs its input's RMSNorm / SwiGLU (activations.py)
                 qkv = lw.qkv(h, "rms_norm", lw.input_norm, eps)
             with region(ATTENTION):
-                v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
-                if lw.seg is None:  # RoPE on q and k heads together: half the elementwise calls
-                    qk = qkv[..., :nq + nkv].view(B, Q, c.num_heads + c.num_kv_heads, c.head_dim)
-                    qk = qk * cos + rotate_half(qk) * sin
-                    q, k = qk[:, :, :c.num_heads], qk[:, :, c.num_heads:]
-                else:  # vllm-parathinker qwen2.py: k, v += seg_embeddings(seg_ids), before RoPE
-                    q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
-                    k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
-                    # no seg_ids: not a path, segment 0 (the collator's zeros), so an ordinary
-                    # prefill leaves the same KV as the native layout's prompt region reuses
-                    seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids, lw.seg)[:, :, None, :]
-                    k, v = k + seg, v + seg
-                    q = q * cos + rotate_half(q) * sin
-                    k = k * cos + rotate_half(k) * sin
-                kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
-                kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
-                attn = attend(q, kv.k[i], kv.v[i], read_slots, attn_mask, read_start, prefixes, own_bias)
+                if in_c:
+                    seg = None
+                    if lw.seg is not None:  # segment 0 without seg_ids, as in _attention_in_torch
+                        seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids.reshape(B), lw.seg)
+                    attn = decode_attention.rope_write_attend(qkv, kv.k[i], kv.v[i], reads, seg)
+                else:
+                    attn = self._attention_in_torch(qkv, lw, i, cos, sin, kv, write_slots, read_slots, attn_mask,
+                                                    seg_ids, read_start, prefixes, own_bias)
             with region(LINEAR):
                 o = lw.o(attn)
             h = h + o
@@ -238,3 +235,30 @@ class DecoderModel:
         last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
         with region(LM_HEAD):
             return self.lm_head(last, "rms_norm", self.final_norm, eps).float()
+
+    def _attention_in_torch(self, qkv: torch.Tensor, lw: LayerWeights, i: int, cos: torch.Tensor,
+                            sin: torch.Tensor, kv: KVPool, write_slots: torch.Tensor, read_slots: torch.Tensor,
+                            attn_mask: torch.Tensor, seg_ids: torch.Tensor | None, read_start: int | None,
+                            prefixes: Sequence[PrefixGroup], own_bias: torch.Tensor | None) -> torch.Tensor:
+        """Layer i's RoPE, KV write and attention (attention.py) as torch ops."""
+        c = self.config
+        B, Q = qkv.shape[:2]
+        nq, nkv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        v = qkv[..., nq + nkv:].view(B, Q, c.num_kv_heads, c.head_dim)
+        if lw.seg is None:  # RoPE on q and k heads together: half the elementwise calls
+            qk = qkv[..., :nq + nkv].view(B, Q, c.num_heads + c.num_kv_heads, c.head_dim)
+            qk = qk * cos + rotate_half(qk) * sin
+            q, k = qk[:, :, :c.num_heads], qk[:, :, c.num_heads:]
+        else:  # vllm-parathinker qwen2.py: k, v += seg_embeddings(seg_ids), before RoPE
+            q = qkv[..., :nq].view(B, Q, c.num_heads, c.head_dim)
+            k = qkv[..., nq:nq + nkv].view(B, Q, c.num_kv_heads, c.head_dim)
+            # no seg_ids: not a path, segment 0 (the collator's zeros), so an ordinary
+            # prefill leaves the same KV as the native layout's prompt region reuses
+            seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids, lw.seg)[:, :, None, :]
+            k, v = k + seg, v + seg
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+        write_flat = write_slots.reshape(-1)
+        kv.k[i].index_copy_(0, write_flat, k.reshape(B * Q, c.num_kv_heads, c.head_dim))
+        kv.v[i].index_copy_(0, write_flat, v.reshape(B * Q, c.num_kv_heads, c.head_dim))
+        return attend(q, kv.k[i], kv.v[i], read_slots, attn_mask, read_start, prefixes, own_bias)

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from parareason.backends.embedded import q8_kernel
+from parareason.backends.embedded import kernel_library, q8_kernel
 from parareason.backends.embedded.activations import apply_input_op
 
 WEIGHT_FORMATS = ("full", "float16", "int8", "q8")
@@ -133,8 +133,8 @@ def check_weight_format(fmt: str, compute_dtype: torch.dtype) -> None:
     """Refuse a format this torch build or compute dtype cannot run, before loading."""
     if fmt not in WEIGHT_FORMATS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, not {fmt!r}")
-    if fmt == "q8" and (why := q8_kernel.available()) is not None:
-        raise ValueError(why)
+    if fmt == "q8" and (why := kernel_library.available()) is not None:
+        raise ValueError(f"weights q8 need the C kernels: {why}")
     if fmt in PACKED_FORMATS:
         if fmt in FBGEMM_FORMATS and "fbgemm" not in torch.backends.quantized.supported_engines:
             raise ValueError(f"weights {fmt} need torch's fbgemm kernels (x86), absent here; use full")
