@@ -54,6 +54,8 @@ def pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 # The input transforms fused into quantization, by their codes in the C file (Q8_PLAIN, ...).
 OPS = {op: code for code, op in enumerate(INPUT_OPS)}
+_RMS_NORM, _SWIGLU = OPS["rms_norm"], OPS["swiglu"]
+_NOTHING_AHEAD = (None, 0)
 
 
 def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
@@ -64,24 +66,25 @@ def linear(x: torch.Tensor, tiles: torch.Tensor, scales: torch.Tensor, bias: tor
     each row first (`norm_weight` [K], `eps`, as activations.rms_norm); "swiglu" takes x
     [..., 2K] and uses silu(x[..., :K]) * x[..., K:] (activations.swiglu). ahead: (address,
     bytes) the kernel's idle threads prefetch after their share (the next layer's weights)."""
-    if op not in OPS:
+    code = OPS.get(op)
+    if code is None:
         raise ValueError(f"input op must be one of {INPUT_OPS}, not {op!r}")
-    lib = lib or library()
-    lead = x.shape[:-1]
-    cols = 2 * in_features if op == "swiglu" else in_features
+    cols = 2 * in_features if code == _SWIGLU else in_features
     if x.shape[-1] != cols:
         raise ValueError(f"q8 {op} input has {x.shape[-1]} columns, expected {cols}")
-    x2 = x.reshape(-1, cols).float().contiguous()
+    if x.dtype != torch.float32 or not x.is_contiguous():  # ~1 us a call saved where it is (decode)
+        x = x.float().contiguous()
     norm = None
-    if op == "rms_norm":
+    if code == _RMS_NORM:
         assert norm_weight is not None and norm_weight.numel() == in_features
-        norm = norm_weight.float().contiguous()
-    m, n = x2.shape[0], scales.shape[0]
-    y = torch.empty((m, n), dtype=torch.float32)
-    failed = lib.q8_forward(tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(),
-                            x2.data_ptr(), m, in_features, padded_inputs(in_features), OPS[op],
-                            None if norm is None else norm.data_ptr(), eps, y.data_ptr(), n,
-                            threads(), *(ahead or (None, 0)))
+        norm = norm_weight if norm_weight.dtype == torch.float32 and norm_weight.is_contiguous() \
+            else norm_weight.float().contiguous()
+    m, n = x.numel() // cols, scales.shape[0]
+    y = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
+    failed = (lib or library()).q8_forward(
+        tiles.data_ptr(), scales.data_ptr(), None if bias is None else bias.data_ptr(), x.data_ptr(), m,
+        in_features, padded_inputs(in_features), code, None if norm is None else norm.data_ptr(), eps,
+        y.data_ptr(), n, threads(), *(ahead or _NOTHING_AHEAD))
     if failed:
         raise MemoryError(f"q8 kernel: no memory for the quantized activations of {m} x {in_features}")
-    return y.view(*lead, n)
+    return y

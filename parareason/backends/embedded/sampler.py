@@ -274,7 +274,7 @@ def nucleus_head(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch
         if k >= len(maxima):
             return None
         t = maxima.topk(k).values[-1]
-        ids = (probs >= t).nonzero().squeeze(1)
+        ids = _at_or_above(probs, maxima, t)
         if len(ids) > _HEAD_MAX:
             return None
         vals, order = probs[ids].sort(descending=True, stable=True)
@@ -283,6 +283,16 @@ def nucleus_head(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch
         if (vals.cumsum(0) - vals)[-1].item() > top_p + _HEAD_MARGIN:
             return vals, ids[order]
     return None
+
+
+def _at_or_above(x: torch.Tensor, maxima: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(x >= t).nonzero() (ascending ids), searching only the blocks whose maximum reaches t:
+    a scan of the whole vocabulary took ~150 us a row (151k), most of the sampler's time."""
+    blocks = (maxima >= t).nonzero().squeeze(1)
+    ids = (blocks[:, None] * _BLOCK + torch.arange(_BLOCK)).reshape(-1)
+    if len(x) % _BLOCK:
+        ids = ids[ids < len(x)]
+    return ids[x[ids] >= t]
 
 
 def _block_maxima(x: torch.Tensor) -> torch.Tensor | None:

@@ -30,7 +30,7 @@
 
 #define ATT_TILE 32      /* keys per tile: their keys transposed, 32 * head_dim floats, stay in L1 */
 #define ATT_CHUNK 4      /* rows of a prefix group per item */
-#define ATT_SERIAL 32768 /* query-key pairs below which one thread does it all */
+#define ATT_SERIAL 0 /* query-key pairs below which one thread does it all */
 #define ATT_MAX_DIM 1024
 
 /* exp(x) for x <= 0 (a score minus the row's maximum), Cephes' expf polynomial: within
@@ -118,6 +118,12 @@ static inline att_v V_ADD(att_v a, att_v b) { for (int l = 0; l < 8; l++) a.x[l]
 static inline att_v V_MAX(att_v a, att_v b) { for (int l = 0; l < 8; l++) a.x[l] = a.x[l] > b.x[l] ? a.x[l] : b.x[l]; return a; }  /* maxps */
 #endif
 
+#define ATT_AHEAD 32  /* keys (or values) prefetched ahead of the one in use */
+
+static inline void att_prefetch(const float* p, int D) {
+  for (int d = 0; d < D; d += 16) __builtin_prefetch(p + d, 0, 3);
+}
+
 /* Scores of 8 keys against one block of 8 queries: lanes are queries (qt [D][8], transposed
  * once per item) and the 8 keys 8 independent chains (the FMA units stay busy). Each score
  * is one chain of fmaf over d in order: a key's score is the same in any group, lane or
@@ -135,10 +141,17 @@ static inline __attribute__((always_inline)) void att_scores8(const float* restr
 
 /* Scores of n keys (slots) for one block of 8 query lanes into sc[t][8], t from 0. */
 static inline __attribute__((always_inline)) void att_block_scores(const float* qt, const float* pool,
-                                                                   const int64_t* slots, int n, size_t stride,
-                                                                   size_t off, int D, att_v scale, float* sc) {
+                                                                   const float* v_pool, const int64_t* slots,
+                                                                   int n, size_t stride, size_t off, int D,
+                                                                   att_v scale, float* sc) {
   float spare[64];
   for (int t0 = 0; t0 < n; t0 += 8) {
+    /* the KV sits in memory, not cache (the matmuls between two layers stream ~20 MB): ask
+     * for the keys ahead, and for their values, which att_values reads next */
+    for (int t = t0 + ATT_AHEAD; t < t0 + ATT_AHEAD + 8 && t < n; t++) {
+      att_prefetch(pool + (size_t)slots[t] * stride + off, D);
+      att_prefetch(v_pool + (size_t)slots[t] * stride + off, D);
+    }
     const float* keys[8];
     for (int k = 0; k < 8; k++) keys[k] = pool + (size_t)slots[t0 + k < n ? t0 + k : n - 1] * stride + off;
     int whole = n - t0 >= 8;
@@ -147,7 +160,8 @@ static inline __attribute__((always_inline)) void att_block_scores(const float* 
   }
 }
 
-/* One query's weighted sum of values, key by key in order (prefix, then own), times inv. */
+/* One query's weighted sum of values, key by key in order (prefix, then own), times inv
+ * (the values were prefetched with the keys). */
 static inline __attribute__((always_inline)) void att_values(const float* wb, int lane, const int64_t* pre, int P,
                                                              const int64_t* own, int kept, const float* pool,
                                                              size_t stride, size_t off, int D, float inv, float* o) {
@@ -209,8 +223,9 @@ static inline __attribute__((always_inline)) void att_item_d(att_job* j, int uni
     int r = rb / nb, n = P + kept[r];
     float* wb = w + (size_t)rb * width * 8;
     const float* q = qt + (size_t)rb * D * 8;
-    if (P) att_block_scores(q, j->k_pool, pre, P, stride, off, D, scale, wb);
-    if (kept[r]) att_block_scores(q, j->k_pool, own + (size_t)r * L, kept[r], stride, off, D, scale, wb + (size_t)P * 8);
+    if (P) att_block_scores(q, j->k_pool, j->v_pool, pre, P, stride, off, D, scale, wb);
+    if (kept[r])
+      att_block_scores(q, j->k_pool, j->v_pool, own + (size_t)r * L, kept[r], stride, off, D, scale, wb + (size_t)P * 8);
     att_v mx = V_SET1(-INFINITY), sum = V_ZERO();
     for (int t = 0; t < n; t++) mx = V_MAX(V_LOAD(wb + t * 8), mx);
     float m8[8];
