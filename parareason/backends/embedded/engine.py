@@ -41,7 +41,8 @@ from parareason.backends.embedded.parathinker_native import prefill as native_pr
 from parareason.backends.embedded.profiling import BATCH_PREP, SAMPLING, region
 from parareason.backends.embedded.prompt_scoring import score_prompt
 from parareason.backends.embedded.prefix_cache import CachedPrefix, PrefixCache, longest_prefix
-from parareason.backends.embedded.sampler import make_generator, sample_batch
+from parareason.backends.embedded import sampler, sampler_kernel
+from parareason.backends.embedded.sampler import make_generator
 from parareason.backends.embedded.sequence import Sequence, check_stop
 from parareason.backends.embedded.tokenizer import HFTokenizer
 
@@ -90,6 +91,7 @@ class TransformersEngine(Backend):
         self._outbox: list[SeqUpdate] = []  # aborts and admission errors, reported next step
         self.stats = EngineStats()
         self._threads = torch.get_num_threads()  # as build_engine set them
+        self.sampling = "c" if sampler_kernel.usable() else "torch"  # "torch": sampler.py, the reference
         pt = self.options.parathinker
         self.parathinker = ParaThinkerIds.from_tokenizer(tokenizer) if pt == "auto" else pt
 
@@ -221,6 +223,7 @@ class TransformersEngine(Backend):
         t0 = time.perf_counter()
         keep: list[Sequence] = []
         seqs = list(self.running.values())
+        sample_batch = sampler_kernel.sample_batch if self.sampling == "c" else sampler.sample_batch
         sampled = sample_batch([seq.logits for seq in seqs], [seq.req.params for seq in seqs],
                                [seq.generator for seq in seqs])
         for seq, s in zip(seqs, sampled):

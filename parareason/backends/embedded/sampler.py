@@ -1,18 +1,18 @@
 """Per-sequence sampling: temperature (0 = greedy), top-k, top-p, own RNG.
 
-Each sequence owns a `torch.Generator` and draws exactly one uniform number per
-token, then inverts the (filtered) CDF. So a seed fixes the draws no matter which
-other sequences share the batch, and the choice is robust to float noise of 1e-6
-in the logits (it only flips if the draw lands that close to a CDF boundary).
+Each sequence owns a `torch.Generator` and draws exactly one uniform number per token,
+then inverts the (filtered) CDF. So a seed fixes the draws no matter which other
+sequences share the batch, and the choice is robust to float noise of 1e-6 in the logits
+(it only flips if the draw lands that close to a CDF boundary).
 
-Reported logprobs are log-softmax of the raw logits: the model's own distribution
-at temperature 1, independent of the sampling settings. That makes them comparable
-across threads sampled at different temperatures (confidence policies average them).
+Reported logprobs are log-softmax of the raw logits: the model's own distribution at
+temperature 1, independent of the sampling settings, so comparable across threads sampled
+at different temperatures (confidence policies average them).
 
-`sample_batch` samples many rows at once: the vocabulary-wide work (log-softmax, top
-logprobs, greedy argmax, softmax and CDF of rows without top-k / top-p) runs as [rows, V]
-ops on chunks of rows, and every op works row by row, so a row's result does not depend
-on the other rows. `sample` is a batch of one.
+`sample_batch` runs the vocabulary-wide work as [rows, V] ops on chunks of rows, each op
+row by row: a row's result does not depend on the other rows. `sample` is a batch of one.
+The engine samples with sampler_kernel.py (the same rules in C) where it builds; this
+module is its reference and the path without a compiler.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from parareason.backends.base import SamplingParams
 
 # Nucleus search first looks at this many top tokens; exact fallback to a full sort.
 _TOP_P_PROBE = 512
-# Before the probe: the head above the k-th best block maximum, for these k (nucleus_head);
-# a head this long goes to the probe instead.
+# Before the probe: the head above the k-th best block maximum, for these k (nucleus_head); a head this long: the probe.
 _HEAD_BLOCKS = (8, 64)
 _HEAD_MAX = 4096
 _HEAD_MARGIN = 1e-6
@@ -187,8 +186,7 @@ def _topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pick(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """Index drawn from unnormalized `probs` by inverse CDF with one uniform draw."""
-    return _invert(probs.cumsum(0), generator)
+    return _invert(probs.cumsum(0), generator)  # index drawn from unnormalized probs, one draw
 
 
 def _invert(cdf: torch.Tensor, generator: torch.Generator) -> int:
@@ -286,12 +284,9 @@ def nucleus_head(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch
 
 
 def _at_or_above(x: torch.Tensor, maxima: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(x >= t).nonzero() (ascending ids), searching only the blocks whose maximum reaches t:
-    a scan of the whole vocabulary took ~150 us a row (151k), most of the sampler's time."""
-    blocks = (maxima >= t).nonzero().squeeze(1)
-    ids = (blocks[:, None] * _BLOCK + torch.arange(_BLOCK)).reshape(-1)
-    if len(x) % _BLOCK:
-        ids = ids[ids < len(x)]
+    """(x >= t).nonzero() in the blocks whose maximum reaches t (a whole scan: ~150 us a row)."""
+    ids = ((maxima >= t).nonzero() * _BLOCK + torch.arange(_BLOCK)).reshape(-1)
+    ids = ids[ids < len(x)]
     return ids[x[ids] >= t]
 
 

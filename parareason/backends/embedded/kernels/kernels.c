@@ -2,3 +2,4 @@
  * they share spin_pool.h's one pool of threads. */
 #include "q8_linear.c"
 #include "decode_attention.c"
+#include "sampling.c"
