@@ -56,19 +56,8 @@ static __thread struct {
 } att_scratch;
 
 static int att_reserve(size_t floats, size_t slots) {
-  if (floats > att_scratch.floats) {
-    float* b = realloc(att_scratch.buf, floats * sizeof(float));
-    if (!b) return -1;
-    att_scratch.buf = b;
-    att_scratch.floats = floats;
-  }
-  if (slots > att_scratch.slots) {
-    int64_t* o = realloc(att_scratch.own, slots * sizeof(int64_t));
-    if (!o) return -1;
-    att_scratch.own = o;
-    att_scratch.slots = slots;
-  }
-  return 0;
+  return vec_grow((void**)&att_scratch.buf, &att_scratch.floats, floats, sizeof(float)) ||
+         vec_grow((void**)&att_scratch.own, &att_scratch.slots, slots, sizeof(int64_t)) ? -1 : 0;
 }
 
 
@@ -250,18 +239,9 @@ int attn_decode(const att_batch* a, const float* qkv, long stride, const float* 
   int B = a->B, H = a->H, KVH = a->KVH, D = a->D, groups = a->groups;
   if (D > ATT_MAX_DIM || D % 8) return -2;
   size_t qf = (size_t)B * H * D, nints = (size_t)4 * B + 3 * (size_t)B * KVH + 2;
-  if (qf > att_caller.floats) {
-    float* q = realloc(att_caller.q, qf * sizeof(float));
-    if (!q) return -1;
-    att_caller.q = q;
-    att_caller.floats = qf;
-  }
-  if (nints > att_caller.ints) {
-    int32_t* p = realloc(att_caller.ints_buf, nints * sizeof(int32_t));
-    if (!p) return -1;
-    att_caller.ints_buf = p;
-    att_caller.ints = nints;
-  }
+  if (vec_grow((void**)&att_caller.q, &att_caller.floats, qf, sizeof(float)) ||
+      vec_grow((void**)&att_caller.ints_buf, &att_caller.ints, nints, sizeof(int32_t)))
+    return -1;
   float* q = att_caller.q;
   float kbuf[ATT_MAX_DIM];
   for (int b = 0; b < B; b++) {

@@ -1,4 +1,4 @@
-/* What the kernels share: 8 float lanes (AVX2 + FMA registers, or the same arithmetic lane
+/* What the kernels share: scratch that grows, 8 float lanes (AVX2 + FMA registers, or the same arithmetic lane
  * by lane in plain C: the same bits either way) and exp for x <= 0 in plain C (the same in a
  * vector lane and a scalar tail). */
 #ifndef PARAREASON_VEC8_H
@@ -6,7 +6,19 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Grow *buf (of *have elements of `size` bytes) to hold `need`: 0, or -1 without memory
+ * (the old buffer kept). */
+static inline int vec_grow(void** buf, size_t* have, size_t need, size_t size) {
+  if (need <= *have) return 0;
+  void* p = realloc(*buf, need * size);
+  if (!p) return -1;
+  *buf = p;
+  *have = need;
+  return 0;
+}
 
 /* 8 float lanes: AVX2 + FMA registers, or the same arithmetic lane by lane in plain C. */
 #if defined(__AVX2__) && defined(__FMA__)
