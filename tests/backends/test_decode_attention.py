@@ -46,7 +46,7 @@ def in_c(seqs, new, qkv, k_pool, v_pool, seg=None, lib=None):
 
 
 def in_torch(d, qkv, k_pool, v_pool, seqs, seg=None):
-    """The torch path's RoPE and KV write (model._attention_in_torch), then plain SDPA."""
+    """The torch path's RoPE and KV write (model._attention_in_torch), then plain SDPA (float64)."""
     cos, sin = tables()
     B = qkv.shape[0]
     c, s = cos[d.positions].unsqueeze(2), sin[d.positions].unsqueeze(2)
@@ -59,7 +59,8 @@ def in_torch(d, qkv, k_pool, v_pool, seqs, seg=None):
     kp, vp = k_pool.clone(), v_pool.clone()
     kp.index_copy_(0, d.write_slots.reshape(-1), k.reshape(B, KV_HEADS, D))
     vp.index_copy_(0, d.write_slots.reshape(-1), v.reshape(B, KV_HEADS, D))
-    return plain(q, kp, vp, seqs), kp, vp
+    # SDPA in float64: torch's float32 path rounds by MKL's choice of kernel, per process
+    return plain(q.double(), kp.double(), vp.double(), seqs), kp, vp
 
 
 def mixed_batch():
@@ -80,7 +81,7 @@ def test_the_pool_gets_torchs_bits_and_attention_its_result(with_seg):
     assert len(d.prefixes) == 2  # two groups, a row in none, a row with no prefix
     want, kp, vp = in_torch(d, qkv, k_pool, v_pool, seqs, seg)
     assert torch.equal(k, kp) and torch.equal(v, vp)  # the same float ops as torch's RoPE
-    assert torch.allclose(got, want, atol=2e-6), (got - want).abs().max()
+    assert torch.allclose(got.double(), want, atol=2e-6), (got - want).abs().max()  # C: the same bits every run
 
 
 def test_a_rows_bits_are_the_same_alone_and_among_any_number_of_siblings():

@@ -86,12 +86,12 @@ static inline __attribute__((always_inline)) void att_scores8(const float* restr
 static inline __attribute__((always_inline)) void att_block_scores(const float* qt, const float* pool,
                                                                    const float* v_pool, const int64_t* slots,
                                                                    int n, size_t stride, size_t off, int D,
-                                                                   att_v scale, float* sc) {
+                                                                   att_v scale, float* sc, int fetch) {
   float spare[64];
   for (int t0 = 0; t0 < n; t0 += 8) {
-    /* the KV sits in memory, not cache (the matmuls between two layers stream ~20 MB): ask
-     * for the keys ahead, and for their values, which att_values reads next */
-    for (int t = t0 + ATT_AHEAD; t < t0 + ATT_AHEAD + 8 && t < n; t++) {
+    /* the KV sits in memory, not cache (the matmuls between two layers stream ~20 MB): the
+     * first block to read it (`fetch`) asks for the keys ahead, and for their values */
+    for (int t = t0 + ATT_AHEAD; fetch && t < t0 + ATT_AHEAD + 8 && t < n; t++) {
       att_prefetch(pool + (size_t)slots[t] * stride + off, D);
       att_prefetch(v_pool + (size_t)slots[t] * stride + off, D);
     }
@@ -108,6 +108,20 @@ static inline __attribute__((always_inline)) void att_block_scores(const float* 
 static inline __attribute__((always_inline)) void att_values(const float* wb, int lane, const int64_t* pre, int P,
                                                              const int64_t* own, int kept, const float* pool,
                                                              size_t stride, size_t off, int D, float inv, float* o) {
+#if defined(__AVX512F__)
+  if (D % 16 == 0) {  /* 16 lanes of d at a time: the same fmaf per d, half the instructions */
+    __m512 acc16[ATT_MAX_DIM / 16];
+    for (int c = 0; c < D / 16; c++) acc16[c] = _mm512_setzero_ps();
+    for (int t = 0; t < P + kept; t++) {
+      const float* v = pool + (size_t)(t < P ? pre[t] : own[t - P]) * stride + off;
+      __m512 wt = _mm512_set1_ps(wb[t * 8 + lane]);
+      for (int c = 0; c < D / 16; c++) acc16[c] = _mm512_fmadd_ps(wt, _mm512_loadu_ps(v + 16 * c), acc16[c]);
+    }
+    __m512 scale = _mm512_set1_ps(inv);
+    for (int c = 0; c < D / 16; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(acc16[c], scale));
+    return;
+  }
+#endif
   att_v acc[ATT_MAX_DIM / 8];
   for (int c = 0; c < D / 8; c++) acc[c] = V_ZERO();
   for (int t = 0; t < P + kept; t++) {
@@ -166,9 +180,10 @@ static inline __attribute__((always_inline)) void att_item_d(att_job* j, int uni
     int r = rb / nb, n = P + kept[r];
     float* wb = w + (size_t)rb * width * 8;
     const float* q = qt + (size_t)rb * D * 8;
-    if (P) att_block_scores(q, j->k_pool, j->v_pool, pre, P, stride, off, D, scale, wb);
+    if (P) att_block_scores(q, j->k_pool, j->v_pool, pre, P, stride, off, D, scale, wb, rb == 0);
     if (kept[r])
-      att_block_scores(q, j->k_pool, j->v_pool, own + (size_t)r * L, kept[r], stride, off, D, scale, wb + (size_t)P * 8);
+      att_block_scores(q, j->k_pool, j->v_pool, own + (size_t)r * L, kept[r], stride, off, D, scale, wb + (size_t)P * 8,
+                       rb % nb == 0);
     att_v mx = V_SET1(-INFINITY), sum = V_ZERO();
     for (int t = 0; t < n; t++) mx = V_MAX(V_LOAD(wb + t * 8), mx);
     float m8[8];
