@@ -7,7 +7,8 @@ any batch of sequences, each adding `Q` new tokens on top of its cached ones (pr
 one sequence, Q = chunk; decode: many sequences, Q = 1).
 
 Covers what Llama (SmolLM2) and Qwen2 need: RMSNorm, default RoPE (rotate-half, as
-in transformers), grouped-query attention via torch SDPA, optional qkv bias (Qwen2),
+in transformers), grouped-query attention (torch SDPA; float32 decode in C,
+decode_attention.py), optional qkv bias (Qwen2),
 SwiGLU MLP, tied or separate LM head. q/k/v and gate/up are fused into one matmul
 each: fewer, larger GEMMs run faster on CPU.
 """

@@ -9,8 +9,9 @@
  * Phase 2, items (unit, kv head, chunk of rows) over the pool's threads. A unit is a prefix
  * group (rows whose first P slots are the same: siblings of one prompt) or a lone row. Each
  * query head attends to its unit's prefix, then to its row's own slots where the mask allows,
- * as one softmax. The prefix is walked in tiles of keys, each read once for all the chunk's
- * rows (from memory once a step; the other rows find it in L1).
+ * as one softmax. The prefix's keys are read once for all the chunk's rows (from memory
+ * once a step; the other rows find them in cache), 8 at a time for each block of 8 query
+ * heads (attention_tiles.h).
  *
  * A query's result depends on its keys alone, never on the other rows: its scores, sum and
  * output accumulate key by key in slot order, whichever tile or chunk a key falls in. So a
@@ -27,12 +28,10 @@
 #include <string.h>
 
 #include "spin_pool.h"
+#include "attention_tiles.h"
 #include "vec8.h"
 
-#define ATT_TILE 32      /* keys per tile: their keys transposed, 32 * head_dim floats, stay in L1 */
-#define ATT_CHUNK 4      /* rows of a prefix group per item */
-#define ATT_SERIAL 0 /* query-key pairs below which one thread does it all */
-#define ATT_MAX_DIM 1024
+#define ATT_CHUNK 4  /* rows of a prefix group per item */
 
 typedef struct {
   const float* q;  /* [B, H, D], RoPE applied */
@@ -60,78 +59,6 @@ static int att_reserve(size_t floats, size_t slots) {
          vec_grow((void**)&att_scratch.own, &att_scratch.slots, slots, sizeof(int64_t)) ? -1 : 0;
 }
 
-
-#define ATT_AHEAD 32  /* keys (or values) prefetched ahead of the one in use */
-
-static inline void att_prefetch(const float* p, int D) {
-  for (int d = 0; d < D; d += 16) __builtin_prefetch(p + d, 0, 3);
-}
-
-/* Scores of 8 keys against one block of 8 queries: lanes are queries (qt [D][8], transposed
- * once per item) and the 8 keys 8 independent chains (the FMA units stay busy). Each score
- * is one chain of fmaf over d in order: a key's score is the same in any group, lane or
- * batch. out [8 keys][8 lanes]. */
-static inline __attribute__((always_inline)) void att_scores8(const float* restrict qt, const float* const* keys,
-                                                              int D, att_v scale, float* restrict out) {
-  att_v s[8];
-  for (int k = 0; k < 8; k++) s[k] = V_ZERO();
-  for (int d = 0; d < D; d++) {
-    att_v q = V_LOAD(qt + d * 8);
-    for (int k = 0; k < 8; k++) s[k] = V_FMA(q, V_SET1(keys[k][d]), s[k]);
-  }
-  for (int k = 0; k < 8; k++) V_STORE(out + k * 8, V_MUL(s[k], scale));
-}
-
-/* Scores of n keys (slots) for one block of 8 query lanes into sc[t][8], t from 0. */
-static inline __attribute__((always_inline)) void att_block_scores(const float* qt, const float* pool,
-                                                                   const float* v_pool, const int64_t* slots,
-                                                                   int n, size_t stride, size_t off, int D,
-                                                                   att_v scale, float* sc, int fetch) {
-  float spare[64];
-  for (int t0 = 0; t0 < n; t0 += 8) {
-    /* the KV sits in memory, not cache (the matmuls between two layers stream ~20 MB): the
-     * first block to read it (`fetch`) asks for the keys ahead, and for their values */
-    for (int t = t0 + ATT_AHEAD; fetch && t < t0 + ATT_AHEAD + 8 && t < n; t++) {
-      att_prefetch(pool + (size_t)slots[t] * stride + off, D);
-      att_prefetch(v_pool + (size_t)slots[t] * stride + off, D);
-    }
-    const float* keys[8];
-    for (int k = 0; k < 8; k++) keys[k] = pool + (size_t)slots[t0 + k < n ? t0 + k : n - 1] * stride + off;
-    int whole = n - t0 >= 8;
-    att_scores8(qt, keys, D, scale, whole ? sc + (size_t)t0 * 8 : spare);
-    if (!whole) memcpy(sc + (size_t)t0 * 8, spare, (size_t)(n - t0) * 8 * sizeof(float));
-  }
-}
-
-/* One query's weighted sum of values, key by key in order (prefix, then own), times inv
- * (the values were prefetched with the keys). */
-static inline __attribute__((always_inline)) void att_values(const float* wb, int lane, const int64_t* pre, int P,
-                                                             const int64_t* own, int kept, const float* pool,
-                                                             size_t stride, size_t off, int D, float inv, float* o) {
-#if defined(__AVX512F__)
-  if (D % 16 == 0) {  /* 16 lanes of d at a time: the same fmaf per d, half the instructions */
-    __m512 acc16[ATT_MAX_DIM / 16];
-    for (int c = 0; c < D / 16; c++) acc16[c] = _mm512_setzero_ps();
-    for (int t = 0; t < P + kept; t++) {
-      const float* v = pool + (size_t)(t < P ? pre[t] : own[t - P]) * stride + off;
-      __m512 wt = _mm512_set1_ps(wb[t * 8 + lane]);
-      for (int c = 0; c < D / 16; c++) acc16[c] = _mm512_fmadd_ps(wt, _mm512_loadu_ps(v + 16 * c), acc16[c]);
-    }
-    __m512 scale = _mm512_set1_ps(inv);
-    for (int c = 0; c < D / 16; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(acc16[c], scale));
-    return;
-  }
-#endif
-  att_v acc[ATT_MAX_DIM / 8];
-  for (int c = 0; c < D / 8; c++) acc[c] = V_ZERO();
-  for (int t = 0; t < P + kept; t++) {
-    const float* v = pool + (size_t)(t < P ? pre[t] : own[t - P]) * stride + off;
-    att_v wt = V_SET1(wb[t * 8 + lane]);
-    for (int c = 0; c < D / 8; c++) acc[c] = V_FMA(wt, V_LOAD(v + 8 * c), acc[c]);
-  }
-  att_v scale = V_SET1(inv);
-  for (int c = 0; c < D / 8; c++) V_STORE(o + 8 * c, V_MUL(acc[c], scale));
-}
 
 /* Query heads kvh * g .. + g of up to ATT_CHUNK rows of `unit` from its row `first` on,
  * against the unit's prefix slots, then each row's own slots that its mask keeps. A row's
@@ -299,11 +226,8 @@ int attn_decode(const att_batch* a, const float* qkv, long stride, const float* 
     }
   }
   int n_items = 0;
-  long pairs = 0;
   for (int u = 0; u < units; u++) {
     int n = unit_first[u + 1] - unit_first[u];
-    long P = u < groups ? (long)(a->group_offsets[u + 1] - a->group_offsets[u]) : 0;
-    pairs += (long)n * (P + a->L) * H;
     for (int h = 0; h < KVH; h++)
       for (int r = 0; r < n; r += ATT_CHUNK) {
         items[3 * n_items] = u;
@@ -314,6 +238,8 @@ int attn_decode(const att_batch* a, const float* qkv, long stride, const float* 
   }
   att_job job = {q, k_pool, v_pool, a->read_slots, a->mask, a->group_slots, a->group_offsets, unit_rows, unit_first,
                  items, a->L, H, KVH, D, groups, a->scale, out, 0};
-  pool_run(att_items, &job, n_items, pairs < ATT_SERIAL ? 1 : a->threads, NULL, 0);
+  /* on every thread, even at batch 1: its two items wait on memory (the KV is cold), and
+   * two cores wait in parallel (48 vs 34 us a layer in the engine, qwen2.5-0.5b-coder) */
+  pool_run(att_items, &job, n_items, a->threads, NULL, 0);
   return atomic_load(&job.failed) ? -1 : 0;
 }
