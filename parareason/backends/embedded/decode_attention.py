@@ -43,11 +43,6 @@ class DecodeReads:
     """What every layer of one decode forward shares, in the kernel's form (built once)."""
     tensors: tuple[torch.Tensor, ...]  # what `batch` points into, kept alive with it
     batch: _Batch
-    heads: int
-
-    @property
-    def rows(self) -> int:
-        return self.batch.B
 
 
 def decode_reads(read_slots: torch.Tensor, attn_mask: torch.Tensor, prefixes: Sequence[PrefixGroup],
@@ -78,7 +73,7 @@ def decode_reads(read_slots: torch.Tensor, attn_mask: torch.Tensor, prefixes: Se
     batch = _Batch(B, heads, kv_heads, D, L, len(prefixes), threads(), 1.0 / math.sqrt(D),
                    *(t[n].data_ptr() for n in ("positions", "cos", "sin", "write", "read", "mask", "row_group",
                                                "prefix", "offsets")))
-    return DecodeReads(tuple(t.values()), batch, heads)
+    return DecodeReads(tuple(t.values()), batch)
 
 
 def rope_write_attend(qkv: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, reads: DecodeReads,

@@ -33,17 +33,26 @@
 
 #define ATT_CHUNK 4  /* rows of a prefix group per item */
 
+/* What every layer's call of one decode forward shares (decode_attention.DecodeReads). */
 typedef struct {
-  const float* q;  /* [B, H, D], RoPE applied */
-  const float *k_pool, *v_pool;  /* [capacity, KVH, D] */
+  int B, H, KVH, D, L, groups, threads;
+  float scale;
+  const int64_t* positions;  /* [B]: rows of cos_t / sin_t [*, D] */
+  const float *cos_t, *sin_t;
+  const int64_t* write_slots;  /* [B] */
   const int64_t* read_slots;  /* [B, L]: each row's slots after its prefix */
   const uint8_t* mask;  /* [B, L]: 1 = attend */
-  const int64_t *group_slots, *group_offsets;  /* unit u's prefix: group_slots[offsets[u]..offsets[u + 1]) */
-  const int32_t* unit_rows;  /* [B]: rows unit by unit */
+  const int32_t* row_group;  /* [B]: the row's prefix group, -1 for none */
+  const int64_t *group_slots, *group_offsets;  /* group g's slots: group_slots[offsets[g] .. offsets[g + 1]) */
+} att_batch;
+
+typedef struct {
+  const att_batch* a;  /* the reads, shapes and scale */
+  const float* q;  /* [B, H, D], RoPE applied */
+  const float *k_pool, *v_pool;  /* [capacity, KVH, D] */
+  const int32_t* unit_rows;  /* [B]: rows unit by unit (units: the prefix groups, then lone rows) */
   const int32_t* unit_first;  /* [units + 1]: unit u's rows are unit_rows[first[u]..first[u + 1]) */
   const int32_t* items;  /* [n, 3]: unit, kv head, first row of the chunk within the unit */
-  int L, H, KVH, D, groups;
-  float scale;
   float* out;  /* [B, H, D] */
   _Atomic int failed;
 } att_job;
@@ -67,16 +76,16 @@ static int att_reserve(size_t floats, size_t slots) {
  * D is a constant where att_item calls it, so that the loops unroll and keep their sums in
  * registers. */
 static inline __attribute__((always_inline)) void att_item_d(att_job* j, int unit, int kvh, int first, int D) {
-  int g = j->H / j->KVH, L = j->L, nb = (g + 7) / 8;
-  size_t stride = (size_t)j->KVH * D, off = (size_t)kvh * D;
+  int g = j->a->H / j->a->KVH, L = j->a->L, nb = (g + 7) / 8;
+  size_t stride = (size_t)j->a->KVH * D, off = (size_t)kvh * D;
   const int32_t* rows = j->unit_rows + j->unit_first[unit] + first;
   int n_rows = j->unit_first[unit + 1] - j->unit_first[unit] - first;
   if (n_rows > ATT_CHUNK) n_rows = ATT_CHUNK;
   const int64_t* pre = NULL;
   int P = 0;
-  if (unit < j->groups) {
-    pre = j->group_slots + j->group_offsets[unit];
-    P = (int)(j->group_offsets[unit + 1] - j->group_offsets[unit]);
+  if (unit < j->a->groups) {
+    pre = j->a->group_slots + j->a->group_offsets[unit];
+    P = (int)(j->a->group_offsets[unit + 1] - j->a->group_offsets[unit]);
   }
   int width = P + L, blocks = n_rows * nb;
   if (att_reserve((size_t)blocks * 8 * (width + D + 1), (size_t)n_rows * L + 1)) {
@@ -87,18 +96,18 @@ static inline __attribute__((always_inline)) void att_item_d(att_job* j, int uni
   float* qt = w + (size_t)blocks * width * 8;  /* [blocks, D, 8]: the queries transposed */
   float* sums = qt + (size_t)blocks * D * 8;  /* [blocks, 8]: each lane's sum of weights */
   int64_t* own = att_scratch.own;  /* [n_rows, L]: row r's kept own slots */
-  att_v scale = V_SET1(j->scale);
+  att_v scale = V_SET1(j->a->scale);
   int kept[ATT_CHUNK];
   for (int r = 0; r < n_rows; r++) {
-    const int64_t* slots = j->read_slots + (size_t)rows[r] * L;
-    const uint8_t* m = j->mask + (size_t)rows[r] * L;
+    const int64_t* slots = j->a->read_slots + (size_t)rows[r] * L;
+    const uint8_t* m = j->a->mask + (size_t)rows[r] * L;
     kept[r] = 0;
     for (int t = 0; t < L; t++)
       if (m[t]) own[(size_t)r * L + kept[r]++] = slots[t];
     for (int b = 0; b < nb; b++)
       for (int l = 0; l < 8; l++) {
         int h = b * 8 + l;
-        const float* q = j->q + ((size_t)rows[r] * j->H + (size_t)kvh * g + h) * D;
+        const float* q = j->q + ((size_t)rows[r] * j->a->H + (size_t)kvh * g + h) * D;
         float* dst = qt + (size_t)(r * nb + b) * D * 8 + l;
         for (int d = 0; d < D; d++) dst[d * 8] = h < g ? q[d] : 0.0f;
       }
@@ -126,16 +135,16 @@ static inline __attribute__((always_inline)) void att_item_d(att_job* j, int uni
       /* no key at all (an empty mask): zeros, where SDPA would give NaN */
       float inv = P + kept[r] ? 1.0f / sums[rb * 8 + l] : 0.0f;
       att_values(w + (size_t)rb * width * 8, l, pre, P, own + (size_t)r * L, kept[r], j->v_pool, stride, off, D,
-                 inv, j->out + ((size_t)rows[r] * j->H + (size_t)kvh * g + h) * D);
+                 inv, j->out + ((size_t)rows[r] * j->a->H + (size_t)kvh * g + h) * D);
     }
   }
 }
 
 static void att_item(att_job* j, int unit, int kvh, int first) {
-  switch (j->D) {  /* the common head sizes as constants; any other through the general loops */
+  switch (j->a->D) {  /* the common head sizes as constants; any other through the general loops */
     case 64: att_item_d(j, unit, kvh, first, 64); break;
     case 128: att_item_d(j, unit, kvh, first, 128); break;
-    default: att_item_d(j, unit, kvh, first, j->D);
+    default: att_item_d(j, unit, kvh, first, j->a->D);
   }
 }
 
@@ -157,18 +166,6 @@ static __thread struct {
   int32_t* ints_buf;
 } att_caller;
 
-/* What every layer's call of one decode forward shares (decode_attention.DecodeReads). */
-typedef struct {
-  int B, H, KVH, D, L, groups, threads;
-  float scale;
-  const int64_t* positions;  /* [B]: rows of cos_t / sin_t [*, D] */
-  const float *cos_t, *sin_t;
-  const int64_t* write_slots;  /* [B] */
-  const int64_t* read_slots;  /* [B, L]: each row's slots after its prefix */
-  const uint8_t* mask;  /* [B, L]: 1 = attend */
-  const int32_t* row_group;  /* [B]: the row's prefix group, -1 for none */
-  const int64_t *group_slots, *group_offsets;  /* group g's slots: group_slots[offsets[g] .. offsets[g + 1]) */
-} att_batch;
 
 /* One layer's decode attention. qkv [B, (H + 2 KVH) * D] (row stride `stride`): q, k, v of
  * each row's new token, before RoPE; seg [B, D] (or NULL) is added to k and v before RoPE.
@@ -236,8 +233,7 @@ int attn_decode(const att_batch* a, const float* qkv, long stride, const float* 
         n_items++;
       }
   }
-  att_job job = {q, k_pool, v_pool, a->read_slots, a->mask, a->group_slots, a->group_offsets, unit_rows, unit_first,
-                 items, a->L, H, KVH, D, groups, a->scale, out, 0};
+  att_job job = {a, q, k_pool, v_pool, unit_rows, unit_first, items, out, 0};
   /* on every thread, even at batch 1: its two items wait on memory (the KV is cold), and
    * two cores wait in parallel (48 vs 34 us a layer in the engine, qwen2.5-0.5b-coder) */
   pool_run(att_items, &job, n_items, a->threads, NULL, 0);

@@ -47,21 +47,17 @@ typedef struct {
 } smp_job;
 
 static __thread struct {
-  int V;
+  size_t w_n, bmax_n, bsum_n, ids_n;
   float *w, *bmax;  /* [V] exp((x - max) / T); [V / SMP_BLOCK + 1] */
   double* bsum;  /* [V / SMP_SUM + 1] */
   int32_t* ids;  /* [V] candidates */
 } smp_scratch;
 
 static int smp_reserve(int V) {
-  if (V <= smp_scratch.V) return 0;
-  free(smp_scratch.w), free(smp_scratch.bmax), free(smp_scratch.bsum), free(smp_scratch.ids);
-  smp_scratch.w = malloc((size_t)V * sizeof(float));
-  smp_scratch.bmax = malloc(((size_t)V / SMP_BLOCK + 1) * sizeof(float));
-  smp_scratch.bsum = malloc(((size_t)V / SMP_SUM + 1) * sizeof(double));
-  smp_scratch.ids = malloc((size_t)V * sizeof(int32_t));
-  smp_scratch.V = smp_scratch.w && smp_scratch.bmax && smp_scratch.bsum && smp_scratch.ids ? V : 0;
-  return smp_scratch.V ? 0 : -1;
+  return vec_grow((void**)&smp_scratch.w, &smp_scratch.w_n, (size_t)V, sizeof(float)) ||
+         vec_grow((void**)&smp_scratch.bmax, &smp_scratch.bmax_n, (size_t)V / SMP_BLOCK + 1, sizeof(float)) ||
+         vec_grow((void**)&smp_scratch.bsum, &smp_scratch.bsum_n, (size_t)V / SMP_SUM + 1, sizeof(double)) ||
+         vec_grow((void**)&smp_scratch.ids, &smp_scratch.ids_n, (size_t)V, sizeof(int32_t)) ? -1 : 0;
 }
 
 static inline float smp_block_max(const float* x, int n) {
@@ -132,7 +128,7 @@ static int smp_by_weight(const void* a, const void* b) {  /* descending weight, 
 /* Top-k and / or top-p over w (total mass `total`): the kept tokens' ids, sorted, in ids;
  * returns how many, and their mass in *kept. */
 static int smp_filter(const float* w, int V, double total, const smp_params* p, int32_t* ids, double* kept) {
-  int k = p->top_k > 0 && p->top_k < V ? p->top_k : (p->top_k > 0 ? V : 0);
+  int k = p->top_k <= 0 ? 0 : p->top_k < V ? p->top_k : V;  /* 0: no top-k */
   static const float thresholds[] = {1.0f / 64, 1.0f / 4096, 1e-6f, 1e-12f, 1e-24f, 0.0f};
   int n = 0;
   for (int s = 0; s < (int)(sizeof thresholds / sizeof *thresholds); s++) {
@@ -141,7 +137,7 @@ static int smp_filter(const float* w, int V, double total, const smp_params* p, 
     double mass = 0.0;
     for (int i = 0; i < V; i++)
       if (w[i] >= t) ids[n++] = i;
-    if (k ? n < k : 0) continue;
+    if (k && n < k) continue;
     smp_sort_w = w;
     qsort(ids, (size_t)n, sizeof *ids, smp_by_weight);
     if (k) n = k;
