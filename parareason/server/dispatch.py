@@ -51,8 +51,9 @@ class Ticket:
         t0 = loop.time()
         while True:
             try:
-                event = await asyncio.wait_for(self.events.get(), self.dispatcher.poll_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.dispatcher.poll_s):  # wait_for may swallow a cancel (3.11)
+                    event = await self.events.get()
+            except TimeoutError:
                 if await request.is_disconnected():
                     raise ClientGone() from None
                 if not self.dispatcher.engine.alive and self.events.empty():

@@ -88,7 +88,7 @@ def server_command(model_dir: Path, name: str, port: int, max_model_len: int = 4
     return [str(venv_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
             "--dtype", "float32", "--max-model-len", str(max_model_len), "--enable-prefix-caching",
-            "--enable-prompt-tokens-details", "--max-num-batched-tokens", "16384", "--max-num-seqs", "256"]
+            "--enable-prompt-tokens-details", "--enable-scale-out", "--max-num-batched-tokens", "16384", "--max-num-seqs", "256"]
 
 
 def server_env() -> dict[str, str]:

@@ -56,7 +56,7 @@ def test_kernel_computes_the_blockwise_int8_products(rows, inner, outer):
 
 
 @pytest.mark.parametrize("arch", ["native", "haswell"])  # haswell: AVX2 + FMA, no AVX-512
-def test_vector_and_plain_c_paths_agree_bitwise(arch):
+def test_vector_and_plain_c_paths_agree_bitwise(arch, monkeypatch):
     x, w, b = _case(11, 256, 144, seed=1)
     x[0, :32] = 127 * torch.sign(x[0, :32])  # full-scale codes: the AVX2 path's int16 pairs at their largest
     w[:5] = 0.05 * torch.sign(w[:5])
@@ -65,13 +65,13 @@ def test_vector_and_plain_c_paths_agree_bitwise(arch):
     assert q8_kernel.vector_path(plain) == "plain C"
     if arch == "haswell" and (os.uname().machine != "x86_64" or "avx2" not in kernel_library.cpu_flags().split()):
         pytest.skip("the AVX2 path needs an x86-64 CPU with AVX2")
-    flags = kernel_library.FLAGS if arch == "native" else tuple(
-        "-march=haswell" if f == "-march=native" else f for f in kernel_library.FLAGS)
-    vector = kernel_library.library(flags)
+    if arch == "haswell":  # what PARAREASON_KERNEL_MARCH=haswell builds
+        monkeypatch.setenv(kernel_library.MARCH_ENV, "haswell")
+    vector = kernel_library.library(kernel_library.machine_flags())
     if arch == "haswell":
         assert q8_kernel.vector_path(vector) == "AVX2"
     want = q8_kernel.linear(x, tiles, scales, b, 256, lib=plain)
-    for rows in (11, 1, 2, 3):  # every tile height
+    for rows in (11, 1, 2, 3, 4, 5):  # every tile height
         assert torch.equal(q8_kernel.linear(x[:rows], tiles, scales, b, 256, lib=vector), want[:rows])
 
 
@@ -168,6 +168,17 @@ def test_a_bad_spin_setting_is_a_clear_error(monkeypatch):
             check_weight_format("q8", torch.float32)
     finally:
         monkeypatch.delenv(kernel_library.SPIN_ENV)
+        kernel_library.library.cache_clear()
+
+
+def test_a_bad_march_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(kernel_library.MARCH_ENV, "native; rm -rf /")
+    kernel_library.library.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"PARAREASON_KERNEL_MARCH must name a CPU"):
+            check_weight_format("q8", torch.float32)
+    finally:
+        monkeypatch.delenv(kernel_library.MARCH_ENV)
         kernel_library.library.cache_clear()
 
 

@@ -146,6 +146,32 @@ def test_abort_closes_the_stream_and_the_server_stops_the_request():
         assert b.server_metric("vllm:num_requests_running") == 0
 
 
+@pytest.mark.parametrize("abort_route", [True, False])
+def test_abort_reaches_a_server_that_misses_the_hang_up(abort_route):
+    """vLLM 0.32 did not always abort a request whose client hung up: the client also names
+    it on /inference/v1/abort_requests where the server enables it (--enable-scale-out)."""
+    with fake(token_interval_s=0.02, notices_hangup=False, abort_route=abort_route) as (srv, url), \
+                load_vllm_backend([url], TOK, **FAST) as b:
+        assert b.facts["abort"] == ["by request id" if abort_route else "by hang-up only (no --enable-scale-out)"]
+        b.submit(req("long", n=2000))
+        b.submit(req("other", n=2000))
+        wait_until(lambda: srv.running == 2, what="the streams to start")
+        b.abort("long")
+        [u] = b.step(0.1)
+        assert u.finished and u.finish_reason == "abort"
+        if abort_route:
+            wait_until(lambda: srv.running == 1, limit_s=5, what="the abort route to end the request")
+            [rid] = srv.aborted
+            [long] = [r for r in srv.requests if srv.seq_of(r) == "long"]
+            assert rid == f"cmpl-{long['request_id']}-0"  # vLLM's external id of the completion
+        else:
+            time.sleep(0.3)
+            assert srv.running == 2 and srv.aborted == []  # runs on, as vLLM's did; the route is not tried
+        b.abort("other")
+        assert b.step(0.1)[0].finish_reason == "abort"
+        assert b.has_work() is False
+
+
 def test_an_unhealthy_server_at_start_up_is_a_clear_error():
     with fake(health_status=503) as (_, url):
         with pytest.raises(BackendError, match=r"not usable: /health answered 503"):

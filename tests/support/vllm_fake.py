@@ -14,7 +14,15 @@ and tests/fixtures/vllm_stream.jsonl, captured from a real server):
   code}}` with that HTTP status; a generation error inside the stream is a `data:` chunk of
   the same shape followed by `[DONE]`, as vLLM sends for finish_reason "error";
 * `/health` (200, or 503 for a dead engine), `/v1/models` (with `max_model_len`),
-  `/tokenize`, `/metrics` (`vllm:cache_config_info`, `vllm:num_requests_running`).
+  `/tokenize`, `/metrics` (`vllm:cache_config_info`, `vllm:num_requests_running`);
+* `POST /inference/v1/abort_requests` {"request_ids": ["cmpl-<request_id>-0", ...]}: 200,
+  the requests end (scale_out/token_in_token_out/api_router.py; unknown ids are ignored);
+  403 with `abort_route=False`, a server started without --enable-scale-out.
+
+As in vLLM, a request's tokens come from the engine (a task per request) and the stream
+forwards them; a client's hang-up aborts the engine's request only when `notices_hangup`
+(the real server did not always: a request then ran on to its end; with it False the
+fake never does, so only the abort route stops it).
 
 Tokens come from `ByteTestTokenizer` (bytes), one every `token_interval_s`, so every test
 knows the exact answer. `faults[seq_id]` scripts one sequence's attempts, in order.
@@ -55,6 +63,10 @@ class FakeVLLM:
     token_interval_s: float = 0.002
     prefix_caching: bool = True
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # seq id -> its next attempts
+    notices_hangup: bool = True
+    abort_route: bool = True  # False: started without --enable-scale-out (the route answers 403)
+    engine: dict[str, asyncio.Task] = field(default_factory=dict)  # external request id -> its task
+    aborted: list[str] = field(default_factory=list)  # ids the abort route was given
     requests: list[dict[str, Any]] = field(default_factory=list)  # every /v1/completions body
     running: int = 0  # streams in progress (vllm:num_requests_running)
     blocks: set[tuple[int, ...]] = field(default_factory=set)  # prompt prefixes of whole blocks seen
@@ -134,7 +146,34 @@ def build_app(srv: FakeVLLM) -> FastAPI:
                                            400), status_code=400)
         return StreamingResponse(stream(srv, body, fault), media_type="text/event-stream")
 
+    @app.post("/inference/v1/abort_requests")
+    async def abort_requests(request: Request) -> Response:
+        if not srv.abort_route:  # scale_out/factories.py: disabled_scale_out
+            return JSONResponse(error_body("Scale-out endpoints are disabled. Restart vllm serve with "
+                                           "--enable-scale-out to enable them.", "PermissionDeniedError", 403),
+                                status_code=403)
+        body = await request.json()
+        if body.get("request_ids") is None:
+            return JSONResponse({"detail": "Missing 'request_ids' in request body"}, status_code=400)
+        for rid in body["request_ids"]:
+            srv.aborted.append(rid)
+            if rid in srv.engine:
+                srv.engine[rid].cancel()
+        return Response(status_code=200)
+
     return app
+
+
+async def generate(srv: FakeVLLM, script: list[int], out: asyncio.Queue) -> None:
+    """The engine's side of one request: a token every token_interval_s, until the script
+    ends or the request is aborted (cancelled); counted in vllm:num_requests_running."""
+    srv.running += 1
+    try:
+        for tok in script:
+            await asyncio.sleep(srv.token_interval_s)
+            out.put_nowait(tok)
+    finally:
+        srv.running -= 1
 
 
 def token_chunk(rid: str, body: dict[str, Any], tok: int, i: int, offset: int) -> dict[str, Any]:
@@ -157,7 +196,10 @@ async def stream(srv: FakeVLLM, body: dict[str, Any], fault: Fault) -> AsyncIter
     out: list[int] = []
     offset = 0
     cached = srv.cached(body["prompt"])  # looked up at admission, as vLLM's scheduler does
-    srv.running += 1
+    tokens: asyncio.Queue = asyncio.Queue()
+    engine = asyncio.get_running_loop().create_task(generate(srv, script[:body["max_tokens"]], tokens))
+    srv.engine[f"{rid}-0"] = engine
+    hung_up = False
     try:
         while True:
             if fault.error_after is not None and len(out) >= fault.error_after:
@@ -167,8 +209,13 @@ async def stream(srv: FakeVLLM, body: dict[str, Any], fault: Fault) -> AsyncIter
                 return
             if fault.drop_after is not None and len(out) >= fault.drop_after:
                 raise InjectedDrop(f"dropped after {len(out)} tokens")
-            await asyncio.sleep(srv.token_interval_s)
-            tok = script[len(out)]
+            tok = await next_token(tokens, engine)
+            if tok is None:  # aborted through the route: vLLM's final output says "abort"
+                choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": "abort", "stop_reason": None,
+                          "token_ids": []}
+                yield sse({"id": rid, "object": "text_completion", "model": MODEL, "choices": [choice]})
+                yield b"data: [DONE]\n\n"
+                return
             chunk = token_chunk(rid, body, tok, len(out), offset)
             offset += len(f"token_id:{tok}")
             out.append(tok)
@@ -186,5 +233,18 @@ async def stream(srv: FakeVLLM, body: dict[str, Any], fault: Fault) -> AsyncIter
         yield sse({"id": rid, "object": "text_completion", "created": int(time.time()), "model": MODEL,
                    "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        hung_up = True
+        raise
     finally:
-        srv.running -= 1
+        if not hung_up or srv.notices_hangup:
+            engine.cancel()
+
+
+async def next_token(tokens: asyncio.Queue, engine: asyncio.Task) -> int | None:
+    """The engine's next token; None once the engine stopped without one."""
+    while tokens.empty():
+        if engine.done():
+            return None
+        await asyncio.sleep(0.001)
+    return tokens.get_nowait()

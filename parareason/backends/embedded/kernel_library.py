@@ -7,7 +7,8 @@ unit, so that they share `kernels/spin_pool.h`'s one pool of worker threads: two
 on the same two cores would fight (`kernel_owns_the_cores`).
 
 It is compiled once per machine with the system C compiler (`cc`, or $CC) and
-`-march=native`, into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
+`-march=native` (`$PARAREASON_KERNEL_MARCH`, e.g. haswell: build for another CPU, as
+for an AVX2-only machine's figures measured on a newer one), into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
 the sources, the flags, the compiler and the CPU's flags; a changed CPU or source builds
 anew. No compiler: `available()` says why; the q8 format then refuses to load and
 attention runs in torch.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +32,7 @@ import torch
 KERNELS = Path(__file__).with_name("kernels")
 SOURCE = KERNELS / "kernels.c"
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-pthread", "-shared", "-fPIC")
+MARCH_ENV = "PARAREASON_KERNEL_MARCH"  # -march=<it> instead of native (read at first use)
 SPIN_ENV = "PARAREASON_KERNEL_SPIN_US"  # how long idle kernel threads poll before sleeping
 DEFAULT_SPIN_US = 2000
 _P = ctypes.c_void_p
@@ -83,10 +86,23 @@ def _build(cc: str, flags: tuple[str, ...], out: Path) -> None:
         os.replace(tmp_so, out)
 
 
+def machine_flags() -> tuple[str, ...]:
+    """FLAGS, with -march=$PARAREASON_KERNEL_MARCH when that is set."""
+    march = os.environ.get(MARCH_ENV, "").strip()
+    if not march:
+        return FLAGS
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", march):
+        raise KernelUnavailable(f"{MARCH_ENV} must name a CPU for -march= (e.g. haswell), not {march!r}")
+    return tuple(f"-march={march}" if f == "-march=native" else f for f in FLAGS)
+
+
 @lru_cache(maxsize=None)
-def library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
-    """The kernels compiled with `flags` (built on first use). Raises KernelUnavailable.
-    Tests build them without -march=native too: the plain C paths, which must agree bitwise."""
+def library(flags: tuple[str, ...] | None = None) -> ctypes.CDLL:
+    """The kernels compiled with `flags` (default: machine_flags(); built on first use).
+    Raises KernelUnavailable. Tests build them without -march=native too: the plain C
+    paths, which must agree bitwise."""
+    if flags is None:
+        return library(machine_flags())
     cc = _compiler()
     path = _library_path(cc, flags)
     if not path.exists():

@@ -8,7 +8,10 @@
 * `/metrics`' `vllm:cache_config_info` says whether prefix caching is on and its block
   size: vLLM caches whole KV blocks only, so siblings share `block_size * floor(prompt /
   block_size)` tokens of their prompt (vLLM CPU uses 128-token blocks: a prompt shorter
-  than 128 tokens is never served from the cache).
+  than 128 tokens is never served from the cache);
+* `POST /inference/v1/abort_requests` with no ids: 200 where the server was started with
+  `--enable-scale-out` (403 without it, 404 before vLLM had the route); the client then
+  aborts by request id, not only by hanging up (client.py says why).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from parareason.backends.vllm.config import VLLMConfig
 
 TOKENIZER_PROBES = ("Hello world! The answer is \\boxed{42}.", " 12345 + 678 = 13023\n\nStep 2:",
                     "Ünïcödé — 数学, ∑ x_i")
+ABORT_ROUTE = "/inference/v1/abort_requests"  # external request ids; guarded by --api-key
 MAX_LOGPROBS = 20  # vLLM's default --max-logprobs; /v1/models does not report it
 
 
@@ -36,6 +40,7 @@ class ServerInfo:
     prefix_caching: bool | None  # None: /metrics did not say
     block_size: int | None = None  # the prefix cache's unit (tokens)
     max_logprobs: int = MAX_LOGPROBS
+    abort_route: bool = False  # /inference/v1/abort_requests answers (--enable-scale-out)
 
 
 async def wait_healthy(client: httpx.AsyncClient, url: str, wait_s: float) -> None:
@@ -112,7 +117,12 @@ async def check_server(client: httpx.AsyncClient, url: str, tokenizer: Tokenizer
         caching = prefix_caching_from_metrics(r.text)
         size = cache_config(r.text).get("block_size", "")
         block = int(size) if size.isdigit() else None
-    return ServerInfo(url=url, model=model, max_model_len=max_len, prefix_caching=caching, block_size=block)
+    try:
+        probe = (await client.post(url + ABORT_ROUTE, json={"request_ids": []})).status_code  # aborts nothing
+    except httpx.HTTPError:
+        probe = None
+    return ServerInfo(url=url, model=model, max_model_len=max_len, prefix_caching=caching, block_size=block,
+                      abort_route=probe == 200)
 
 
 def describe(infos: list[ServerInfo]) -> dict[str, Any]:
@@ -120,4 +130,5 @@ def describe(infos: list[ServerInfo]) -> dict[str, Any]:
     return {"servers": [i.url for i in infos], "model": infos[0].model,
             "max_model_len": min(i.max_model_len for i in infos),
             "prefix_caching": [i.prefix_caching for i in infos], "cache_block_size": infos[0].block_size,
-            "logprobs": "raw (temperature 1)"}
+            "logprobs": "raw (temperature 1)",
+            "abort": ["by request id" if i.abort_route else "by hang-up only (no --enable-scale-out)" for i in infos]}

@@ -34,8 +34,9 @@ class StandinDrop(Exception):
 async def next_update(srv: StandinState, live: LiveRequest) -> SeqUpdate | object | None:
     while not srv.stopping.is_set():
         try:
-            return await asyncio.wait_for(live.updates.get(), timeout=0.1)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(0.1):  # wait_for may swallow a cancel (Python 3.11)
+                return await live.updates.get()
+        except TimeoutError:
             continue
     return None
 

@@ -6,9 +6,8 @@
  * unsigned by signed bytes). The +128 is taken back per block with the block's sum of
  * activation codes: sum_k (w + 128) q = sum_k w q + 128 sum_k q.
  *
- * AVX2 without VNNI (llama.cpp's trick): vpmaddubsw multiplies |w| (unsigned) by x with
- * w's sign, and adds pairs in int16: at most 2 * 127 * 127, so nothing saturates, and the
- * int32 block sums are exact, as on the other paths.
+ * AVX2 without VNNI (llama.cpp's trick): vpmaddubsw multiplies |w| (unsigned) by x with w's
+ * sign, adding pairs in int16: at most 2 * 127 * 127, no saturation, exact int32 block sums.
  *
  * Every path does the same integer sums and the same float operations in the same order
  * (fmaf per block, then scale, then bias), so they agree bitwise, and a row's output does
@@ -31,7 +30,11 @@
 #define BLOCK 32
 #define LANES 16
 #define NG 4      /* groups of 16 outputs per tile: packed N is padded to 64 */
+#ifdef Q8_AVX2
+#define MAX_MS 4  /* rows per pass over a group: 4 x 2 int accumulators + 4 weight vectors */
+#else
 #define MAX_MS 3  /* rows per tile: 4 x 3 int + 4 x 3 float accumulators + 4 weight vectors */
+#endif
 
 /* What happens to an input row before it is quantized: fused here, the row needs no
  * pass of its own in torch and no temporary. */
@@ -139,34 +142,44 @@ static inline __attribute__((always_inline)) void tile_rows(
     }
   }
 #elif defined(Q8_AVX2)
+  /* A group of 16 outputs at a time (16 ymm registers), its MS rows at once: w, |w| once. */
   const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
   for (int g = 0; g < NG; g++) {
     int n = n0 + g * LANES;
     if (n >= N) break;
     const uint8_t* wg = wt + g * group_bytes;
-    int lanes = N - n < LANES ? N - n : LANES;
-    for (int j = 0; j < MS; j++) {
-      const int8_t* qr = q + (size_t)(m0 + j) * K;
-      __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-      for (int b = 0; b < nb; b++) {
-        __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-        const uint8_t* wb = wg + (size_t)b * BLOCK * LANES;
-        for (int i = 0; i < BLOCK / 4; i++) {
+    __m256 f[MAX_MS][2];
+    for (int j = 0; j < MS; j++) f[j][0] = f[j][1] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+      __m256i acc[MAX_MS][2];
+      for (int j = 0; j < MS; j++) acc[j][0] = acc[j][1] = _mm256_setzero_si256();
+      const uint8_t* wb = wg + (size_t)b * BLOCK * LANES;
+      for (int i = 0; i < BLOCK / 4; i++) {
+        __m256i w[2], aw[2];  /* lanes 8h..8h+7: 32 of the vector's 64 bytes */
+        for (int h = 0; h < 2; h++) {
+          w[h] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(wb + i * 64 + 32 * h)), flip);
+          aw[h] = _mm256_sign_epi8(w[h], w[h]);
+        }
+        for (int j = 0; j < MS; j++) {
           int32_t xq;
-          memcpy(&xq, qr + b * BLOCK + 4 * i, 4);
+          memcpy(&xq, q + (size_t)(m0 + j) * K + b * BLOCK + 4 * i, 4);
           __m256i xv = _mm256_set1_epi32(xq);
-          for (int h = 0; h < 2; h++) {  /* lanes 8h..8h+7: 32 of the vector's 64 bytes */
-            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(wb + i * 64 + 32 * h)), flip);
-            __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
-            acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, ones));
+          for (int h = 0; h < 2; h++) {
+            __m256i pairs = _mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(xv, w[h]));
+            acc[j][h] = _mm256_add_epi32(acc[j][h], _mm256_madd_epi16(pairs, ones));
           }
         }
-        __m256 sb = _mm256_set1_ps(s[(size_t)(m0 + j) * nb + b]);
-        for (int h = 0; h < 2; h++) f[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h]), sb, f[h]);
       }
+      for (int j = 0; j < MS; j++) {
+        __m256 sb = _mm256_set1_ps(s[(size_t)(m0 + j) * nb + b]);
+        for (int h = 0; h < 2; h++) f[j][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j][h]), sb, f[j][h]);
+      }
+    }
+    int lanes = N - n < LANES ? N - n : LANES;
+    for (int j = 0; j < MS; j++) {
       float out[LANES];
-      _mm256_storeu_ps(out, f[0]);
-      _mm256_storeu_ps(out + 8, f[1]);
+      _mm256_storeu_ps(out, f[j][0]);
+      _mm256_storeu_ps(out + 8, f[j][1]);
       for (int l = 0; l < lanes; l++) {
         float o = out[l] * ws[n + l];
         if (bias) o = o + bias[n + l];
@@ -222,13 +235,14 @@ static void linear_tiles(void* arg, int t_begin, int t_end) {
     int n0 = t * NG * LANES, m0 = 0;
     for (; m0 + MAX_MS <= j->M; m0 += MAX_MS)
       tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, MAX_MS, n0, j->N, j->K);
-    if (j->M - m0 == 2) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 2, n0, j->N, j->K);
-    if (j->M - m0 == 1) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 1, n0, j->N, j->K);
+    int rest = j->M - m0;  /* each height a constant: its accumulators stay in registers */
+    if (rest == 3) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 3, n0, j->N, j->K);
+    if (rest == 2) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 2, n0, j->N, j->K);
+    if (rest == 1) tile_rows(wt, j->ws, j->bias, j->q, j->s, j->sq, j->y, m0, 1, n0, j->N, j->K);
   }
 }
 
-/* The caller thread's quantized activations, kept between calls (two callers on two
- * threads each have their own). */
+/* The caller thread's quantized activations, kept between calls (one set per caller thread). */
 static __thread struct {
   size_t codes, blocks;
   int8_t* q;
@@ -281,7 +295,6 @@ int q8_vector_path(void) {
   return 2;
 #elif defined(Q8_AVX2)
   return 1;
-#else
-  return 0;
 #endif
+  return 0;
 }
