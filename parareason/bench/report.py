@@ -14,6 +14,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+MARCH_ENV = "PARAREASON_KERNEL_MARCH"  # kernel_library.MARCH_ENV (not imported: it loads torch)
+
 
 def machine_description() -> str:
     import torch  # local: keeps `parareason --help` light
@@ -26,8 +28,10 @@ def machine_description() -> str:
     cpu = names[0] if names else platform.processor() or platform.machine()
     flags = next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), set())
     isa = f" ({vector_units(flags)})" if flags else ""
+    march = os.environ.get(MARCH_ENV)
+    kernels = f", C kernels built with -march={march} ({MARCH_ENV})" if march else ""
     return (f"{cpu}{isa}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}{kernels}")
 
 
 def vector_units(flags: set[str]) -> str:
@@ -45,7 +49,8 @@ def vector_units(flags: set[str]) -> str:
 
 def invoked_command() -> str:
     argv = [Path(sys.argv[0]).name] + sys.argv[1:]
-    return " ".join(shlex.quote(a) for a in argv)
+    env = [f"{MARCH_ENV}={shlex.quote(os.environ[MARCH_ENV])}"] if os.environ.get(MARCH_ENV) else []
+    return " ".join(env + [shlex.quote(a) for a in argv])
 
 
 def _section_pattern(title: str) -> re.Pattern[str]:

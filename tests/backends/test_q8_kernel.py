@@ -232,3 +232,12 @@ def test_reading_the_next_layer_ahead_changes_no_result(torch_threads):
     full = Linear(w, b, "full")
     full.read_ahead(layer)  # only between q8 layers
     assert full._ahead is None
+
+
+def test_the_bench_report_names_a_kernel_march(monkeypatch):
+    from parareason.bench import report
+
+    assert report.MARCH_ENV == kernel_library.MARCH_ENV
+    monkeypatch.setenv(kernel_library.MARCH_ENV, "haswell")
+    assert report.invoked_command().startswith("PARAREASON_KERNEL_MARCH=haswell ")
+    assert report.machine_description().endswith("C kernels built with -march=haswell (PARAREASON_KERNEL_MARCH)")
