@@ -2,7 +2,8 @@
 
 A rerun replaces its own section (matched by title) and leaves the others alone, so
 the file always holds the latest figures of every benchmark with the exact command
-and machine that produced them.
+and machine that produced them. Text a person wrote below a section's NOTES_MARK line
+(what the figures mean, earlier runs) is kept at the end of the rewritten section.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def invoked_command() -> str:
     return " ".join(env + [shlex.quote(a) for a in argv])
 
 
+NOTES_MARK = "<!-- notes: kept when the benchmark rewrites this section -->"
+
+
 def _section_pattern(title: str) -> re.Pattern[str]:
     return re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
 
@@ -74,8 +78,11 @@ def write_section(title: str, body_md: str, path: str | Path = "BENCHMARKS.md",
     placed = False
     for t in (title, *old_titles):
         pattern = _section_pattern(t)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: "" if placed else section, text, count=1)
+        found = pattern.search(text)
+        if found:
+            old = found.group(0)
+            notes = old[old.index(NOTES_MARK):].rstrip() + "\n\n" if NOTES_MARK in old else ""
+            text = pattern.sub(lambda _: "" if placed else section + notes, text, count=1)
             placed = True
     path.write_text(text if placed else text + section)
     return path

@@ -159,6 +159,19 @@ def test_write_section_replaces_an_old_title_in_place(tmp_path):
     assert path.read_text().count("## New engine") == 1 and "newer" in path.read_text()
 
 
+def test_write_section_keeps_the_notes_below_the_mark(tmp_path):
+    from parareason.bench.report import NOTES_MARK
+
+    path = tmp_path / "B.md"
+    path.write_text(f"# B\n\n## E\n\nold figures\n\n{NOTES_MARK}\n\nwhy it is fast\n\n## Z\n\nz\n")
+    write_section("E", "new figures", path, command="cmd")
+    text = path.read_text()
+    assert "old figures" not in text and "new figures" in text
+    assert text.index("new figures") < text.index(NOTES_MARK) < text.index("why it is fast") < text.index("## Z")
+    write_section("E", "newest", path, command="cmd")
+    assert path.read_text().count("why it is fast") == 1 and path.read_text().count(NOTES_MARK) == 1
+
+
 @pytest.mark.parametrize("args,message", [(["--weights", "full,int4"], "--weights"),
                                           (["--anchors", "sglang"], "unknown anchors"),
                                           (["--n", "1,x"], "positive integers"), (["--n", "0"], "positive")])
