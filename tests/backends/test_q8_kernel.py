@@ -160,25 +160,17 @@ def test_a_forked_child_runs_the_kernel(torch_threads):
     assert torch.equal(torch.tensor(got), want)
 
 
-def test_a_bad_spin_setting_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv(kernel_library.SPIN_ENV, "lots")
+@pytest.mark.parametrize("env,value,message", [
+    (kernel_library.SPIN_ENV, "lots", r"PARAREASON_KERNEL_SPIN_US must be a number"),
+    (kernel_library.MARCH_ENV, "native; rm -rf /", r"PARAREASON_KERNEL_MARCH must name a CPU")])
+def test_a_bad_kernel_setting_is_a_clear_error(monkeypatch, env, value, message):
+    monkeypatch.setenv(env, value)
     kernel_library.library.cache_clear()
     try:
-        with pytest.raises(ValueError, match=r"PARAREASON_KERNEL_SPIN_US must be a number"):
+        with pytest.raises(ValueError, match=message):
             check_weight_format("q8", torch.float32)
     finally:
-        monkeypatch.delenv(kernel_library.SPIN_ENV)
-        kernel_library.library.cache_clear()
-
-
-def test_a_bad_march_setting_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv(kernel_library.MARCH_ENV, "native; rm -rf /")
-    kernel_library.library.cache_clear()
-    try:
-        with pytest.raises(ValueError, match=r"PARAREASON_KERNEL_MARCH must name a CPU"):
-            check_weight_format("q8", torch.float32)
-    finally:
-        monkeypatch.delenv(kernel_library.MARCH_ENV)
+        monkeypatch.delenv(env)
         kernel_library.library.cache_clear()
 
 
