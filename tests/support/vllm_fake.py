@@ -166,7 +166,8 @@ def build_app(srv: FakeVLLM) -> FastAPI:
 
 async def generate(srv: FakeVLLM, script: list[int], out: asyncio.Queue) -> None:
     """The engine's side of one request: a token every token_interval_s, until the script
-    ends or the request is aborted (cancelled); counted in vllm:num_requests_running."""
+    ends or the request is aborted (cancelled), then None; counted in
+    vllm:num_requests_running."""
     srv.running += 1
     try:
         for tok in script:
@@ -174,6 +175,7 @@ async def generate(srv: FakeVLLM, script: list[int], out: asyncio.Queue) -> None
             out.put_nowait(tok)
     finally:
         srv.running -= 1
+        out.put_nowait(None)  # the stream's end: after an abort, its "abort" chunk
 
 
 def token_chunk(rid: str, body: dict[str, Any], tok: int, i: int, offset: int) -> dict[str, Any]:
@@ -209,7 +211,7 @@ async def stream(srv: FakeVLLM, body: dict[str, Any], fault: Fault) -> AsyncIter
                 return
             if fault.drop_after is not None and len(out) >= fault.drop_after:
                 raise InjectedDrop(f"dropped after {len(out)} tokens")
-            tok = await next_token(tokens, engine)
+            tok = await tokens.get()
             if tok is None:  # aborted through the route: vLLM's final output says "abort"
                 choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": "abort", "stop_reason": None,
                           "token_ids": []}
@@ -239,12 +241,3 @@ async def stream(srv: FakeVLLM, body: dict[str, Any], fault: Fault) -> AsyncIter
     finally:
         if not hung_up or srv.notices_hangup:
             engine.cancel()
-
-
-async def next_token(tokens: asyncio.Queue, engine: asyncio.Task) -> int | None:
-    """The engine's next token; None once the engine stopped without one."""
-    while tokens.empty():
-        if engine.done():
-            return None
-        await asyncio.sleep(0.001)
-    return tokens.get_nowait()

@@ -7,11 +7,11 @@ unit, so that they share `kernels/spin_pool.h`'s one pool of worker threads: two
 on the same two cores would fight (`kernel_owns_the_cores`).
 
 It is compiled once per machine with the system C compiler (`cc`, or $CC) and
-`-march=native` (`$PARAREASON_KERNEL_MARCH`, e.g. haswell: build for another CPU, as
-for an AVX2-only machine's figures measured on a newer one), into the cache (`$PARAREASON_CACHE/kernels`), under a name that hashes
-the sources, the flags, the compiler and the CPU's flags; a changed CPU or source builds
-anew. No compiler: `available()` says why; the q8 format then refuses to load and
-attention runs in torch.
+`-march=native` (or `-march=$PARAREASON_KERNEL_MARCH`, e.g. haswell: an AVX2-only CPU's
+code measured on a newer one) into the cache (`$PARAREASON_CACHE/kernels`), under a name
+that hashes the sources, the flags, the compiler and the CPU's flags; a changed CPU or
+source builds anew. No compiler: `available()` says why; the q8 format then refuses to
+load and attention runs in torch.
 """
 from __future__ import annotations
 

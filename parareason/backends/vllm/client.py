@@ -9,10 +9,11 @@ Faults: a refused connection, a 5xx, a dropped or stalled stream are retried wit
 backoff, on the next server for the sequence's affinity key, while no token of the
 sequence was delivered (`max_retries`); after that, or once tokens were delivered, the
 sequence ends with `finish_reason="error"` and the error recorded, so a dead server ends
-a run instead of hanging it (stream.py: one attempt). `abort()` closes the stream and, where the server was started
-with --enable-scale-out, posts the request's id to `/inference/v1/abort_requests`
-(vllm/entrypoints/scale_out/token_in_token_out/api_router.py): the hang-up alone did not
-always abort it (2 FFS runs in 14, no 'aborted' in vLLM 0.32's log: it ran on 1-2.5 s).
+a run instead of hanging it (stream.py: one attempt). `abort()` closes the stream and,
+where the server was started with --enable-scale-out, posts the request's id to
+`/inference/v1/abort_requests` (vllm/entrypoints/scale_out/token_in_token_out/
+api_router.py): the hang-up alone did not always abort it (2 FFS runs in 14, no
+'aborted' in vLLM 0.32's log: it ran on 1-2.5 s).
 """
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ class VLLMBackend(Backend):
                 self.pool.mark_alive(url)
                 reason, matched, error = state.finish  # type: ignore[misc]
                 self._events.put(Event(seq, Chunk(), final=True, reason=reason, matched=matched,
-                                        error=error, usage=state.usage))
+                                       error=error, usage=state.usage))
                 return
             except asyncio.CancelledError:
                 raise  # abort() or close(): the caller already knows
@@ -206,6 +207,7 @@ class VLLMBackend(Backend):
                 await asyncio.sleep(min(c.backoff_max_s, c.backoff_base_s * 2 ** attempt) * (0.5 + random.random()))
         msg = f"vLLM request failed after {len(tried)} attempt(s): {failure}"
         self._events.put(Event(seq, Chunk(), final=True, reason=FINISH_ERROR, error=msg))
+
 
 def load_vllm_backend(urls: Sequence[str], tokenizer: Tokenizer, **opts: Any) -> VLLMBackend:
     """Connect to one or several vLLM servers; `opts` are `VLLMConfig` fields."""
