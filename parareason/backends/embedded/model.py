@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from parareason.backends.embedded import decode_attention, kernel_library
+from parareason.backends.embedded.decode_layers import LayerArray
 from parareason.backends.embedded.attention import attend
 from parareason.backends.embedded.decode_batch import PrefixGroup
 from parareason.backends.embedded.kv_pool import KVPool
-from parareason.backends.embedded.profiling import ATTENTION, LINEAR, LM_HEAD, region
+from parareason.backends.embedded.profiling import ATTENTION, C_LAYERS, LINEAR, LM_HEAD, region
 from parareason.backends.embedded.weights import Linear, check_weight_format, layer_format
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -160,6 +161,10 @@ class DecoderModel:
         # decode (one new token per row): "c" runs RoPE, the KV write and attention in one C
         # call a layer (decode_attention.py, float32); "torch" the ops below and attention.py
         self.decode_attention = "c" if decode_attention.usable(dtype, c.head_dim) else "torch"
+        # decode with q8 weights and attention in C: "c" runs the decoder layers in one C call
+        # a step (decode_layers.py, the same bits); "python" the loop in forward
+        self.decode_layers = "c" if self.decode_attention == "c" and weights == "q8" else "python"
+        self._layer_array: LayerArray | None = None  # built on the first C decode
 
     @classmethod
     def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32,
@@ -214,28 +219,45 @@ class DecoderModel:
             if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
                 own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
         eps = c.rms_norm_eps
-        for i, lw in enumerate(self.layers):
-            with region(LINEAR):  # each linear layer runs its input's RMSNorm / SwiGLU (activations.py)
-                qkv = lw.qkv(h, "rms_norm", lw.input_norm, eps)
-            with region(ATTENTION):
-                if in_c:
-                    seg = None
-                    if lw.seg is not None:  # segment 0 without seg_ids, as in _attention_in_torch
-                        seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids.reshape(B), lw.seg)
-                    attn = decode_attention.rope_write_attend(qkv, kv.k[i], kv.v[i], reads, seg)
-                else:
-                    attn = self._attention_in_torch(qkv, lw, i, cos, sin, kv, write_slots, read_slots, attn_mask,
-                                                    seg_ids, read_start, prefixes, own_bias)
-            with region(LINEAR):
-                o = lw.o(attn)
-            h = h + o
-            with region(LINEAR):
-                gate_up = lw.gate_up(h, "rms_norm", lw.post_norm, eps)
-                down = lw.down(gate_up, "swiglu")
-            h = h + down
+        if in_c and self.decode_layers == "c":
+            if self._layer_array is None:
+                self._layer_array = LayerArray(self.layers, c.hidden_size, eps)
+            with region(C_LAYERS):
+                h = self._layer_array.run(h, reads, kv, self._segment_rows(seg_ids, B))
+        else:
+            for i, lw in enumerate(self.layers):
+                with region(LINEAR):  # each linear layer runs its input's RMSNorm / SwiGLU (activations.py)
+                    qkv = lw.qkv(h, "rms_norm", lw.input_norm, eps)
+                with region(ATTENTION):
+                    if in_c:
+                        attn = decode_attention.rope_write_attend(qkv, kv.k[i], kv.v[i], reads,
+                                                                  self._segment_rows(seg_ids, B, lw))
+                    else:
+                        attn = self._attention_in_torch(qkv, lw, i, cos, sin, kv, write_slots, read_slots, attn_mask,
+                                                        seg_ids, read_start, prefixes, own_bias)
+                with region(LINEAR):
+                    o = lw.o(attn)
+                h = h + o
+                with region(LINEAR):
+                    gate_up = lw.gate_up(h, "rms_norm", lw.post_norm, eps)
+                    down = lw.down(gate_up, "swiglu")
+                h = h + down
         last = h[torch.arange(B), logits_at]  # [B, hidden]: the LM head only where we sample
         with region(LM_HEAD):
             return self.lm_head(last, "rms_norm", self.final_norm, eps).float()
+
+    def _segment_rows(self, seg_ids: torch.Tensor | None, rows: int, lw: LayerWeights | None = None):
+        """Decode in C: ParaThinker's segment embeddings of the rows, [rows, head_dim] float32,
+        for layer `lw` (None: a list for every layer), or None for a model without them.
+        Segment 0 without seg_ids, as in _attention_in_torch."""
+        if lw is None:
+            if self.layers[0].seg is None:
+                return None
+            return [self._segment_rows(seg_ids, rows, layer) for layer in self.layers]
+        if lw.seg is None:
+            return None
+        seg = lw.seg[0] if seg_ids is None else F.embedding(seg_ids.reshape(rows), lw.seg)
+        return seg.expand(rows, self.config.head_dim).float().contiguous()
 
     def _attention_in_torch(self, qkv: torch.Tensor, lw: LayerWeights, i: int, cos: torch.Tensor,
                             sin: torch.Tensor, kv: KVPool, write_slots: torch.Tensor, read_slots: torch.Tensor,

@@ -18,7 +18,8 @@ LM_HEAD = "pr::lm_head"  # with the final RMSNorm
 ATTENTION = "pr::attention"  # RoPE, KV writes, the KV gather, SDPA
 SAMPLING = "pr::sampling"  # engine._sample_all: sampler and stop checks
 BATCH_PREP = "pr::batch_prep"  # engine._decode's slot / mask / position tensors
-RANGES = (LINEAR, LM_HEAD, ATTENTION, SAMPLING, BATCH_PREP)
+C_LAYERS = "pr::c_layers"  # decode_layers.py: every decoder layer in one C call (matmuls and attention)
+RANGES = (LINEAR, LM_HEAD, ATTENTION, SAMPLING, BATCH_PREP, C_LAYERS)
 
 _NOOP = nullcontext()
 _on = False

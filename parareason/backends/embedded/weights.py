@@ -109,6 +109,16 @@ class Linear:
             tiles = following._packed[0]
             self._ahead = (tiles.data_ptr(), min(tiles.numel(), PREFETCH_BYTES))
 
+    def q8_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """q8: (packed tiles, scales [N], float32 bias [N] or None), as q8_kernel.linear takes them."""
+        if self.fmt != "q8":
+            raise ValueError(f"a {self.fmt} layer has no q8 parts")
+        return self._packed
+
+    def prefetch_after(self) -> tuple[int, int] | None:
+        """q8: (address, bytes) the kernel's idle threads prefetch after this layer (read_ahead)."""
+        return self._ahead
+
     def nbytes(self) -> int:
         """Bytes the weights occupy (what one call streams from memory)."""
         if self.fmt == "q8":

@@ -33,18 +33,29 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
               help="also run each batch reading the shared prompt's KV once per row (the engine's old way)")
 @click.option("--attention", "attention", default="c", show_default=True, callback=lambda c, p, v: _attention(v),
               help="decode attention paths to profile, each in the same run: c (decode_attention.py), torch")
+@click.option("--layers", "layers", default="", callback=lambda c, p, v: _layers(v),
+              help="decoder layer paths to profile with C attention, each in the same run: c (one C call a "
+                   "step, decode_layers.py; q8 weights), python (model.forward's loop); default: the model's own")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
 def profile(model: str, dtype: str, weights: str, batches: tuple[int, ...], context: int, steps: int,
-            warmup: int, seed: int, compare_per_row: bool, attention: tuple[str, ...], out_path: str) -> None:
+            warmup: int, seed: int, compare_per_row: bool, attention: tuple[str, ...], layers: tuple[str, ...],
+            out_path: str) -> None:
     """Split one decode step (matmuls, LM head, attention, sampling, other) vs the weight-streaming floor."""
     run_decode_profile(ProfileConfig(model=model, dtype=dtype, weights=weights, batches=batches, context=context,
                                      steps=steps, warmup=warmup, seed=seed, out_path=out_path,
                                      shared_prefix=(True, False) if compare_per_row else (True,),
-                                     attention=attention))
+                                     attention=attention, layers=layers))
 
 
 def _attention(value: str) -> tuple[str, ...]:
     out = tuple(v.strip() for v in value.split(",") if v.strip())
     if not out or any(v not in ("c", "torch") for v in out):
         raise click.BadParameter("comma-separated paths out of c, torch")
+    return out
+
+
+def _layers(value: str) -> tuple[str, ...]:
+    out = tuple(v.strip() for v in value.split(",") if v.strip())
+    if any(v not in ("c", "python") for v in out):
+        raise click.BadParameter("comma-separated paths out of c, python")
     return out

@@ -2,4 +2,5 @@
  * they share spin_pool.h's one pool of threads. */
 #include "q8_linear.c"
 #include "decode_attention.c"
+#include "decode_layers.c"
 #include "sampling.c"

@@ -1,0 +1,147 @@
+"""decode_layers.py / kernels/decode_layers.c: a decode step's decoder layers in one C call
+give model.forward's Python loop's bits (residual stream, KV pool, logits, sampled tokens
+and logprobs), with siblings sharing a prompt, after the KV pool has grown (a new
+address), and with ParaThinker's segment embeddings; anything else is refused clearly."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from parareason.backends.base import SamplingParams
+from parareason.backends.embedded import kernel_library, load_tokenizer
+from parareason.backends.embedded.decode_attention import decode_reads
+from parareason.backends.embedded.decode_batch import decode_batch
+from parareason.backends.embedded.decode_layers import LayerArray
+from parareason.backends.embedded.engine import EngineOptions, TransformersEngine
+from parareason.backends.embedded.model import DecoderModel
+from parareason.backends.embedded.parathinker_native import ParaThinkerIds
+from parareason.backends.registry import load_backend
+from tests.backends.test_attention_shared_prefix import seq
+from tests.support.engine_util import PROMPTS, TEST_MODEL, request, run_all
+from tests.support.tiny_model import tiny_config, tiny_state
+
+why_not = kernel_library.available()
+pytestmark = pytest.mark.skipif(why_not is not None, reason=f"C kernels unavailable: {why_not}")
+
+
+def tiny_q8(seg: bool = False) -> DecoderModel:
+    cfg = tiny_config(512, layers=3)
+    state = tiny_state(cfg, seed=5)
+    if seg:  # non-zero rows, 0 included: prompt tokens are segment 0
+        g = torch.Generator().manual_seed(6)
+        for i in range(cfg.num_layers):
+            state[f"model.layers.{i}.self_attn.seg_embeddings.weight"] = 0.5 * torch.randn(8, cfg.head_dim, generator=g)
+    return DecoderModel(cfg, state, torch.float32, weights="q8")
+
+
+def decode_once(model: DecoderModel, mode: str, kv, seqs, new, seg_ids=None):
+    """One decode forward of `seqs` (each adding slot new[b]) on the path `mode`."""
+    model.decode_layers = mode
+    for s, slot in zip(seqs, new):
+        s.tokens.append(7 + slot % 50)
+    d = decode_batch(seqs, new)
+    return model.forward(d.input_ids, d.positions, kv, d.write_slots, d.read_slots, d.mask, d.logits_at,
+                         seg_ids=seg_ids, prefixes=d.prefixes)
+
+
+def sequences(prompt_slots: list[int], rows: int, own: int):
+    """`rows` siblings sharing `prompt_slots`, each with `own` slots of its own after them."""
+    return [seq(prompt_slots + list(range(200 + 10 * r, 200 + 10 * r + own)), len(prompt_slots))
+            for r in range(rows)]
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_one_c_call_gives_the_python_loops_bits_and_follows_a_grown_pool(rows):
+    model = tiny_q8()
+    assert model.decode_layers == "c"
+    kv = model.new_kv_pool(512)
+    g = torch.Generator().manual_seed(1)
+    kv.k.normal_(generator=g)
+    kv.v.normal_(generator=g)
+    pools = {}
+    for mode in ("python", "c"):
+        pool = model.new_kv_pool(512)
+        pool.k.copy_(kv.k), pool.v.copy_(kv.v)
+        seqs = sequences(list(range(1, 40)), rows, own=3)
+        first = decode_once(model, mode, pool, seqs, [300 + r for r in range(rows)])
+        pool._grow(600)  # a new address: the C call must follow it
+        second = decode_once(model, mode, pool, seqs, [400 + r for r in range(rows)])
+        pools[mode] = (first, second, pool.k.clone(), pool.v.clone())
+    assert model._layer_array is not None  # built by the C path only: it ran
+    for want, got in zip(pools["python"], pools["c"]):
+        assert torch.equal(want, got)
+
+
+def test_segment_embeddings_give_the_python_loops_bits():
+    model = tiny_q8(seg=True)
+    out = {}
+    for mode in ("python", "c"):
+        kv = model.new_kv_pool(512)
+        kv.k.normal_(generator=torch.Generator().manual_seed(2))
+        seqs = sequences(list(range(1, 20)), 3, own=2)
+        seg_ids = torch.tensor([[1], [2], [0]])
+        with_seg = decode_once(model, mode, kv, seqs, [300, 301, 302], seg_ids=seg_ids)
+        without = decode_once(model, mode, kv, seqs, [310, 311, 312])  # no seg_ids: segment 0
+        out[mode] = (with_seg, without, kv.k.clone(), kv.v.clone())
+    for want, got in zip(out["python"], out["c"]):
+        assert torch.equal(want, got)
+    assert not torch.equal(out["c"][0], out["c"][1])  # the segments changed the result
+
+
+def test_engine_samples_the_same_tokens_and_logprobs_in_one_c_call():
+    engine = load_backend("embedded", TEST_MODEL, dtype="float32", weights="q8")
+    assert engine.model.decode_layers == "c"
+    tok = engine.tokenizer
+
+    def run(mode: str):
+        engine.model.decode_layers = mode
+        engine.prefix_cache.clear()
+        for i, p in enumerate(PROMPTS[:2]):
+            for j in range(3):  # siblings: a shared prefix
+                params = SamplingParams(temperature=0.8, top_p=0.95, seed=10 * i + j, max_new_tokens=16)
+                engine.submit(request(f"{mode}{i}.{j}", tok.chat_ids([{"role": "user", "content": p}]), params))
+        return {k.removeprefix(mode): (v.tokens, v.logprobs) for k, v in run_all(engine).items()}
+
+    assert run("c") == run("python")
+
+
+def test_paths_decode_alike_with_segment_embeddings_in_the_engine():
+    tok = load_tokenizer(TEST_MODEL)
+    cfg = tiny_config(len(tok))
+    state = tiny_state(cfg, seed=3)
+    for i in range(cfg.num_layers):
+        state[f"model.layers.{i}.self_attn.seg_embeddings.weight"] = torch.randn(
+            32, cfg.head_dim, generator=torch.Generator().manual_seed(i))
+    pt = ParaThinkerIds(opens=tuple(range(1000, 1008)), summary=1010)
+    engine = TransformersEngine(DecoderModel(cfg, state, torch.float32, weights="q8"), tok,
+                                EngineOptions(parathinker=pt))
+    prompt = tok.encode("Question: what is 3 + 4?")
+
+    def run(mode: str):
+        engine.model.decode_layers = mode
+        engine.prefix_cache.clear()
+        for k in (1, 2):
+            params = SamplingParams(temperature=0.9, seed=k, max_new_tokens=6)
+            engine.submit(request(f"{mode}p{k}", prompt + [pt.opens[k - 1]] + tok.encode(" think"), params))
+        return {k.removeprefix(mode): (v.tokens, v.logprobs) for k, v in run_all(engine).items()}
+
+    assert run("c") == run("python")
+
+
+def test_refuses_weights_other_than_q8_and_a_mismatched_batch():
+    cfg = tiny_config(512, layers=2)
+    full = DecoderModel(cfg, tiny_state(cfg), torch.float32, weights="full")
+    assert full.decode_layers == "python"
+    with pytest.raises(ValueError, match="take q8 weights, not full"):
+        LayerArray(full.layers, cfg.hidden_size, cfg.rms_norm_eps)
+    model = tiny_q8()
+    layers = LayerArray(model.layers, model.config.hidden_size, model.config.rms_norm_eps)
+    kv = model.new_kv_pool(512)
+    seqs = sequences([1, 2, 3], 2, own=1)
+    d = decode_batch(seqs, [300, 301])
+    reads = decode_reads(d.read_slots, d.mask, d.prefixes, d.write_slots, d.positions, model.cos, model.sin,
+                         model.config.num_heads, model.config.num_kv_heads, kv.capacity)
+    with pytest.raises(ValueError, match="1 rows for reads of 2"):
+        layers.run(torch.zeros(1, 1, model.config.hidden_size), reads, kv)
+    with pytest.raises(ValueError, match="contiguous float32 rows"):
+        layers.run(torch.zeros(2, 1, model.config.hidden_size, dtype=torch.float64), reads, kv)
