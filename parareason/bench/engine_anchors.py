@@ -81,7 +81,11 @@ def llama_cpp_rows(model: str, prompt_tokens: int, new_tokens: int, ns: Sequence
         else:
             rows.append(SpeedRow(label, n, r.generated, r.t, f"prefill {r.s_pp:.0f} tok/s, decode {r.s_tg:.1f} tok/s"))
     cmd = " ".join([Path(res.command[0]).name, "-m", Path(res.command[2]).name, *res.command[3:]])
-    return rows, f"llama.cpp: `{cmd}` ({res.threads} threads)"
+    from parareason.testing.llama_cpp import BUILDS, build_name
+
+    build = build_name()
+    flags = f": {BUILDS[build]}" if BUILDS[build] else ""
+    return rows, f"llama.cpp: `{cmd}` ({res.threads} threads; {build} build{flags})"
 
 
 def _vllm_request(url: str, model: str, ids: list[int], n: int, max_new_tokens: int, temperature: float,

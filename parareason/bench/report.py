@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 MARCH_ENV = "PARAREASON_KERNEL_MARCH"  # kernel_library.MARCH_ENV (not imported: it loads torch)
+LLAMA_CPP_BUILD_ENV = "PARAREASON_LLAMA_CPP_BUILD"  # testing/llama_cpp.BUILD_ENV: which anchor build ran
+COMMAND_ENV = (MARCH_ENV, LLAMA_CPP_BUILD_ENV)  # settings written in front of a benchmark's command
 
 
 def machine_description() -> str:
@@ -50,7 +52,7 @@ def vector_units(flags: set[str]) -> str:
 
 def invoked_command() -> str:
     argv = [Path(sys.argv[0]).name] + sys.argv[1:]
-    env = [f"{MARCH_ENV}={shlex.quote(os.environ[MARCH_ENV])}"] if os.environ.get(MARCH_ENV) else []
+    env = [f"{name}={shlex.quote(os.environ[name])}" for name in COMMAND_ENV if os.environ.get(name)]
     return " ".join(env + [shlex.quote(a) for a in argv])
 
 

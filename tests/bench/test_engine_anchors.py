@@ -73,6 +73,25 @@ def test_anchors_not_installed_are_skipped_with_how_to_install(monkeypatch, tmp_
     assert skip_reason("llama.cpp", "qwen2.5-0.5b-coder") is None
 
 
+def test_the_avx2_build_has_its_own_venv_flags_and_install_line(monkeypatch, tmp_path):
+    from parareason.bench import report
+    from parareason.testing import llama_cpp
+
+    monkeypatch.setenv("PARAREASON_CACHE", str(tmp_path))
+    monkeypatch.delenv(llama_cpp.BUILD_ENV, raising=False)
+    native = llama_cpp.venv_dir()
+    monkeypatch.setenv(llama_cpp.BUILD_ENV, "avx2")
+    assert llama_cpp.venv_dir() != native and llama_cpp.venv_dir().parent.name.endswith("-avx2")
+    assert llama_cpp.BUILDS["avx2"] == "-DGGML_NATIVE=OFF"
+    assert llama_cpp.install_hint().startswith("PARAREASON_LLAMA_CPP_BUILD=avx2 python -m")
+    assert "avx2 build" in skip_reason("llama.cpp", "qwen2.5-0.5b-coder")
+    assert report.LLAMA_CPP_BUILD_ENV == llama_cpp.BUILD_ENV
+    assert report.invoked_command().startswith("PARAREASON_LLAMA_CPP_BUILD=avx2 ")
+    monkeypatch.setenv(llama_cpp.BUILD_ENV, "avx512")
+    with pytest.raises(ValueError, match="PARAREASON_LLAMA_CPP_BUILD must be one of native, avx2"):
+        llama_cpp.venv_dir()
+
+
 def test_binary_env_makes_the_so0_links_and_puts_bin_first(tmp_path, monkeypatch):
     from parareason.testing.llama_cpp import binary_env
 
@@ -132,7 +151,7 @@ def test_bench_engine_skips_missing_anchors_and_writes_one_table(monkeypatch, tm
                                        out_path=out))
     text = out.read_text()
     assert "old figures" not in text and text.count("## Embedded engine vs llama.cpp and vLLM CPU") == 1
-    assert "- skipped llama.cpp: llama.cpp is not installed; install: python -m parareason.testing.llama_cpp" in text
+    assert "- skipped llama.cpp: llama.cpp (native build) is not installed; install: python -m parareason.testing.llama_cpp" in text
     assert "- skipped vllm: vLLM CPU is not installed; install: python -m parareason.testing.vllm_server" in text
     assert "skipping anchor llama.cpp" in capsys.readouterr().out
     label = "embedded full (float32)"
