@@ -160,6 +160,17 @@ TITLE = "Embedded engine vs llama.cpp and vLLM CPU (bench engine)"
 OLD_TITLES = ("Embedded engine vs transformers generate",)  # this bench's section before the anchors
 
 
+def section_title() -> str:
+    """TITLE, or, where the kernels or llama.cpp are built for another CPU than this one
+    (report.COMMAND_ENV), a title of its own: those figures stand beside the native ones."""
+    from parareason.bench.report import LLAMA_CPP_BUILD_ENV, MARCH_ENV
+
+    march, build = os.environ.get(MARCH_ENV, "").strip(), os.environ.get(LLAMA_CPP_BUILD_ENV, "").strip()
+    parts = ([f"kernels -march={march}"] if march else []) + ([f"llama.cpp {build} build"]
+                                                              if build and build != "native" else [])
+    return TITLE if not parts else f"{TITLE.removesuffix(')')}, {', '.join(parts)})"
+
+
 def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[list[SpeedRow], str, str]:
     """One weight format: its rows (one per n), a prefill line, and its compute dtype."""
     from parareason.backends.registry import load_backend
@@ -263,7 +274,8 @@ def run_engine_bench(cfg: EngineBenchConfig) -> Path:
             print(f"n={n}: best embedded {best.engine} {best.tokens_per_s:.1f} tok/s")
     body = render_body(cfg, rows, len(ids), prefill_lines, anchor_lines, skipped, dtype_md,
                        (load_start, os.getloadavg()[0]))
-    path = write_section(TITLE, body, path=cfg.out_path, old_titles=OLD_TITLES)
+    title = section_title()
+    path = write_section(title, body, path=cfg.out_path, old_titles=OLD_TITLES if title == TITLE else ())
     print(f"wrote {path}")
     return path
 

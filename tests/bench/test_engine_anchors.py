@@ -92,6 +92,20 @@ def test_the_avx2_build_has_its_own_venv_flags_and_install_line(monkeypatch, tmp
         llama_cpp.venv_dir()
 
 
+def test_a_build_for_another_cpu_writes_its_own_section(monkeypatch):
+    from parareason.bench.engine_bench import TITLE, section_title
+
+    monkeypatch.delenv("PARAREASON_KERNEL_MARCH", raising=False)
+    monkeypatch.delenv("PARAREASON_LLAMA_CPP_BUILD", raising=False)
+    assert section_title() == TITLE
+    monkeypatch.setenv("PARAREASON_LLAMA_CPP_BUILD", "native")
+    assert section_title() == TITLE
+    monkeypatch.setenv("PARAREASON_KERNEL_MARCH", "haswell")
+    monkeypatch.setenv("PARAREASON_LLAMA_CPP_BUILD", "avx2")
+    assert section_title() == ("Embedded engine vs llama.cpp and vLLM CPU (bench engine, kernels -march=haswell, "
+                               "llama.cpp avx2 build)")
+
+
 def test_binary_env_makes_the_so0_links_and_puts_bin_first(tmp_path, monkeypatch):
     from parareason.testing.llama_cpp import binary_env
 
