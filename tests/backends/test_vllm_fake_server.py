@@ -172,6 +172,22 @@ def test_abort_reaches_a_server_that_misses_the_hang_up(abort_route):
         assert b.has_work() is False
 
 
+def test_a_keyed_server_streams_and_aborts_by_id_with_the_key_and_refuses_without_it():
+    with fake(token_interval_s=0.02, notices_hangup=False, api_key="sk-test") as (srv, url):
+        with load_vllm_backend([url], TOK, api_key="sk-test", **FAST) as b:
+            assert b.facts["abort"] == ["by request id"]  # the probe passed the guard
+            b.submit(req("a", n=5))
+            assert collect(run_to_end(b)["a"])["tokens"] == expected(5)
+            b.submit(req("long", n=2000))
+            wait_until(lambda: srv.running == 1, what="the stream to start")
+            b.abort("long")
+            assert b.step(0.1)[0].finish_reason == "abort"
+            wait_until(lambda: srv.running == 0, limit_s=5, what="the keyed abort route to end the request")
+            assert len(srv.aborted) == 1
+        with pytest.raises(BackendError, match="401 .*started with --api-key; pass the same key"):
+            load_vllm_backend([url], TOK, **FAST)
+
+
 def test_an_unhealthy_server_at_start_up_is_a_clear_error():
     with fake(health_status=503) as (_, url):
         with pytest.raises(BackendError, match=r"not usable: /health answered 503"):

@@ -18,6 +18,9 @@ and tests/fixtures/vllm_stream.jsonl, captured from a real server):
 * `POST /inference/v1/abort_requests` {"request_ids": ["cmpl-<request_id>-0", ...]}: 200,
   the requests end (scale_out/token_in_token_out/api_router.py; unknown ids are ignored);
   403 with `abort_route=False`, a server started without --enable-scale-out.
+* `api_key`: as `vllm serve --api-key`, paths under /v1, /v2, /inference and /cohere answer
+  401 `{"error": "Unauthorized"}` without `Authorization: Bearer <key>`; /health,
+  /tokenize and /metrics stay open (serve/middleware/authenticate.py, GUARDED_PREFIX).
 
 As in vLLM, a request's tokens come from the engine (a task per request) and the stream
 forwards them; a client's hang-up aborts the engine's request only when `notices_hangup`
@@ -65,6 +68,7 @@ class FakeVLLM:
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # seq id -> its next attempts
     notices_hangup: bool = True
     abort_route: bool = True  # False: started without --enable-scale-out (the route answers 403)
+    api_key: str | None = None  # vllm serve --api-key
     engine: dict[str, asyncio.Task] = field(default_factory=dict)  # external request id -> its task
     aborted: list[str] = field(default_factory=list)  # ids the abort route was given
     requests: list[dict[str, Any]] = field(default_factory=list)  # every /v1/completions body
@@ -104,8 +108,19 @@ class InjectedDrop(Exception):
     """Raised inside the stream: uvicorn then closes the connection mid-body."""
 
 
+GUARDED_PREFIX = ("/v1", "/v2", "/inference", "/cohere")  # vLLM's AuthenticationMiddleware
+
+
 def build_app(srv: FakeVLLM) -> FastAPI:
     app = FastAPI(title="fake vLLM (test double)")
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if srv.api_key is not None and request.method != "OPTIONS" and request.url.path.startswith(GUARDED_PREFIX) \
+                and not (scheme.lower() == "bearer" and token == srv.api_key):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        return await call_next(request)
 
     @app.get("/health")
     async def health() -> Response:

@@ -60,6 +60,9 @@ async def wait_healthy(client: httpx.AsyncClient, url: str, wait_s: float) -> No
 
 async def served_model(client: httpx.AsyncClient, url: str, wanted: str | None) -> tuple[str, int]:
     r = await client.get(url + "/v1/models")
+    if r.status_code == 401:  # serve/middleware/authenticate.py guards /v1, /v2, /inference
+        raise BackendError(f"{url}/v1/models answered 401 ({r.text[:100]}): the server was started with "
+                           "--api-key; pass the same key (api_key=..., HTTPClientConfig.api_key)")
     if r.status_code != 200:
         raise BackendError(f"{url}/v1/models answered {r.status_code}: {r.text[:200]}")
     models = r.json().get("data") or []
