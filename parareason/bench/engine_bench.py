@@ -161,14 +161,12 @@ OLD_TITLES = ("Embedded engine vs transformers generate",)  # this bench's secti
 
 
 def section_title() -> str:
-    """TITLE, or, where the kernels or llama.cpp are built for another CPU than this one
-    (report.COMMAND_ENV), a title of its own: those figures stand beside the native ones."""
-    from parareason.bench.report import LLAMA_CPP_BUILD_ENV, MARCH_ENV
+    """TITLE, or a title of its own where the kernels or llama.cpp are built for another CPU
+    than this one: those figures stand beside the native ones."""
+    from parareason.bench.report import foreign_builds
 
-    march, build = os.environ.get(MARCH_ENV, "").strip(), os.environ.get(LLAMA_CPP_BUILD_ENV, "").strip()
-    parts = ([f"kernels -march={march}"] if march else []) + ([f"llama.cpp {build} build"]
-                                                              if build and build != "native" else [])
-    return TITLE if not parts else f"{TITLE.removesuffix(')')}, {', '.join(parts)})"
+    parts = foreign_builds()
+    return f"{TITLE.removesuffix(')')}, {', '.join(parts)})" if parts else TITLE
 
 
 def _embedded_rows(cfg: EngineBenchConfig, fmt: str, ids: list[int]) -> tuple[list[SpeedRow], str, str]:

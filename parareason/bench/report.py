@@ -50,6 +50,13 @@ def vector_units(flags: set[str]) -> str:
     return ", ".join(parts) or "no AVX2"
 
 
+def foreign_builds() -> list[str]:
+    """The COMMAND_ENV settings that build code for another CPU than this one, in words."""
+    march, build = os.environ.get(MARCH_ENV, "").strip(), os.environ.get(LLAMA_CPP_BUILD_ENV, "").strip()
+    return ([f"kernels -march={march}"] if march else []) + \
+        ([f"llama.cpp {build} build"] if build and build != "native" else [])
+
+
 def invoked_command() -> str:
     argv = [Path(sys.argv[0]).name] + sys.argv[1:]
     env = [f"{name}={shlex.quote(os.environ[name])}" for name in COMMAND_ENV if os.environ.get(name)]
