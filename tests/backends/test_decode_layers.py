@@ -72,6 +72,34 @@ def test_one_c_call_gives_the_python_loops_bits_and_follows_a_grown_pool(rows):
         assert torch.equal(want, got)
 
 
+def test_two_pools_decoding_at_once_on_one_model_keep_their_own_kv():
+    """Two engines may share one model and decode from two Python threads (ctypes lets go
+    of the GIL): each call gets its own pool, nothing of it is kept in the shared layers."""
+    import threading
+
+    model = tiny_q8()
+
+    def work(seed: int, out: list) -> None:
+        kv = model.new_kv_pool(512)
+        kv.k.normal_(generator=torch.Generator().manual_seed(seed))
+        seqs = sequences(list(range(1, 30)), 2, own=2)
+        for step in range(30):
+            out.append(decode_once(model, "c", kv, seqs, [300 + 2 * step, 301 + 2 * step]))
+        out.append(kv.k.clone())
+
+    alone = {s: [] for s in (1, 2)}
+    for s in alone:
+        work(s, alone[s])
+    together = {s: [] for s in (1, 2)}
+    threads = [threading.Thread(target=work, args=(s, together[s])) for s in together]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in alone:
+        assert len(together[s]) == len(alone[s]) and all(torch.equal(a, b) for a, b in zip(alone[s], together[s]))
+
+
 def test_segment_embeddings_give_the_python_loops_bits():
     model = tiny_q8(seg=True)
     out = {}

@@ -9,8 +9,9 @@ matmuls. The C loop makes the same calls in the same order on the same buffers' 
 so the residual stream, the KV pool and the logits get the same bits as the Python loop
 (tests/backends/test_decode_layers.py).
 
-The layers' weights are described once, when the model loads (`LayerArray`); a call
-updates only what moves: the KV pool's address (it grows by reallocation) and
+The layers' weights are described once, when the model loads (`LayerArray`), and only read
+after: two engines sharing one model may decode at the same time (a ctypes call lets go of
+the GIL). What moves comes with each call: the KV pool (it grows by reallocation) and
 ParaThinker's per-row segment embeddings.
 """
 from __future__ import annotations
@@ -41,8 +42,7 @@ class _Weight(ctypes.Structure):
 
 class _Layer(ctypes.Structure):
     """decode_layers.c's decode_layer."""
-    _fields_ = [(n, _Weight) for n in ("qkv", "o", "gate_up", "down")] + [
-        (n, _P) for n in ("input_norm", "post_norm", "k_pool", "v_pool", "seg")]
+    _fields_ = [(n, _Weight) for n in ("qkv", "o", "gate_up", "down")] + [(n, _P) for n in ("input_norm", "post_norm")]
 
 
 def _weight(lin: Linear) -> _Weight:
@@ -64,8 +64,6 @@ class LayerArray:
         for i, lw in enumerate(layers):
             self._array[i] = _Layer(_weight(lw.qkv), _weight(lw.o), _weight(lw.gate_up), _weight(lw.down),
                                     self._norms[2 * i].data_ptr(), self._norms[2 * i + 1].data_ptr())
-        self._pool: tuple[int, int] | None = None  # the (k, v) addresses the array points into
-        self._with_seg = False
 
     def run(self, h: torch.Tensor, reads: DecodeReads, kv: KVPool, segs: Sequence[torch.Tensor] | None = None,
             lib: ctypes.CDLL | None = None) -> torch.Tensor:
@@ -74,37 +72,27 @@ class LayerArray:
         float32 segment embeddings of the rows (ParaThinker), or None."""
         if h.dtype != torch.float32 or not h.is_contiguous() or h.shape[-1] != self.hidden:
             raise ValueError(f"decode layers in C take contiguous float32 rows of {self.hidden}")
-        if reads.batch.B != h.numel() // self.hidden:
-            raise ValueError(f"{h.numel() // self.hidden} rows for reads of {reads.batch.B}")
-        self._point_at(kv)
-        if segs is not None or self._with_seg:
-            self._set_segs(segs, reads.batch.B, reads.batch.D)
-        failed = (lib or library()).decode_layers(self._array, len(self._array), ctypes.byref(reads.batch),
-                                                  h.data_ptr(), self.hidden, self.eps, threads())
+        rows, n = h.numel() // self.hidden, len(self._array)
+        if reads.batch.B != rows:
+            raise ValueError(f"{rows} rows for reads of {reads.batch.B}")
+        k, v = kv.k, kv.v
+        if not (k.is_contiguous() and v.is_contiguous() and k.dtype == v.dtype == torch.float32
+                and k.shape[0] == n and k.shape == v.shape):
+            raise ValueError("decode layers in C take a float32 KV pool with one contiguous block per layer")
+        seg_ptrs = None if segs is None else (_P * n)(*self._segment_pointers(segs, rows, reads.batch.D))
+        failed = (lib or library()).decode_layers(self._array, n, ctypes.byref(reads.batch), h.data_ptr(),
+                                                  self.hidden, self.eps, threads(), k.data_ptr(), v.data_ptr(),
+                                                  k.stride(0), seg_ptrs)
         if failed:
             kind, why = _ERRORS.get(failed, (RuntimeError, f"decode layers failed ({failed})"))
             raise kind(why)
         return h
 
-    def _point_at(self, kv: KVPool) -> None:
-        k, v = kv.k, kv.v
-        if not (k.is_contiguous() and v.is_contiguous() and k.dtype == v.dtype == torch.float32
-                and k.shape[0] == len(self._array)):
-            raise ValueError("decode layers in C take a float32 KV pool with one contiguous block per layer")
-        if self._pool == (k.data_ptr(), v.data_ptr()):
-            return
-        step = k.stride(0) * k.element_size()
-        for i, layer in enumerate(self._array):
-            layer.k_pool, layer.v_pool = k.data_ptr() + i * step, v.data_ptr() + i * step
-        self._pool = (k.data_ptr(), v.data_ptr())
-
-    def _set_segs(self, segs: Sequence[torch.Tensor] | None, rows: int, head_dim: int) -> None:
-        if segs is not None and len(segs) != len(self._array):
+    def _segment_pointers(self, segs: Sequence[torch.Tensor | None], rows: int, head_dim: int) -> list[int | None]:
+        if len(segs) != len(self._array):
             raise ValueError(f"{len(segs)} segment tables for {len(self._array)} layers")
-        for i, layer in enumerate(self._array):
-            seg = None if segs is None else segs[i]
+        for seg in segs:
             if seg is not None and (seg.dtype != torch.float32 or not seg.is_contiguous()
                                     or seg.shape != (rows, head_dim)):
                 raise ValueError(f"segment embeddings must be contiguous float32 [{rows}, {head_dim}]")
-            layer.seg = None if seg is None else seg.data_ptr()
-        self._with_seg = segs is not None
+        return [None if seg is None else seg.data_ptr() for seg in segs]

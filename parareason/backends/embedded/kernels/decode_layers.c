@@ -17,11 +17,11 @@ typedef struct {
   long ahead_bytes;
 } q8_weight;
 
+/* A layer's weights: set once per model and only read, so two engines sharing a model can
+ * decode at once (ctypes lets go of the GIL); what changes per call comes as arguments. */
 typedef struct {
   q8_weight qkv, o, gate_up, down;
   const float *input_norm, *post_norm;  /* [hidden] */
-  float *k_pool, *v_pool;  /* this layer's [capacity, KVH, D] */
-  const float* seg;  /* [B, D] ParaThinker segment embeddings of the rows, or NULL */
 } decode_layer;
 
 static __thread struct {
@@ -42,11 +42,13 @@ static void add_rows(float* h, const float* y, size_t n) {
 /* h [B, hidden] in place, through n_layers layers: per layer
  *   qkv = q8(rms_norm(h)); attn = attention (RoPE, KV write); h += q8(attn);
  *   gate_up = q8(rms_norm(h)); h += q8(swiglu(gate_up)).
- * a: the step's reads (decode_attention.DecodeReads), shared by every layer. Returns 0,
+ * a: the step's reads (decode_attention.DecodeReads), shared by every layer. k_pool, v_pool:
+ * [n_layers, capacity, KVH, D], layer i at i * layer_floats; segs: per layer, [B, D]
+ * ParaThinker segment embeddings of the rows (or NULL), or NULL for none. Returns 0,
  * -1 when scratch memory cannot be allocated, -2 for a head_dim attn_decode does not take,
  * -3 for layers whose shapes do not chain. */
 int decode_layers(const decode_layer* layers, int n_layers, const att_batch* a, float* h, int hidden, float eps,
-                  int threads) {
+                  int threads, float* k_pool, float* v_pool, long layer_floats, const float* const* segs) {
   int B = a->B;
   if (n_layers <= 0 || B <= 0) return 0;
   const decode_layer* first = &layers[0];
@@ -64,7 +66,8 @@ int decode_layers(const decode_layer* layers, int n_layers, const att_batch* a, 
         l->down.N != hidden || nqkv != (size_t)(a->H + 2 * a->KVH) * a->D)
       return -3;
     int failed = layer_linear(&l->qkv, h, B, Q8_RMSNORM, l->input_norm, eps, qkv, threads);
-    if (!failed) failed = attn_decode(a, qkv, (long)nqkv, l->seg, l->k_pool, l->v_pool, attn);
+    size_t at = (size_t)i * (size_t)layer_floats;
+    if (!failed) failed = attn_decode(a, qkv, (long)nqkv, segs ? segs[i] : NULL, k_pool + at, v_pool + at, attn);
     if (!failed) failed = layer_linear(&l->o, attn, B, Q8_PLAIN, NULL, 0.f, out, threads);
     if (failed) return failed;
     add_rows(h, out, (size_t)B * hidden);
