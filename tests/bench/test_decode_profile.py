@@ -95,3 +95,16 @@ def test_layers_in_one_c_call_have_their_own_range(tiny):
             profile_batch(tiny, ids, 1, prof, layers="c")
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "c"], "with --weights q8 only"),
+    (["--weights", "q8", "--layers", "c,numpy"], "out of c, python"),
+    (["--attention", "cuda"], "out of c, torch")])
+def test_bench_profile_refuses_bad_paths_before_loading(args, message, tmp_path):
+    from click.testing import CliRunner
+
+    from parareason.cli.main import main
+
+    res = CliRunner().invoke(main, ["bench", "profile", *args, "--out", str(tmp_path / "B.md")])
+    assert res.exit_code == 2 and message in res.output

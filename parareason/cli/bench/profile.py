@@ -41,6 +41,8 @@ def profile(model: str, dtype: str, weights: str, batches: tuple[int, ...], cont
             warmup: int, seed: int, compare_per_row: bool, attention: tuple[str, ...], layers: tuple[str, ...],
             out_path: str) -> None:
     """Split one decode step (matmuls, LM head, attention, sampling, other) vs the weight-streaming floor."""
+    if "c" in layers and weights != "q8":  # before the model loads
+        raise click.BadParameter("the decoder layers run in one C call with --weights q8 only", param_hint="--layers")
     run_decode_profile(ProfileConfig(model=model, dtype=dtype, weights=weights, batches=batches, context=context,
                                      steps=steps, warmup=warmup, seed=seed, out_path=out_path,
                                      shared_prefix=(True, False) if compare_per_row else (True,),
