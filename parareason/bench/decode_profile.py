@@ -102,7 +102,7 @@ def profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: ProfileC
                 raise RuntimeError("decode attention in C is not available for this model here")
             model.decode_attention = attention
         if layers is not None:
-            if layers == "c" and not (model.weights == "q8" and model.decode_attention == "c"):
+            if layers == "c" and not model.layers_fit_c():
                 raise RuntimeError("decoder layers in one C call need q8 weights and decode attention in C")
             model.decode_layers = layers
         return _profile_batch(engine, context_ids, batch, cfg, shared_prefix)
@@ -145,7 +145,7 @@ def _profile_batch(engine: Any, context_ids: list[int], batch: int, cfg: Profile
     events = prof.key_averages()
     profiled, split = split_step(events, cfg.steps)
     model = engine.model
-    layers = model.decode_layers if model.decode_attention == "c" else "python"  # torch attention: the loop
+    layers = "c" if model.layers_run_in_c else "python"
     return StepProfile(batch, shared_prefix, model.decode_attention, layers, statistics.median(times), profiled, split,
                        _top_ops(events, cfg.steps))
 

@@ -69,6 +69,7 @@ def llama_cpp_rows(model: str, prompt_tokens: int, new_tokens: int, ns: Sequence
                    threads: int) -> tuple[list[SpeedRow], str]:
     """llama-batched-bench rows (one per n) and a line describing the run."""
     from parareason.bench.llama_cpp_anchor import run_batched_bench
+    from parareason.testing.llama_cpp import BUILDS, build_name
 
     res = run_batched_bench(model, prompt_tokens, new_tokens, ns, threads)
     by_b = {r.b: r for r in res.rows}
@@ -81,8 +82,6 @@ def llama_cpp_rows(model: str, prompt_tokens: int, new_tokens: int, ns: Sequence
         else:
             rows.append(SpeedRow(label, n, r.generated, r.t, f"prefill {r.s_pp:.0f} tok/s, decode {r.s_tg:.1f} tok/s"))
     cmd = " ".join([Path(res.command[0]).name, "-m", Path(res.command[2]).name, *res.command[3:]])
-    from parareason.testing.llama_cpp import BUILDS, build_name
-
     build = build_name()
     flags = f": {BUILDS[build]}" if BUILDS[build] else ""
     return rows, f"llama.cpp: `{cmd}` ({res.threads} threads; {build} build{flags})"

@@ -50,6 +50,16 @@ def sequences(prompt_slots: list[int], rows: int, own: int):
             for r in range(rows)]
 
 
+def decoded(engine, mode: str, asks) -> dict:
+    """Each (id, prompt ids, params) of `asks` run to its end on decode layers `mode`:
+    id -> (tokens, logprobs)."""
+    engine.model.decode_layers = mode
+    engine.prefix_cache.clear()
+    for seq_id, ids, params in asks:
+        engine.submit(request(mode + seq_id, ids, params))
+    return {k.removeprefix(mode): (v.tokens, v.logprobs) for k, v in run_all(engine).items()}
+
+
 @pytest.mark.parametrize("rows", [1, 3])
 def test_one_c_call_gives_the_python_loops_bits_and_follows_a_grown_pool(rows):
     model = tiny_q8()
@@ -121,16 +131,10 @@ def test_engine_samples_the_same_tokens_and_logprobs_in_one_c_call():
     assert engine.model.decode_layers == "c"
     tok = engine.tokenizer
 
-    def run(mode: str):
-        engine.model.decode_layers = mode
-        engine.prefix_cache.clear()
-        for i, p in enumerate(PROMPTS[:2]):
-            for j in range(3):  # siblings: a shared prefix
-                params = SamplingParams(temperature=0.8, top_p=0.95, seed=10 * i + j, max_new_tokens=16)
-                engine.submit(request(f"{mode}{i}.{j}", tok.chat_ids([{"role": "user", "content": p}]), params))
-        return {k.removeprefix(mode): (v.tokens, v.logprobs) for k, v in run_all(engine).items()}
-
-    assert run("c") == run("python")
+    asks = [(f"{i}.{j}", tok.chat_ids([{"role": "user", "content": p}]),  # siblings: a shared prefix
+             SamplingParams(temperature=0.8, top_p=0.95, seed=10 * i + j, max_new_tokens=16))
+            for i, p in enumerate(PROMPTS[:2]) for j in range(3)]
+    assert decoded(engine, "c", asks) == decoded(engine, "python", asks)
 
 
 def test_paths_decode_alike_with_segment_embeddings_in_the_engine():
@@ -145,15 +149,9 @@ def test_paths_decode_alike_with_segment_embeddings_in_the_engine():
                                 EngineOptions(parathinker=pt))
     prompt = tok.encode("Question: what is 3 + 4?")
 
-    def run(mode: str):
-        engine.model.decode_layers = mode
-        engine.prefix_cache.clear()
-        for k in (1, 2):
-            params = SamplingParams(temperature=0.9, seed=k, max_new_tokens=6)
-            engine.submit(request(f"{mode}p{k}", prompt + [pt.opens[k - 1]] + tok.encode(" think"), params))
-        return {k.removeprefix(mode): (v.tokens, v.logprobs) for k, v in run_all(engine).items()}
-
-    assert run("c") == run("python")
+    asks = [(f"p{k}", prompt + [pt.opens[k - 1]] + tok.encode(" think"),
+             SamplingParams(temperature=0.9, seed=k, max_new_tokens=6)) for k in (1, 2)]
+    assert decoded(engine, "c", asks) == decoded(engine, "python", asks)
 
 
 def test_refuses_weights_other_than_q8_and_a_mismatched_batch():

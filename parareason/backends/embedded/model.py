@@ -163,8 +163,17 @@ class DecoderModel:
         self.decode_attention = "c" if decode_attention.usable(dtype, c.head_dim) else "torch"
         # decode with q8 weights and attention in C: "c" runs the decoder layers in one C call
         # a step (decode_layers.py, the same bits); "python" the loop in forward
-        self.decode_layers = "c" if self.decode_attention == "c" and weights == "q8" else "python"
+        self.decode_layers = "c" if self.layers_fit_c() else "python"
         self._layer_array: LayerArray | None = None  # built on the first C decode
+
+    def layers_fit_c(self) -> bool:
+        """Whether decode can run the decoder layers in one C call: q8 weights, attention in C."""
+        return self.weights == "q8" and self.decode_attention == "c"
+
+    @property
+    def layers_run_in_c(self) -> bool:
+        """Whether a decode forward (one new token per row) runs its layers in one C call now."""
+        return self.decode_attention == "c" and self.decode_layers == "c"
 
     @classmethod
     def from_dir(cls, model_dir: Path, dtype: torch.dtype = torch.float32,
@@ -219,7 +228,7 @@ class DecoderModel:
             if Q == 1:  # decode's attention (attention.py) takes an additive mask: built once for every layer
                 own_bias = torch.zeros(attn_mask.shape, dtype=self.dtype).masked_fill_(~attn_mask, float("-inf"))
         eps = c.rms_norm_eps
-        if in_c and self.decode_layers == "c":
+        if Q == 1 and self.layers_run_in_c:
             if self._layer_array is None:
                 self._layer_array = LayerArray(self.layers, c.hidden_size, eps)
             with region(C_LAYERS):

@@ -65,7 +65,7 @@ async def stream_attempt(client: httpx.AsyncClient, c: VLLMConfig, seq: Seq, url
     seq.on_server = (url, f"cmpl-{rid}-0")  # completion serving.py: cmpl-<request_id>-<prompt index>
     try:
         async with client.stream("POST", url + "/v1/completions", json=body,
-                                       timeout=httpx.Timeout(None, connect=c.connect_timeout_s)) as resp:
+                                 timeout=httpx.Timeout(None, connect=c.connect_timeout_s)) as resp:
             if resp.status_code != 200:
                 text = (await resp.aread()).decode("utf-8", "replace")
                 raise RequestFailure("status", f"HTTP {resp.status_code}: {text[:300]}", resp.status_code)
@@ -81,6 +81,7 @@ async def stream_attempt(client: httpx.AsyncClient, c: VLLMConfig, seq: Seq, url
     if state.finish is None:
         raise RequestFailure("dropped", f"{url}: stream ended without a finish reason")
     return state
+
 
 async def _read(c: VLLMConfig, seq: Seq, texts: Any, state: Attempt, deadline: float,
                 events: queue.Queue[Event]) -> None:

@@ -31,9 +31,10 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 @click.option("--seed", default=0, show_default=True)
 @click.option("--compare-per-row/--no-compare-per-row", default=True, show_default=True,
               help="also run each batch reading the shared prompt's KV once per row (the engine's old way)")
-@click.option("--attention", "attention", default="c", show_default=True, callback=lambda c, p, v: _attention(v),
+@click.option("--attention", "attention", default="c", show_default=True,
+              callback=lambda c, p, v: _paths(v, ("c", "torch"), True),
               help="decode attention paths to profile, each in the same run: c (decode_attention.py), torch")
-@click.option("--layers", "layers", default="", callback=lambda c, p, v: _layers(v),
+@click.option("--layers", "layers", default="", callback=lambda c, p, v: _paths(v, ("c", "python"), False),
               help="decoder layer paths to profile with C attention, each in the same run: c (one C call a "
                    "step, decode_layers.py; q8 weights), python (model.forward's loop); default: the model's own")
 @click.option("--out", "out_path", default="BENCHMARKS.md", show_default=True)
@@ -49,15 +50,8 @@ def profile(model: str, dtype: str, weights: str, batches: tuple[int, ...], cont
                                      attention=attention, layers=layers))
 
 
-def _attention(value: str) -> tuple[str, ...]:
+def _paths(value: str, known: tuple[str, ...], at_least_one: bool) -> tuple[str, ...]:
     out = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not out or any(v not in ("c", "torch") for v in out):
-        raise click.BadParameter("comma-separated paths out of c, torch")
-    return out
-
-
-def _layers(value: str) -> tuple[str, ...]:
-    out = tuple(v.strip() for v in value.split(",") if v.strip())
-    if any(v not in ("c", "python") for v in out):
-        raise click.BadParameter("comma-separated paths out of c, python")
+    if (at_least_one and not out) or any(v not in known for v in out):
+        raise click.BadParameter(f"comma-separated paths out of {', '.join(known)}")
     return out
